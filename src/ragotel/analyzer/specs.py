@@ -1,0 +1,403 @@
+"""Typed configuration of the alerting side: rules, channels, recovery hooks (pydantic, validated at load time)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ACTION_IDS",
+    "LABEL_VALUE_RE",
+    "SIGNALS",
+    "SUBSTITUTABLE_LABELS",
+    "AlertmanagerChannelSpec",
+    "BurnWindowSpec",
+    "ChannelSpec",
+    "CommandActionSpec",
+    "Duration",
+    "EmailChannelSpec",
+    "GuardSpec",
+    "LogChannelSpec",
+    "PythonActionSpec",
+    "RecoverySpec",
+    "RedisFlushActionSpec",
+    "RetrySpec",
+    "RuleSpec",
+    "SlackChannelSpec",
+    "WebhookActionSpec",
+    "WebhookChannelSpec",
+    "format_duration",
+    "parse_duration",
+]
+
+SIGNALS: Final = (
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "latency_avg",
+    "error_rate",
+    "request_rate",
+    "empty_retrieval_rate",
+    "dependency_health",
+    "cpu_utilization",
+    "memory_utilization",
+    "disk_utilization",
+    "memory_growth",
+)
+# Labels a rule may select on and a recovery command may receive. Only the second set is ever substituted into an
+# argv, a Redis pattern or a URL, and only after its value matched LABEL_VALUE_RE (telemetry is untrusted input).
+MATCH_LABELS: Final = ("service", "stage", "component", "model", "collection", "dependency", "kind")
+SUBSTITUTABLE_LABELS: Final = ("service", "stage", "component", "rule", "severity")
+LABEL_VALUE_RE: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# Recovery actions the diagnosis recommends; a hook binds to one with `on: [restart_service]`.
+ACTION_IDS: Final = ("clear_cache", "restart_service", "failover", "scale_up", "rollback", "reindex", "investigate")
+
+Signal = Literal[
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "latency_avg",
+    "error_rate",
+    "request_rate",
+    "empty_retrieval_rate",
+    "dependency_health",
+    "cpu_utilization",
+    "memory_utilization",
+    "disk_utilization",
+    "memory_growth",
+]
+Condition = Literal["greater_than", "less_than", "equals", "not_equals"]
+Severity = Literal["info", "warning", "critical"]
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
+_PLACEHOLDER_RE: Final = re.compile(r"\{([^{}]*)\}")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a Prometheus-style duration (``90s``, ``5m``, ``1h30m``, ``250ms``) or a plain number.
+
+    Raises ValueError with the expected form when the value is anything else or negative.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 30s, 5m or 1h30m, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"expected a non-negative duration, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        pos, total = 0, 0.0
+        for part in _DURATION_PART.finditer(text):
+            if part.start() != pos:
+                break
+            total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
+            pos = part.end()
+        if text and pos == len(text):
+            return total
+    raise ValueError(f"expected a duration like 30s, 5m or 1h30m, got {value!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest Prometheus-style spelling of ``seconds`` (inverse of parse_duration for whole units)."""
+    if seconds == 0:
+        return "0s"
+    if seconds < 1 or seconds != int(seconds):
+        return f"{round(seconds * 1000)}ms" if seconds < 1 else f"{seconds:g}s"
+    rest, out = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(out)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+
+
+def _check_selector(value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+    for key, want in value.items():
+        if key not in MATCH_LABELS:
+            raise ValueError(f"unknown label {key!r}: expected one of {', '.join(MATCH_LABELS)}")
+        if isinstance(want, list) and not want:
+            raise ValueError(f"label {key!r}: expected a value or a non-empty list of values")
+    return value
+
+
+Selector = Annotated[dict[str, str | list[str]], AfterValidator(_check_selector)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class GuardSpec(_Spec):
+    """An extra condition on another signal of the same service (and stage/component when it has them)."""
+
+    signal: Signal
+    condition: Condition = "greater_than"
+    threshold: float
+
+
+class BurnWindowSpec(_Spec):
+    """One multi-window burn-rate level: both windows must burn faster than ``factor`` times the budget."""
+
+    long: Duration
+    short: Duration
+    factor: float = Field(gt=0)
+    severity: Severity = "critical"
+
+    @model_validator(mode="after")
+    def _short_under_long(self) -> BurnWindowSpec:
+        if not 0 < self.short < self.long:
+            raise ValueError("expected 0 < short < long")
+        return self
+
+
+class RuleSpec(_Spec):
+    """One alerting rule; ``type`` picks how the value is computed, the state machine is the same for all."""
+
+    name: str = Field(pattern=_NAME_RE)
+    type: Literal["threshold", "burn_rate", "regression"] = "threshold"
+    enabled: bool = True
+    signal: Signal | None = None
+    match: Selector = Field(default_factory=dict)
+    condition: Condition = "greater_than"
+    threshold: float | None = None
+    # Severity levels like the seed's key-metric monitor: "warning" once the value is within this ratio of the
+    # threshold (above threshold / ratio for greater_than), ``severity`` once it crosses it.
+    warning_ratio: float | None = Field(default=None, gt=1)
+    for_: Duration = Field(default=0.0, alias="for")
+    keep_firing_for: Duration = 0.0
+    severity: Severity = "warning"
+    cooldown: Duration = 300.0
+    repeat_interval: Duration = 4 * 3600.0
+    guard: list[GuardSpec] = Field(default_factory=list)
+    summary: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    # burn_rate
+    objective: float | None = Field(default=None, gt=0, lt=1)
+    burn_windows: list[BurnWindowSpec] = Field(default_factory=list)
+    min_request_rate: float = Field(default=0.0, ge=0)
+    # regression
+    factor: float = Field(default=2.0, gt=1)
+    min_delta: float = Field(default=0.0, ge=0)
+    baseline: Duration = 3600.0
+    min_history: Duration = 600.0
+
+    @model_validator(mode="after")
+    def _complete(self) -> RuleSpec:
+        if not self.enabled:
+            return self
+        if self.type == "threshold":
+            if self.signal is None:
+                raise ValueError("a threshold rule needs 'signal'")
+            if self.threshold is None:
+                raise ValueError("a threshold rule needs 'threshold'")
+            if self.warning_ratio is not None and self.condition not in ("greater_than", "less_than"):
+                raise ValueError("'warning_ratio' needs condition greater_than or less_than")
+        elif self.type == "burn_rate":
+            if self.objective is None:
+                raise ValueError("a burn_rate rule needs 'objective' (e.g. 0.995)")
+            if not self.burn_windows:
+                raise ValueError("a burn_rate rule needs at least one entry in 'burn_windows'")
+        elif self.signal is None:
+            raise ValueError("a regression rule needs 'signal'")
+        if self.repeat_interval and self.repeat_interval < self.cooldown:
+            raise ValueError("'repeat_interval' must not be shorter than 'cooldown'")
+        return self
+
+
+class RetrySpec(_Spec):
+    """Delivery retries: exponential backoff from ``initial`` to ``max``; undelivered after ``give_up_after``."""
+
+    initial: Duration = 1.0
+    max: Duration = 300.0
+    give_up_after: Duration = 86400.0
+
+
+class _ChannelBase(_Spec):
+    name: str = Field(pattern=_NAME_RE)
+    severities: list[Severity] = Field(default_factory=lambda: ["info", "warning", "critical"])
+    send_resolved: bool = True
+    timeout: Duration = 10.0
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+
+
+class LogChannelSpec(_ChannelBase):
+    """Notifications as log records of the ``ragotel.analyzer.alerts`` logger."""
+
+    type: Literal["log"]
+    level: Literal["debug", "info", "warning", "error"] = "warning"
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class WebhookChannelSpec(_ChannelBase):
+    """JSON POST of the DESIGN.md payload, one alert per request; header values may come from the environment."""
+
+    type: Literal["webhook"]
+    url: HttpUrl
+    headers: dict[str, str] = Field(default_factory=dict)
+    headers_env: dict[str, str] = Field(default_factory=dict)
+
+
+class SlackChannelSpec(_ChannelBase):
+    """Slack incoming webhook (``text`` + ``blocks``); the URL is a secret, so ``url_env`` is preferred."""
+
+    type: Literal["slack"]
+    url: HttpUrl | None = None
+    url_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_url(self) -> SlackChannelSpec:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("expected exactly one of 'url' or 'url_env'")
+        return self
+
+
+class EmailChannelSpec(_ChannelBase):
+    """SMTP with STARTTLS (default) or implicit TLS, login with credentials read from the named variables."""
+
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    tls: Literal["starttls", "ssl", "none"] = "starttls"
+    ca_file: str | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+    subject_prefix: str = "[ragotel]"
+
+
+class AlertmanagerChannelSpec(_ChannelBase):
+    """Prometheus Alertmanager v2 API; one channel per Alertmanager instance of a cluster, like Prometheus."""
+
+    type: Literal["alertmanager"]
+    url: HttpUrl
+    resend_interval: Duration = 60.0
+    generator_url: str | None = None
+    headers_env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("resend_interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("expected a positive duration")
+        return value
+
+
+ChannelSpec = Annotated[
+    LogChannelSpec | WebhookChannelSpec | SlackChannelSpec | EmailChannelSpec | AlertmanagerChannelSpec,
+    Field(discriminator="type"),
+]
+
+
+def _checked_template(value: str) -> str:
+    bad = [name for name in _PLACEHOLDER_RE.findall(value) if name not in SUBSTITUTABLE_LABELS]
+    if bad:
+        allowed = ", ".join(f"{{{n}}}" for n in SUBSTITUTABLE_LABELS)
+        raise ValueError(f"placeholder {{{bad[0]}}} is not allowed: expected one of {allowed}")
+    return value
+
+
+Template = Annotated[str, AfterValidator(_checked_template)]
+
+
+class CommandActionSpec(_Spec):
+    """Run ``argv`` without a shell; ``{service}``-style placeholders take validated alert labels only."""
+
+    type: Literal["command"]
+    argv: list[Template] = Field(min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class WebhookActionSpec(_Spec):
+    """POST the alert as JSON to ``url``; any 2xx answer is success."""
+
+    type: Literal["webhook"]
+    url: HttpUrl
+    headers: dict[str, str] = Field(default_factory=dict)
+    headers_env: dict[str, str] = Field(default_factory=dict)
+
+
+class PythonActionSpec(_Spec):
+    """Call ``module:function`` with one keyword argument ``alert`` (a dict); returning normally is success."""
+
+    type: Literal["python"]
+    target: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class RedisFlushActionSpec(_Spec):
+    """Delete the keys matching ``pattern`` with SCAN + UNLINK; ``*`` alone needs ``allow_flush_all``."""
+
+    type: Literal["redis_flush"]
+    url: str | None = None
+    url_env: str | None = None
+    pattern: Template
+    allow_flush_all: bool = False
+    batch: int = Field(default=500, ge=1, le=10000)
+
+    @model_validator(mode="after")
+    def _safe(self) -> RedisFlushActionSpec:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("expected exactly one of 'url' or 'url_env'")
+        if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {self.url!r}")
+        if not self.pattern.strip():
+            raise ValueError("expected a non-empty key pattern")
+        if self.pattern.strip() == "*" and not self.allow_flush_all:
+            raise ValueError("pattern '*' deletes every key of the database: set allow_flush_all: true to mean it")
+        return self
+
+
+ActionSpec = Annotated[
+    CommandActionSpec | WebhookActionSpec | PythonActionSpec | RedisFlushActionSpec,
+    Field(discriminator="type"),
+]
+
+
+class RecoverySpec(_Spec):
+    """A recovery hook: when an alert fires whose rule, primary cause or recommended action is in ``on``."""
+
+    name: str = Field(pattern=_NAME_RE)
+    on: list[str] = Field(min_length=1)
+    match: Selector = Field(default_factory=dict)
+    action: ActionSpec
+    cooldown: Duration = 300.0
+    failure_cooldown: Duration = 60.0
+    max_attempts: int = Field(default=3, ge=1)
+    attempts_window: Duration = 3600.0
+    timeout: Duration = 30.0
+    dry_run: bool = False
+    verify_within: Duration = 120.0
+    escalate_to: list[str] | None = None
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("expected a positive duration")
+        return value

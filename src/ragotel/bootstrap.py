@@ -1,0 +1,299 @@
+"""``ragotel.instrument()``: providers, exporters, library instrumentors and gauges — idempotent, never raising."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from ragotel import _guard
+from ragotel import telemetry as _telemetry
+from ragotel.config import Settings
+
+__all__ = ["LIBRARIES", "Instrumentation", "current_instrumentation", "instrument", "uninstrument"]
+
+_log = logging.getLogger("ragotel")
+
+
+@dataclass(frozen=True, slots=True)
+class Library:
+    """A supported library: the module whose presence enables it and the instrumentor class path."""
+
+    module: str
+    instrumentor: str  # "package.module:ClassName"
+
+
+# The registry: adding a library is one line here plus one entry point in pyproject.toml.
+LIBRARIES: Final[dict[str, Library]] = {
+    "openai": Library("openai", "ragotel.instrumentation.openai:OpenAIInstrumentor"),
+    "langchain": Library("langchain_core", "ragotel.instrumentation.langchain:LangChainInstrumentor"),
+    "chromadb": Library("chromadb", "ragotel.instrumentation.chromadb:ChromaInstrumentor"),
+    "qdrant": Library("qdrant_client", "ragotel.instrumentation.qdrant:QdrantInstrumentor"),
+    "sentence_transformers": Library(
+        "sentence_transformers", "ragotel.instrumentation.sentence_transformers:SentenceTransformersInstrumentor"
+    ),
+    "llama_index": Library("llama_index.core", "ragotel.instrumentation.llama_index:LlamaIndexInstrumentor"),
+}
+
+
+class Stoppable(Protocol):
+    """Something started by instrument() that shutdown() stops (host gauges, health scheduler)."""
+
+    def stop(self) -> None:
+        """Stop promptly; must not raise."""
+
+
+class Instrumentation:
+    """The handle instrument() returns: what was instrumented, and flush / shutdown / uninstrument."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+        *,
+        owns_providers: bool,
+    ) -> None:
+        self.settings = settings
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.owns_providers = owns_providers
+        self.instrumentors: dict[str, Any] = {}
+        self.failed: dict[str, str] = {}
+        self._stoppables: list[Stoppable] = []
+        self._active = True
+
+    @property
+    def libraries(self) -> tuple[str, ...]:
+        """Names of the libraries currently instrumented."""
+        return tuple(self.instrumentors)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export what is buffered now; True when every provider flushed in time. Never raises."""
+        ok = True
+        for provider in (self.tracer_provider, self.meter_provider):
+            flush = getattr(provider, "force_flush", None)
+            if flush is not None:
+                ok = bool(_guard.call("force_flush", lambda f=flush: f(timeout_millis), False)) and ok
+        return ok
+
+    def uninstrument(self) -> None:
+        """Restore every patched library callable and stop the gauges. Never raises."""
+        global _current
+        for name, instrumentor in list(self.instrumentors.items()):
+            _guard.call(f"uninstrument {name}", instrumentor.uninstrument, None)
+        self.instrumentors.clear()
+        for stoppable in self._stoppables:
+            _guard.call("stop", stoppable.stop, None)
+        self._stoppables.clear()
+        with _lock:
+            if _current is self:
+                _current = None
+                _telemetry.set_default(None)
+        self._active = False
+
+    def shutdown(self) -> None:
+        """Uninstrument, then flush and shut down the providers ragotel built (an app's own are only flushed)."""
+        self.uninstrument()
+        if self.owns_providers:
+            for provider in (self.tracer_provider, self.meter_provider):
+                stop = getattr(provider, "shutdown", None)
+                if stop is not None:
+                    _guard.call("provider shutdown", stop, None)
+        else:
+            self.force_flush()
+
+    def _instrument_libraries(self) -> None:
+        wanted = self.settings.libraries
+        names = list(LIBRARIES) if wanted is None else [n.removeprefix("ragotel_") for n in wanted]
+        for name in names:
+            if name in self.settings.disabled_libraries:
+                continue
+            lib = LIBRARIES.get(name)
+            if lib is None:
+                _log.warning("ragotel: unknown library %r in libraries=; known: %s", name, ", ".join(LIBRARIES))
+                continue
+            if _guard.call("find_spec", lambda m=lib.module: importlib.util.find_spec(m), None) is None:
+                continue  # not installed: skipped quietly
+            try:
+                module_name, _, class_name = lib.instrumentor.partition(":")
+                instrumentor = getattr(importlib.import_module(module_name), class_name)()
+                instrumentor.instrument(
+                    tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, skip_dep_check=False
+                )
+                if instrumentor.is_instrumented_by_opentelemetry:
+                    self.instrumentors[name] = instrumentor
+                else:
+                    self.failed[name] = "dependency check failed (version not supported)"
+            except Exception as exc:  # noqa: BLE001 - one library failing must not stop the others
+                self.failed[name] = repr(exc)
+                _guard.warn(f"instrumenting {name}", exc)
+
+    def _start_gauges(self) -> None:
+        hooks: list[tuple[str, str]] = []
+        if self.settings.host_metrics:
+            hooks.append(("ragotel.host", "install"))
+        hooks.append(("ragotel.health", "install"))
+        for module_name, func in hooks:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            stoppable = _guard.call(
+                f"{module_name}.{func}", lambda m=module, f=func: getattr(m, f)(self.meter_provider, self.settings), None
+            )
+            if stoppable is not None:
+                self._stoppables.append(stoppable)
+
+
+_lock = threading.RLock()
+_current: Instrumentation | None = None
+
+
+def current_instrumentation() -> Instrumentation | None:
+    """The handle of the active ``instrument()`` call, if any."""
+    return _current
+
+
+def instrument(
+    *,
+    service_name: str | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | str | None = None,
+    capture_content: bool | None = None,
+    libraries: list[str] | tuple[str, ...] | None = None,
+    host_metrics: bool = True,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> Instrumentation:
+    """Instrument every supported, importable library and start the gauges. Idempotent; never raises.
+
+    Providers: the ones passed, else SDK providers the app already installed globally (ragotel then adds no
+    exporter), else new SDK providers exporting OTLP (``http/protobuf`` by default, ``grpc`` on request),
+    installed as the global providers. Explicit arguments beat ``OTEL_*`` environment variables. Makes no network
+    call itself: exporters connect on their first export, from their own threads.
+    """
+    global _current
+    with _lock:
+        if _current is not None:
+            return _current
+        settings = _guard.call(
+            "reading settings",
+            lambda: Settings.from_env(
+                service_name=service_name,
+                endpoint=endpoint,
+                protocol=protocol,
+                headers=headers,
+                capture_content=capture_content,
+                libraries=libraries,
+                host_metrics=host_metrics,
+            ),
+            Settings(),
+        )
+        handle = _guard.call(
+            "building providers", lambda: _build(settings, tracer_provider, meter_provider), None
+        ) or Instrumentation(settings, tracer_provider, meter_provider, owns_providers=False)
+        _telemetry.set_default(
+            _telemetry.Telemetry(
+                handle.tracer_provider,
+                handle.meter_provider,
+                capture_content=settings.capture_content,
+                capture_max_length=settings.capture_max_length,
+            )
+        )
+        _current = handle
+        _guard.call("instrumenting libraries", handle._instrument_libraries, None)
+        _guard.call("starting gauges", handle._start_gauges, None)
+        return handle
+
+
+def uninstrument() -> None:
+    """Undo :func:`instrument` entirely: unpatch libraries, stop gauges. Providers stay usable. Never raises."""
+    handle = _current
+    if handle is not None:
+        handle.uninstrument()
+
+
+def _build(
+    settings: Settings, tracer_provider: trace.TracerProvider | None, meter_provider: metrics.MeterProvider | None
+) -> Instrumentation:
+    owns = False
+    if tracer_provider is None:
+        existing = trace.get_tracer_provider()
+        if isinstance(existing, TracerProvider):
+            tracer_provider = existing
+        else:
+            tracer_provider = _new_tracer_provider(settings)
+            trace.set_tracer_provider(tracer_provider)
+            owns = True
+    if meter_provider is None:
+        existing_m = metrics.get_meter_provider()
+        if isinstance(existing_m, MeterProvider):
+            meter_provider = existing_m
+        else:
+            meter_provider = _new_meter_provider(settings)
+            metrics.set_meter_provider(meter_provider)
+            owns = True
+    return Instrumentation(settings, tracer_provider, meter_provider, owns_providers=owns)
+
+
+def _resource(settings: Settings) -> Resource:
+    # Resource.create reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; an explicit name wins over both.
+    return Resource.create({SERVICE_NAME: settings.service_name} if settings.service_name else {})
+
+
+def _exporter_module(settings: Settings, signal: str) -> tuple[Any, str]:
+    """Import the OTLP exporter module for ``signal`` ("trace"/"metric"); grpc falls back to http if missing."""
+    if settings.protocol == "grpc":
+        try:
+            return importlib.import_module(f"opentelemetry.exporter.otlp.proto.grpc.{signal}_exporter"), "grpc"
+        except ImportError:
+            _log.warning(
+                "ragotel: protocol 'grpc' needs the gRPC exporter (pip install 'ragotel[grpc]'); using http/protobuf"
+            )
+    return importlib.import_module(f"opentelemetry.exporter.otlp.proto.http.{signal}_exporter"), "http/protobuf"
+
+
+def _exporter_kwargs(settings: Settings, protocol: str, path: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"timeout": settings.exporter_timeout_s}
+    if settings.headers is not None:
+        kwargs["headers"] = settings.headers
+    if settings.endpoint:
+        base = settings.endpoint.rstrip("/")
+        kwargs["endpoint"] = base if protocol == "grpc" else f"{base}/{path}"
+    return kwargs
+
+
+def _new_tracer_provider(settings: Settings) -> TracerProvider:
+    module, protocol = _exporter_module(settings, "trace")
+    exporter: SpanExporter = module.OTLPSpanExporter(**_exporter_kwargs(settings, protocol, "v1/traces"))
+    provider = TracerProvider(resource=_resource(settings))
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            exporter,
+            max_queue_size=settings.max_queue_size,
+            schedule_delay_millis=settings.schedule_delay_ms,
+            max_export_batch_size=min(settings.max_export_batch_size, settings.max_queue_size),
+            export_timeout_millis=settings.export_timeout_ms,
+        )
+    )
+    return provider
+
+
+def _new_meter_provider(settings: Settings) -> MeterProvider:
+    module, protocol = _exporter_module(settings, "metric")
+    exporter: MetricExporter = module.OTLPMetricExporter(**_exporter_kwargs(settings, protocol, "v1/metrics"))
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=settings.metric_export_interval_ms)
+    return MeterProvider(resource=_resource(settings), metric_readers=[reader])

@@ -1,0 +1,208 @@
+"""Frozen SDK settings read once from arguments and the environment; every RAGOTEL_* variable is defined here."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import unquote
+
+_log = logging.getLogger("ragotel")
+
+# Standard OpenTelemetry variables we read ourselves (the SDK and exporters read the rest).
+ENV_SERVICE_NAME: Final = "OTEL_SERVICE_NAME"
+ENV_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
+ENV_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"
+ENV_HEADERS: Final = "OTEL_EXPORTER_OTLP_HEADERS"
+ENV_DISABLED: Final = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
+ENV_CAPTURE: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+ENV_BSP_MAX_QUEUE_SIZE: Final = "OTEL_BSP_MAX_QUEUE_SIZE"
+ENV_BSP_SCHEDULE_DELAY: Final = "OTEL_BSP_SCHEDULE_DELAY"
+ENV_BSP_MAX_EXPORT_BATCH_SIZE: Final = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+ENV_BSP_EXPORT_TIMEOUT: Final = "OTEL_BSP_EXPORT_TIMEOUT"
+ENV_METRIC_EXPORT_INTERVAL: Final = "OTEL_METRIC_EXPORT_INTERVAL"
+ENV_EXPORTER_TIMEOUT: Final = "OTEL_EXPORTER_OTLP_TIMEOUT"
+
+# ragotel's own variables.
+ENV_CAPTURE_MAX_LENGTH: Final = "RAGOTEL_CAPTURE_MAX_LENGTH"
+ENV_HOST_METRICS: Final = "RAGOTEL_HOST_METRICS"
+ENV_HEALTH_AUTO: Final = "RAGOTEL_HEALTH_AUTO_REGISTER"
+ENV_LOG_LEVEL: Final = "RAGOTEL_LOG_LEVEL"
+
+PROTOCOLS: Final = ("http/protobuf", "grpc")
+DEFAULT_PROTOCOL: Final = "http/protobuf"
+DEFAULT_CAPTURE_MAX_LENGTH: Final = 4096
+# Exporter queue: spans beyond this many waiting are dropped (and counted by the SDK), so an endpoint that is
+# down never grows the app's memory without bound.
+DEFAULT_MAX_QUEUE_SIZE: Final = 2048
+DEFAULT_SCHEDULE_DELAY_MS: Final = 5000
+DEFAULT_MAX_EXPORT_BATCH_SIZE: Final = 512
+DEFAULT_EXPORT_TIMEOUT_MS: Final = 30000
+DEFAULT_METRIC_EXPORT_INTERVAL_MS: Final = 60000
+DEFAULT_EXPORTER_TIMEOUT_S: Final = 10.0
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _warn(variable: str, value: object, expected: str, fallback: object) -> None:
+    _log.warning("ragotel: %s=%r is not %s; using %r", variable, value, expected, fallback)
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """Parse a boolean variable; an unparsable value warns and yields ``default``."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    _warn(name, raw, "a boolean (true/false)", default)
+    return default
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    """Parse an integer variable; a non-numeric or too-small value warns and yields ``default``."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        _warn(name, raw, "an integer", default)
+        return default
+    if value < minimum:
+        _warn(name, raw, f"an integer >= {minimum}", default)
+        return default
+    return value
+
+
+def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    """Parse a float variable; a non-numeric or too-small value warns and yields ``default``."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        _warn(name, raw, "a number", default)
+        return default
+    if value < minimum or value != value:  # NaN check without importing math
+        _warn(name, raw, f"a number >= {minimum}", default)
+        return default
+    return value
+
+
+def parse_headers(raw: str, *, source: str) -> dict[str, str] | None:
+    """Parse W3C-baggage-style ``k1=v1,k2=v2`` headers; return None (after one warning) when malformed."""
+    headers: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = unquote(key).strip().lower()
+        if not sep or not key or any(c in key for c in " \t\r\n:\"'"):
+            _log.warning(
+                "ragotel: %s=%r is malformed (expected comma-separated key=value pairs, bad item %r); "
+                "sending no extra headers",
+                source,
+                raw,
+                item,
+            )
+            return None
+        headers[key] = unquote(value).strip()
+    return headers
+
+
+def normalize_protocol(value: str | None, *, source: str) -> str:
+    """Return a supported OTLP protocol; an unknown one warns and falls back to http/protobuf."""
+    if value is None or value.strip() == "":
+        return DEFAULT_PROTOCOL
+    protocol = value.strip().lower()
+    if protocol in ("http", "http/json"):
+        # The OTLP HTTP exporter speaks protobuf only; JSON is accepted by receivers but not sent by the SDK.
+        _warn(source, value, "a supported protocol (http/protobuf, grpc)", DEFAULT_PROTOCOL)
+        return DEFAULT_PROTOCOL
+    if protocol not in PROTOCOLS:
+        _warn(source, value, "one of http/protobuf, grpc", DEFAULT_PROTOCOL)
+        return DEFAULT_PROTOCOL
+    return protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ragotel's bootstrap decides from arguments and environment. Explicit arguments win."""
+
+    service_name: str | None = None
+    endpoint: str | None = None
+    protocol: str = DEFAULT_PROTOCOL
+    headers: dict[str, str] | None = None  # None: the exporters read OTEL_EXPORTER_OTLP_[TRACES_]HEADERS
+    capture_content: bool = False
+    capture_max_length: int = DEFAULT_CAPTURE_MAX_LENGTH
+    libraries: tuple[str, ...] | None = None
+    disabled_libraries: frozenset[str] = field(default_factory=frozenset)
+    host_metrics: bool = True
+    health_auto_register: bool = True
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    schedule_delay_ms: int = DEFAULT_SCHEDULE_DELAY_MS
+    max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE
+    export_timeout_ms: int = DEFAULT_EXPORT_TIMEOUT_MS
+    metric_export_interval_ms: int = DEFAULT_METRIC_EXPORT_INTERVAL_MS
+    exporter_timeout_s: float = DEFAULT_EXPORTER_TIMEOUT_S
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        service_name: str | None = None,
+        endpoint: str | None = None,
+        protocol: str | None = None,
+        headers: Mapping[str, str] | str | None = None,
+        capture_content: bool | None = None,
+        libraries: list[str] | tuple[str, ...] | None = None,
+        host_metrics: bool = True,
+    ) -> Settings:
+        """Build settings; never raises: bad values warn once, naming the variable, and use the documented default."""
+        env = os.environ if env is None else env
+        if protocol is not None:
+            proto = normalize_protocol(protocol, source="instrument(protocol=...)")
+        else:
+            proto = normalize_protocol(env.get(ENV_PROTOCOL), source=ENV_PROTOCOL)
+        # Headers: explicit ones win. A valid environment value is left to the exporters (they also read the
+        # per-signal variables); a malformed one warns once here and {} stops the exporters re-parsing it.
+        parsed_headers: dict[str, str] | None = None
+        if isinstance(headers, str):
+            parsed_headers = parse_headers(headers, source="instrument(headers=...)") or {}
+        elif headers is not None:
+            parsed_headers = {str(k).lower(): str(v) for k, v in headers.items()}
+        elif env.get(ENV_HEADERS) and parse_headers(env[ENV_HEADERS], source=ENV_HEADERS) is None:
+            parsed_headers = {}
+        capture = env_bool(env, ENV_CAPTURE, False) if capture_content is None else bool(capture_content)
+        disabled = frozenset(
+            name.strip().removeprefix("ragotel_") for name in env.get(ENV_DISABLED, "").split(",") if name.strip()
+        )
+        return cls(
+            service_name=service_name or env.get(ENV_SERVICE_NAME) or None,
+            endpoint=endpoint or None,  # None: the exporters read OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT
+            protocol=proto,
+            headers=parsed_headers,
+            capture_content=capture,
+            capture_max_length=env_int(env, ENV_CAPTURE_MAX_LENGTH, DEFAULT_CAPTURE_MAX_LENGTH, minimum=1),
+            libraries=tuple(libraries) if libraries is not None else None,
+            disabled_libraries=disabled,
+            host_metrics=host_metrics and env_bool(env, ENV_HOST_METRICS, True),
+            health_auto_register=env_bool(env, ENV_HEALTH_AUTO, True),
+            max_queue_size=env_int(env, ENV_BSP_MAX_QUEUE_SIZE, DEFAULT_MAX_QUEUE_SIZE, minimum=1),
+            schedule_delay_ms=env_int(env, ENV_BSP_SCHEDULE_DELAY, DEFAULT_SCHEDULE_DELAY_MS, minimum=1),
+            max_export_batch_size=env_int(env, ENV_BSP_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_EXPORT_BATCH_SIZE, minimum=1),
+            export_timeout_ms=env_int(env, ENV_BSP_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_MS, minimum=1),
+            metric_export_interval_ms=env_int(
+                env, ENV_METRIC_EXPORT_INTERVAL, DEFAULT_METRIC_EXPORT_INTERVAL_MS, minimum=1
+            ),
+            exporter_timeout_s=env_float(env, ENV_EXPORTER_TIMEOUT, DEFAULT_EXPORTER_TIMEOUT_S, minimum=0.001),
+        )
