@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
@@ -85,7 +86,7 @@ class Instrumentation:
         for provider in (self.tracer_provider, self.meter_provider):
             flush = getattr(provider, "force_flush", None)
             if flush is not None:
-                ok = bool(_guard.call("force_flush", lambda f=flush: f(timeout_millis), False)) and ok
+                ok = bool(_guard.call("force_flush", functools.partial(flush, timeout_millis), False)) and ok
         return ok
 
     def uninstrument(self) -> None:
@@ -124,7 +125,7 @@ class Instrumentation:
             if lib is None:
                 _log.warning("ragotel: unknown library %r in libraries=; known: %s", name, ", ".join(LIBRARIES))
                 continue
-            if _guard.call("find_spec", lambda m=lib.module: importlib.util.find_spec(m), None) is None:
+            if _guard.call("find_spec", functools.partial(importlib.util.find_spec, lib.module), None) is None:
                 continue  # not installed: skipped quietly
             try:
                 module_name, _, class_name = lib.instrumentor.partition(":")
@@ -150,9 +151,8 @@ class Instrumentation:
                 module = importlib.import_module(module_name)
             except ImportError:
                 continue
-            stoppable = _guard.call(
-                f"{module_name}.{func}", lambda m=module, f=func: getattr(m, f)(self.meter_provider, self.settings), None
-            )
+            starter = functools.partial(getattr(module, func), self.meter_provider, self.settings)
+            stoppable: Stoppable | None = _guard.call(f"{module_name}.{func}", starter, None)
             if stoppable is not None:
                 self._stoppables.append(stoppable)
 

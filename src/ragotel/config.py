@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: flo
     except ValueError:
         _warn(name, raw, "a number", default)
         return default
-    if value < minimum or value != value:  # NaN check without importing math
+    if value < minimum or math.isnan(value):
         _warn(name, raw, f"a number >= {minimum}", default)
         return default
     return value

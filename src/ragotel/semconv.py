@@ -134,7 +134,22 @@ UNIT_TOKENS: Final = "{token}"
 UNIT_DOCUMENTS: Final = "{document}"
 
 # Bucket advice: GenAI conventions for durations and token counts, database conventions for db durations.
-GEN_AI_DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+GEN_AI_DURATION_BUCKETS: Final = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
 GEN_AI_TOKEN_BUCKETS: Final = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
@@ -148,8 +163,13 @@ DOCUMENT_COUNT_BUCKETS: Final = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
 # Metric attributes: low cardinality only, never query text, ids or user ids.
 STAGE_METRIC_ATTRIBUTES: Final = (RAGOTEL_STAGE, RAGOTEL_COMPONENT, ERROR_TYPE)
 GEN_AI_METRIC_ATTRIBUTES: Final = (
-    GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, SERVER_ADDRESS, ERROR_TYPE,
-)  # fmt: skip
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    SERVER_ADDRESS,
+    ERROR_TYPE,
+)
 DB_METRIC_ATTRIBUTES: Final = (DB_SYSTEM_NAME, DB_OPERATION_NAME, DB_COLLECTION_NAME, SERVER_ADDRESS, ERROR_TYPE)
 RETRIEVAL_METRIC_ATTRIBUTES: Final = (RAGOTEL_COMPONENT,)
 

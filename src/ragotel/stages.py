@@ -137,7 +137,11 @@ def retrieval(data_source: str | None = None, *, top_k: int | None = None, compo
     """A retrieval step; record what it found with ``op.add_documents(...)``."""
     return Stage(
         sc.STAGE_RETRIEVAL,
-        {sc.GEN_AI_OPERATION_NAME: sc.OP_RETRIEVAL, sc.GEN_AI_DATA_SOURCE_ID: data_source, sc.GEN_AI_RETRIEVAL_TOP_K: top_k},
+        {
+            sc.GEN_AI_OPERATION_NAME: sc.OP_RETRIEVAL,
+            sc.GEN_AI_DATA_SOURCE_ID: data_source,
+            sc.GEN_AI_RETRIEVAL_TOP_K: top_k,
+        },
         component=component,
     )
 

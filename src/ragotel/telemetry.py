@@ -136,7 +136,7 @@ class Telemetry:
 
 def span_name(stage: str, attributes: Mapping[str, Any]) -> str:
     """Span naming of DESIGN.md section 3, derived from the attributes so every caller names alike."""
-    if stage == sc.STAGE_GENERATION or stage == sc.STAGE_EMBEDDING:
+    if stage in (sc.STAGE_GENERATION, sc.STAGE_EMBEDDING):
         default_op = sc.OP_CHAT if stage == sc.STAGE_GENERATION else sc.OP_EMBEDDINGS
         op = attributes.get(sc.GEN_AI_OPERATION_NAME) or default_op
         model = attributes.get(sc.GEN_AI_REQUEST_MODEL)
@@ -266,7 +266,9 @@ class Operation:
                 return
             self._note_metric_attrs(clean)
             if _USAGE_KEYS.intersection(clean):
-                self._add_usage(clean.pop(sc.GEN_AI_USAGE_INPUT_TOKENS, None), clean.pop(sc.GEN_AI_USAGE_OUTPUT_TOKENS, None))
+                self._add_usage(
+                    clean.pop(sc.GEN_AI_USAGE_INPUT_TOKENS, None), clean.pop(sc.GEN_AI_USAGE_OUTPUT_TOKENS, None)
+                )
             count = clean.get(sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT)
             if isinstance(count, int):
                 self._docs = count
@@ -417,7 +419,9 @@ class Operation:
                 if self._usage_in is not None or self._usage_out is not None:
                     token_attrs = {k: v for k, v in gen_attrs.items() if k != sc.ERROR_TYPE}
                     if self._usage_in is not None:
-                        tel.token_usage.record(self._usage_in, {**token_attrs, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
+                        tel.token_usage.record(
+                            self._usage_in, {**token_attrs, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT}
+                        )
                     if self._usage_out is not None:
                         tel.token_usage.record(
                             self._usage_out, {**token_attrs, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT}

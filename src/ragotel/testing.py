@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -72,7 +72,7 @@ class Capture:
                         continue
                     for p in metric.data.data_points:
                         attrs = dict(p.attributes or {})
-                        if hasattr(p, "bucket_counts"):
+                        if isinstance(p, HistogramDataPoint):
                             points.append(
                                 MetricPoint(
                                     metric.name,
@@ -84,7 +84,7 @@ class Capture:
                                     explicit_bounds=tuple(p.explicit_bounds),
                                 )
                             )
-                        else:
+                        elif isinstance(p, NumberDataPoint):
                             points.append(MetricPoint(metric.name, metric.unit or "", attrs, value=p.value))
         return points
 

@@ -150,7 +150,7 @@ def _end_dropped(op: Operation, reader: StreamReader | None) -> None:
     op.end(ended_early=True)
 
 
-class StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]  # wrapt has no type hints
+class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only in wrapt's stubs, not at runtime
     """Follows a sync or async stream (iterator, generator, SDK stream object) and ends its span exactly once.
 
     Exhausted → ended normally; ``close()``/``aclose()``/context exit before the end, or the proxy dropped and
@@ -247,7 +247,7 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]  # wrapt has no type
         return self
 
     async def __anext__(self) -> Any:
-        return await self._self_astep(lambda: self.__wrapped__.__anext__())
+        return await self._self_astep(self.__wrapped__.__anext__)
 
     async def asend(self, value: Any) -> Any:
         """Forward ``asend`` to a wrapped async generator."""
