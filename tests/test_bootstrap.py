@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from tests.servers import HangingServer, HttpReceiver
 
 import ragotel
 from ragotel import telemetry
 from ragotel.bootstrap import current_instrumentation
 from ragotel.config import Settings
 from ragotel.testing import capture
-from tests.servers import HangingServer, HttpReceiver
 
 _CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RAGOTEL_"))}
 
@@ -70,11 +70,13 @@ def _spans(receiver: HttpReceiver) -> tuple[dict[str, Any], list[str]]:
 
 
 def test_explicit_arguments_beat_environment(http_receiver: HttpReceiver) -> None:
-    """instrument(service_name=, endpoint=, headers=) wins over OTEL_*; spans and metrics arrive as OTLP/HTTP protobuf."""
+    """Explicit service_name/endpoint/headers win over OTEL_*; spans and metrics arrive as OTLP/HTTP protobuf."""
     run_child(
         _PIPELINE
         + f"""
-    handle = ragotel.instrument(service_name="explicit-svc", endpoint="{http_receiver.url}", headers={{"x-team": "rag"}})
+    handle = ragotel.instrument(
+        service_name="explicit-svc", endpoint="{http_receiver.url}", headers={{"x-team": "rag"}}
+    )
     assert ask() == "ok"
     assert handle.owns_providers
     assert handle.force_flush(10_000)
