@@ -8,6 +8,7 @@ method here is safe to call from telemetry code: none raises into the caller (fa
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,7 +24,17 @@ from ragotel import _guard
 from ragotel import semconv as sc
 from ragotel.config import DEFAULT_CAPTURE_MAX_LENGTH
 
-__all__ = ["NOOP", "Operation", "Telemetry", "current", "pop", "push", "set_default", "use_providers"]
+__all__ = [
+    "NOOP",
+    "Operation",
+    "Telemetry",
+    "current",
+    "current_operation",
+    "pop",
+    "push",
+    "set_default",
+    "use_providers",
+]
 
 VERSION: Final = "0.1.0"
 _OP_KEY: Final = otel_context.create_key("ragotel-operation")
@@ -122,7 +133,7 @@ class Telemetry:
                 and not parent.ended
                 and trace.get_current_span() is parent.span
             ):
-                return _MergedOperation(parent, attributes, name)
+                return _MergedOperation(parent, attributes, name, attach)
             return Operation(self, stage, component, attributes, name, attach)
         except Exception as exc:  # noqa: BLE001 - the single guard around span creation; see _guard
             _guard.report("Telemetry.start", exc)
@@ -163,6 +174,7 @@ class Operation:
     """
 
     __slots__ = (
+        "_depth",
         "_docs",
         "_ended",
         "_lock",
@@ -171,6 +183,7 @@ class Operation:
         "_tel",
         "_token",
         "_ttfc",
+        "_usage_depth",
         "_usage_in",
         "_usage_out",
         "component",
@@ -195,6 +208,8 @@ class Operation:
         self._ttfc: float | None = None
         self._usage_in: int | None = None
         self._usage_out: int | None = None
+        self._usage_depth = 0
+        self._depth = 0
         self._docs: int | None = None
         self._lock = threading.Lock() if tel is not None else None
         self._metric_attrs: dict[str, Any] = {}
@@ -257,6 +272,10 @@ class Operation:
     # -- recording -------------------------------------------------------------------------------------------------
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         """Set span attributes (``None`` values skipped); low-cardinality ones also label this step's metrics."""
+        self._set_attributes_at(attributes, self._depth)
+
+    def _set_attributes_at(self, attributes: Mapping[str, Any], depth: int) -> None:
+        """Set attributes reported by the step ``depth`` merges deep (0: this step itself)."""
         tel = self._tel
         if tel is None or self._ended or not attributes:
             return
@@ -267,7 +286,7 @@ class Operation:
             self._note_metric_attrs(clean)
             if _USAGE_KEYS.intersection(clean):
                 self._add_usage(
-                    clean.pop(sc.GEN_AI_USAGE_INPUT_TOKENS, None), clean.pop(sc.GEN_AI_USAGE_OUTPUT_TOKENS, None)
+                    clean.pop(sc.GEN_AI_USAGE_INPUT_TOKENS, None), clean.pop(sc.GEN_AI_USAGE_OUTPUT_TOKENS, None), depth
                 )
             count = clean.get(sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT)
             if isinstance(count, int):
@@ -391,7 +410,15 @@ class Operation:
             if isinstance(value, str | int | float | bool):
                 self._metric_attrs[key] = value
 
-    def _add_usage(self, input_tokens: Any, output_tokens: Any) -> None:
+    def _add_usage(self, input_tokens: Any, output_tokens: Any, depth: int = 0) -> None:
+        # The innermost reporter wins: a framework step (LangChain) and the provider call it merged (OpenAI) both
+        # read the same usage from the same response; only the deepest level's figures are kept (summed when that
+        # level made several calls), whatever order the reports arrive in.
+        if depth < self._usage_depth:
+            return
+        if depth > self._usage_depth:
+            self._usage_depth = depth
+            self._usage_in = self._usage_out = None
         if isinstance(input_tokens, int) and not isinstance(input_tokens, bool):
             self._usage_in = (self._usage_in or 0) + input_tokens
         if isinstance(output_tokens, int) and not isinstance(output_tokens, bool):
@@ -437,7 +464,9 @@ class _MergedOperation(Operation):
 
     __slots__ = ("_outer",)
 
-    def __init__(self, outer: Operation, attributes: Mapping[str, Any] | None, name: str | None) -> None:
+    def __init__(
+        self, outer: Operation, attributes: Mapping[str, Any] | None, name: str | None, attach: bool = True
+    ) -> None:
         self._outer = outer
         self.stage = outer.stage
         self.component = outer.component
@@ -448,22 +477,28 @@ class _MergedOperation(Operation):
         self._ttfc = None
         self._lock = None
         self._metric_attrs = {}
+        self._usage_in = self._usage_out = None
+        self._usage_depth = 0
+        self._docs = None
+        self._start = outer._start
+        self._depth = outer._depth + 1
         if attributes:
-            outer.set_attributes(attributes)
+            self._set_attributes_at(attributes, self._depth)
             new_name = name or span_name(outer.stage, attributes)
             if sc.GEN_AI_REQUEST_MODEL in attributes or sc.DB_COLLECTION_NAME in attributes or name:
                 _guard.call("span.update_name", lambda: outer.span.update_name(new_name), None)
-
-    def attach(self) -> None:
-        """The outer step's span is already current."""
-
-    def detach(self) -> None:
-        """Nothing was attached."""
+        # Current as the operation (on the outer span), so a step nested deeper merges through it and its
+        # depth is known: see Operation._add_usage.
+        if attach:
+            self.attach()
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         """Forward to the outer step."""
         if not self._ended:
-            self._outer.set_attributes(attributes)
+            self._outer._set_attributes_at(attributes, self._depth)
+
+    def _set_attributes_at(self, attributes: Mapping[str, Any], depth: int) -> None:
+        self._outer._set_attributes_at(attributes, depth)
 
     def capture(self, key: str, value: Any) -> None:
         """Forward to the outer step."""
@@ -481,8 +516,9 @@ class _MergedOperation(Operation):
             self._outer.first_chunk()
 
     def end(self, exc: BaseException | None = None, *, ended_early: bool = False) -> None:
-        """Only stop forwarding: the outer step ends the span and records the metrics once."""
+        """Only stop forwarding (and restore the context): the outer step ends the span and records metrics once."""
         self._ended = True
+        self.detach()
 
 
 NOOP: Final = Operation(None, "", "", None, None, False)
@@ -502,7 +538,14 @@ def _aliased(tel: Telemetry, attrs: dict[str, Any]) -> dict[str, Any]:
 def _error_type(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
-    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    if module in ("builtins", "__main__"):
+        return cls.__qualname__
+    # The public path when the package re-exports the class: `openai.RateLimitError`, not
+    # `openai._exceptions.RateLimitError` (stable across a library's internal moves, and what users search for).
+    top = module.partition(".")[0]
+    if top != module and getattr(sys.modules.get(top), cls.__qualname__, None) is cls:
+        return f"{top}.{cls.__qualname__}"
+    return f"{module}.{cls.__qualname__}"
 
 
 def _doc_id_score(doc: Any) -> tuple[Any, Any]:
@@ -533,6 +576,12 @@ def current() -> Telemetry:
             tel = _default
     assert tel is not None
     return tel
+
+
+def current_operation() -> Operation | None:
+    """The ragotel operation current in this context (still running), if any."""
+    op = otel_context.get_value(_OP_KEY)
+    return op if isinstance(op, Operation) and not op.ended else None
 
 
 def set_default(tel: Telemetry | None) -> None:
