@@ -16,9 +16,9 @@ _ZERO_BIN = -(2**31)
 class QuantileSketch:
     """Log-bucketed quantile sketch: every quantile it returns is within 1% (relative) of the true sample.
 
-    Buckets are ``(gamma**(i-1), gamma**i]`` with ``gamma = (1+a)/(1-a)``, ``a = 0.01``; a bucket is reported by the value
-    ``2*gamma**i/(gamma+1)``, which is within ``a`` of every value in it. Sketches with the same accuracy merge by
-    adding bucket counts, so per-interval sketches combine into a window exactly. Not thread-safe.
+    Buckets are ``(gamma**(i-1), gamma**i]`` with ``gamma = (1+a)/(1-a)``, ``a = 0.01``; a bucket is reported
+    by the value ``2*gamma**i/(gamma+1)``, which is within ``a`` of every value in it. Sketches merge by adding
+    bucket counts, so per-interval sketches combine into a window exactly. Not thread-safe.
     """
 
     __slots__ = ("bins", "count")
@@ -117,8 +117,7 @@ class DistinctCounter:
             h = hash(item) & 0xFFFFFFFFFFFFFFFF
             idx = h >> width
             rho = width - (h & low_mask).bit_length() + 1
-            if rho > regs[idx]:
-                regs[idx] = rho
+            regs[idx] = max(regs[idx], rho)
 
     def merge(self, other: DistinctCounter) -> None:
         """Take the register-wise maximum with ``other``."""

@@ -1,0 +1,494 @@
+"""Analyzer configuration: typed models, the built-in YAML, file merging and one-line-per-problem errors."""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "DEFAULT_CONFIG_YAML",
+    "ApiConfig",
+    "AuthConfig",
+    "Config",
+    "ConfigError",
+    "LimitsConfig",
+    "LogConfig",
+    "PassthroughConfig",
+    "ReceiversConfig",
+    "TLSConfig",
+    "check_config",
+    "deep_merge",
+    "load_config",
+    "parse_duration",
+    "parse_size",
+    "split_endpoint",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_duration(value: Any) -> float:
+    """Return seconds from ``"250ms"``, ``"60s"``, ``"5m"``, ``"1h"``, ``"1d"`` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("duration", "expected a duration such as 60s, 5m, 1h or 250ms")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    raise PydanticCustomError("duration", "expected a duration such as 60s, 5m, 1h or 250ms")
+
+
+def parse_size(value: Any) -> int:
+    """Return bytes from ``"4MiB"``, ``"512KB"``, ``"1GiB"`` or a plain integer number of bytes."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("size", "expected a size such as 4MiB, 512KiB or a number of bytes")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and (match := _SIZE.match(value)):
+        return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+    raise PydanticCustomError("size", "expected a size such as 4MiB, 512KiB or a number of bytes")
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:PORT`` for IPv6) into host and port; raise ValueError if malformed."""
+    host, sep, port_text = endpoint.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535, got {endpoint!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+def _endpoint(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("endpoint", "expected HOST:PORT (port 0 picks a free port)")
+    try:
+        split_endpoint(value)
+    except ValueError:
+        raise PydanticCustomError("endpoint", "expected HOST:PORT (port 0 picks a free port)") from None
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Endpoint = Annotated[str, BeforeValidator(_endpoint)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthConfig(_Model):
+    """Bearer-token authentication; off while neither source is set."""
+
+    token_env: str | None = None
+    token_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AuthConfig:
+        if self.token_env and self.token_file:
+            raise ValueError("expected only one of token_env or token_file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """True when a token source is configured."""
+        return bool(self.token_env or self.token_file)
+
+
+class TLSConfig(_Model):
+    """Server TLS; off while neither file is set."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _both(self) -> TLSConfig:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("expected both cert_file and key_file, or neither")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """True when a certificate and key are configured."""
+        return bool(self.cert_file)
+
+
+class GrpcReceiverConfig(_Model):
+    """OTLP/gRPC receiver."""
+
+    enabled: bool = True
+    endpoint: Endpoint = "127.0.0.1:4317"
+    max_message_size: Size = Field(default=4 * 1024**2, gt=0)
+    workers: int = Field(default=4, ge=1, le=256)
+
+
+class HttpReceiverConfig(_Model):
+    """OTLP/HTTP receiver."""
+
+    enabled: bool = True
+    endpoint: Endpoint = "127.0.0.1:4318"
+    max_body_size: Size = Field(default=20 * 1024**2, gt=0)
+
+
+class ReceiversConfig(_Model):
+    """Both OTLP receivers and what they share."""
+
+    grpc: GrpcReceiverConfig = GrpcReceiverConfig()
+    http: HttpReceiverConfig = HttpReceiverConfig()
+    auth: AuthConfig = AuthConfig()
+    tls: TLSConfig = TLSConfig()
+
+
+class ApiConfig(_Model):
+    """The JSON/Prometheus HTTP API."""
+
+    endpoint: Endpoint = "127.0.0.1:4319"
+    auth: AuthConfig = AuthConfig()
+    tls: TLSConfig = TLSConfig()
+
+
+class StateConfig(_Model):
+    """Durable state (SQLite)."""
+
+    path: str = "ragotel-analyzer.db"
+
+
+class LimitsConfig(_Model):
+    """Cardinality and overload protection."""
+
+    max_series: int = Field(default=100_000, ge=1)
+    ingest_queue_size: int = Field(default=256, ge=1)
+    ingest_queue_bytes: Size = Field(default=256 * 1024**2, gt=0)
+    memory_limit: Size = Field(default=1024**3, ge=0)
+    retry_after: Duration = Field(default=1.0, gt=0)
+
+
+class PassthroughConfig(_Model):
+    """Optional forwarding of everything accepted to a downstream OTLP endpoint."""
+
+    endpoint: str | None = None
+    protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
+    headers: dict[str, str] = {}
+    queue_size: int = Field(default=1000, ge=1)
+    timeout: Duration = Field(default=10.0, gt=0)
+    max_elapsed: Duration = Field(default=60.0, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected http://HOST:PORT or https://HOST:PORT")
+        return value
+
+
+class LogConfig(_Model):
+    """The daemon's own log output (stderr)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Model):
+    """The whole analyzer configuration; ``Config()`` equals the parsed ``DEFAULT_CONFIG_YAML``."""
+
+    window: Duration = Field(default=60.0, gt=0)
+    evaluation_interval: Duration = Field(default=1.0, gt=0)
+    receivers: ReceiversConfig = ReceiversConfig()
+    api: ApiConfig = ApiConfig()
+    state: StateConfig = StateConfig()
+    limits: LimitsConfig = LimitsConfig()
+    passthrough: PassthroughConfig = PassthroughConfig()
+    log: LogConfig = LogConfig()
+    rules: list[dict[str, Any]] = []
+    channels: list[dict[str, Any]] = []
+    recovery: list[dict[str, Any]] = []
+
+    @model_validator(mode="after")
+    def _interval_fits(self) -> Config:
+        if self.evaluation_interval > self.window:
+            raise ValueError("expected evaluation_interval no longer than window")
+        return self
+
+
+DEFAULT_CONFIG_YAML = """\
+# ragotel-analyzer built-in configuration (what runs when no --config is given).
+# Files given with --config deep-merge over this, later files win; command-line flags win over files.
+# Durations: 250ms, 60s, 5m, 1h. Sizes: bytes, or 512KiB, 4MiB, 1GiB.
+
+window: 60s                  # sliding window of the statistics (and of every rule signal)
+evaluation_interval: 1s      # how often rules are evaluated
+
+receivers:
+  grpc:
+    enabled: true
+    endpoint: 127.0.0.1:4317   # port 0 picks a free port; the bound address is logged
+    max_message_size: 4MiB     # after decompression; larger -> RESOURCE_EXHAUSTED
+    workers: 4
+  http:
+    enabled: true
+    endpoint: 127.0.0.1:4318   # /v1/traces, /v1/metrics, /v1/logs
+    max_body_size: 20MiB       # after decompression; larger -> 413
+  auth:                        # bearer token on both receivers; off while neither is set
+    token_env: null            # name of an environment variable holding the token
+    token_file: null           # or a file holding it (surrounding whitespace ignored)
+  tls:                         # off while neither is set
+    cert_file: null
+    key_file: null
+
+api:
+  endpoint: 127.0.0.1:4319     # /api/v1/*, /metrics, /healthz, /readyz
+  auth:
+    token_env: null
+    token_file: null
+  tls:
+    cert_file: null
+    key_file: null
+
+state:
+  path: ragotel-analyzer.db    # SQLite file
+
+limits:
+  max_series: 100000           # span + metric + log series; beyond it data goes to an overflow series
+  ingest_queue_size: 256       # accepted requests waiting for the windows; full -> 503 / UNAVAILABLE
+  ingest_queue_bytes: 256MiB
+  memory_limit: 1GiB           # resident memory above which requests are refused (0 = no limit)
+  retry_after: 1s              # Retry-After / RetryInfo sent with a refusal
+
+passthrough:                   # forward everything accepted, unchanged, to a downstream OTLP endpoint
+  endpoint: null               # e.g. http://127.0.0.1:14318 (http/protobuf) or http://127.0.0.1:14317 (grpc)
+  protocol: http/protobuf      # http/protobuf | grpc
+  headers: {}
+  queue_size: 1000             # requests held for retry; beyond it the oldest are dropped and counted
+  timeout: 10s
+  max_elapsed: 60s             # give up retrying one request after this long
+
+log:
+  level: info                  # debug | info | warning | error
+  format: text                 # text (logfmt) | json
+
+rules: []                      # alert rules (replace a built-in rule of the same name, add others)
+channels: []                   # notification channels
+recovery: []                   # recovery actions
+"""
+
+
+class ConfigError(Exception):
+    """Invalid configuration; ``problems`` holds one ``source: key.path: expected ...`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overlay`` over ``base``: mappings recursively; lists of named mappings by ``name``; else replace."""
+    out = dict(base)
+    for key, value in overlay.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = deep_merge(old, value)
+        elif isinstance(old, list) and _named_list(old) and _named_list(value):
+            merged = {item["name"]: item for item in old}
+            merged.update({item["name"]: item for item in value})
+            out[key] = list(merged.values())
+        else:
+            out[key] = value
+    return out
+
+
+def _named_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(i, Mapping) and "name" in i for i in value)
+
+
+_Source = tuple[str, Mapping[str, Any]]
+
+
+def _read(path: str | Path) -> tuple[dict[str, Any], list[str]]:
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, [f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}"]
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        return {}, [f"{name}: {where}invalid YAML: {problem}"]
+    if data is None:
+        return {}, []
+    if not isinstance(data, dict):
+        return {}, [f"{name}: top level: expected a mapping of keys, got {type(data).__name__}"]
+    return data, []
+
+
+def _defaults() -> dict[str, Any]:
+    data = yaml.safe_load(DEFAULT_CONFIG_YAML)
+    assert isinstance(data, dict)
+    return data
+
+
+def _validate(sources: Sequence[_Source]) -> tuple[Config | None, list[str]]:
+    merged: dict[str, Any] = {}
+    for _, data in sources:
+        merged = deep_merge(merged, data)
+    try:
+        return Config.model_validate(merged), []
+    except ValidationError as exc:
+        return None, [_describe(error, sources) for error in exc.errors()]
+
+
+def load_config(paths: Sequence[str | Path] = (), overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build the configuration: defaults, then each file in order, then ``overrides`` (from flags).
+
+    Raises ConfigError listing every problem found; nothing is partially applied.
+    """
+    sources: list[_Source] = [("defaults", _defaults())]
+    problems: list[str] = []
+    for path in paths:
+        data, errors = _read(path)
+        problems += errors
+        sources.append((str(path), data))
+    if overrides:
+        sources.append(("command line", overrides))
+    if problems:
+        raise ConfigError(problems)
+    config, problems = _validate(sources)
+    if config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def check_config(paths: Sequence[str | Path]) -> list[str]:
+    """Validate each file over the defaults, then all of them merged; return the problems (empty when valid)."""
+    defaults: _Source = ("defaults", _defaults())
+    problems: list[str] = []
+    sources: list[_Source] = [defaults]
+    for path in paths:
+        data, errors = _read(path)
+        if not errors:
+            errors = _validate([defaults, (str(path), data)])[1]
+        problems += errors
+        sources.append((str(path), data))
+    if not problems and len(paths) > 1:
+        problems = _validate(sources)[1]
+    return problems
+
+
+# --- error rendering -------------------------------------------------------------------------------------------
+
+_EXPECTED = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "list_type": "expected a list",
+    "missing": "required key is missing",
+}
+
+
+def _describe(error: Mapping[str, Any], sources: Sequence[_Source]) -> str:
+    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and ("[" in part or "-" in part)))
+    path = _render_loc(loc) or "top level"
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        message = "unknown key" + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
+    elif kind == "literal_error":
+        message = f"expected one of {ctx.get('expected', '')}"
+    elif kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()), "")
+        message = f"expected a value {op} {bound}"
+    elif kind in _EXPECTED:
+        message = _EXPECTED[kind]
+    else:
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not message.startswith("expected"):
+            message = f"expected a valid value: {message}"
+    got = error.get("input")
+    if kind not in {"missing", "extra_forbidden"} and isinstance(got, str | int | float | bool) and len(str(got)) < 80:
+        message += f" (got {got!r})"
+    return f"{_source_of(loc, sources)}: {path}: {message}"
+
+
+def _render_loc(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _source_of(loc: Sequence[Any], sources: Sequence[_Source]) -> str:
+    """Name the last source that set the deepest prefix of ``loc``."""
+    best, best_depth = sources[-1][0], -1
+    for name, data in sources:
+        node: Any = data
+        depth = 0
+        for part in loc:
+            in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+            if in_list or (isinstance(node, Mapping) and part in node):
+                node = node[part]
+            else:
+                break
+            depth += 1
+        if depth >= best_depth and (depth > 0 or not loc):
+            best, best_depth = name, depth
+    return best
+
+
+def _allowed_keys(loc: Sequence[Any]) -> list[str]:
+    """Field names of the model found at ``loc`` (empty if ``loc`` is not a model)."""
+    current: Any = Config
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
+            field = current.model_fields.get(part)
+            if field is None:
+                return []
+            current = field.annotation
+        else:
+            args = typing.get_args(current)
+            if typing.get_origin(current) in (list, dict) and args:
+                current = args[-1]
+            else:
+                return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation

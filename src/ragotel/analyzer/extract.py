@@ -1,0 +1,264 @@
+"""Decoded export requests to compact batches the windows merge: spans grouped per series, points, log counts.
+
+This is the per-item hot path. Spans are grouped per request so the windows do per-series work once per
+request, and label values stay raw bytes until the end (one decode per group, not per span). Items that
+break the OTLP data model are counted as rejected and reported back through ``partial_success``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from ragotel.analyzer.wire import ERROR_STATUS, any_value_text
+
+__all__ = [
+    "LogBatch",
+    "MetricBatch",
+    "MetricPoint",
+    "SpanGroup",
+    "TraceBatch",
+    "extract_logs",
+    "extract_metrics",
+    "extract_traces",
+]
+
+UNKNOWN_SERVICE = "unknown_service"
+"""What the OTel SDK calls a service that set no ``service.name``."""
+OTHER_STAGE = "other"
+
+_STAGE = "ragotel.stage"
+_COMPONENT = "ragotel.component"
+_RESPONSE_MODEL = "gen_ai.response.model"
+_REQUEST_MODEL = "gen_ai.request.model"
+_COLLECTION = "db.collection.name"
+_USER = "enduser.id"
+_DOC_COUNT = "ragotel.retrieval.document_count"
+_ZERO_COUNTS = frozenset({b"\x18\x00", b"\x21" + bytes(8), b"\x0a\x010"})  # int 0, double 0.0, string "0"
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+_ERROR_SEVERITY = 17  # SEVERITY_NUMBER_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class SpanGroup:
+    """Spans of one request sharing (service, stage, component, model, collection)."""
+
+    service: str
+    stage: str
+    component: str
+    model: str
+    collection: str
+    durations: list[float]  # seconds
+    errors: int
+    empty_retrievals: int
+    users: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceBatch:
+    """The spans of one request the windows will count."""
+
+    groups: list[SpanGroup]
+    accepted: int
+    rejected: int
+    error_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One data point reduced to a number: the value (gauge, sum) or the mean (histogram, summary)."""
+
+    service: str
+    name: str
+    attributes: tuple[tuple[str, str], ...]
+    kind: str
+    unit: str
+    time: float  # seconds since the epoch, from the point (0 when the exporter left it unset)
+    value: float
+    count: int  # observations behind a histogram/summary point; 1 for gauges and sums
+
+
+@dataclass(frozen=True, slots=True)
+class MetricBatch:
+    """The data points of one request."""
+
+    points: list[MetricPoint]
+    accepted: int
+    rejected: int
+    error_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    """Log record counts of one request per service: (records, error records)."""
+
+    services: dict[str, tuple[int, int]]
+    accepted: int
+
+
+def _text(raw: bytes | None, default: str) -> str:
+    value = any_value_text(raw)
+    return default if value is None or value == "" else value
+
+
+def extract_traces(message: Any) -> TraceBatch:
+    """Group the spans of a ``LeanTraceRequest`` per series; reject spans with invalid ids or negative duration."""
+    raw_groups: dict[tuple[Any, ...], list[Any]] = {}
+    accepted = rejected = 0
+    zero_counts = _ZERO_COUNTS
+    error_status = ERROR_STATUS
+    for resource_spans in message.resource_spans:
+        service = resource_spans.resource.attributes.get("service.name")
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                trace_id = span.trace_id
+                span_id = span.span_id
+                duration = span.end_time_unix_nano - span.start_time_unix_nano
+                if (
+                    len(trace_id) != 16
+                    or len(span_id) != 8
+                    or duration < 0
+                    or trace_id == _ZERO_TRACE
+                    or span_id == _ZERO_SPAN
+                ):
+                    rejected += 1
+                    continue
+                get = span.attributes.get
+                key = (
+                    service,
+                    get(_STAGE),
+                    get(_COMPONENT),
+                    get(_RESPONSE_MODEL) or get(_REQUEST_MODEL),
+                    get(_COLLECTION),
+                )
+                group = raw_groups.get(key)
+                if group is None:
+                    group = raw_groups[key] = [[], 0, 0, []]
+                group[0].append(duration)
+                status = span.status
+                if status and (status == error_status or _is_error(status)):
+                    group[1] += 1
+                count = get(_DOC_COUNT)
+                if count is not None and count in zero_counts:
+                    group[2] += 1
+                user = get(_USER)
+                if user is not None:
+                    group[3].append(user)
+                accepted += 1
+    groups = []
+    for (service, stage, component, model, collection), (durations, errors, empty, users) in raw_groups.items():
+        stage_text = _text(stage, OTHER_STAGE)
+        groups.append(
+            SpanGroup(
+                service=_text(service, UNKNOWN_SERVICE),
+                stage=stage_text,
+                component=_text(component, ""),
+                model=_text(model, ""),
+                collection=_text(collection, ""),
+                durations=[d * 1e-9 for d in durations],
+                errors=errors,
+                empty_retrievals=empty if stage_text == "retrieval" else 0,
+                users=[u for u in map(any_value_text, users) if u] if stage_text == "pipeline" else [],
+            )
+        )
+    reason = f"{rejected} span(s) with an invalid trace_id/span_id or an end before the start" if rejected else ""
+    return TraceBatch(groups, accepted, rejected, reason)
+
+
+def _is_error(status: bytes) -> bool:
+    """Find ``code`` (field 3) in a serialized Status that also carries a message."""
+    try:
+        return bool(Status.FromString(status).code == Status.STATUS_CODE_ERROR)
+    except ValueError:  # DecodeError subclasses it
+        return False
+
+
+def _attr_text(value: Any) -> str:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return str(value.string_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return repr(value.double_value)
+    if kind == "bytes_value":
+        return bytes(value.bytes_value).hex()
+    if kind == "array_value":
+        return json.dumps([_attr_text(v) for v in value.array_value.values])
+    if kind == "kvlist_value":
+        return json.dumps({kv.key: _attr_text(kv.value) for kv in value.kvlist_value.values})
+    return ""
+
+
+def _resource_identity(attributes: Iterable[Any]) -> tuple[str, str]:
+    service = instance = ""
+    for kv in attributes:
+        if kv.key == "service.name":
+            service = _attr_text(kv.value)
+        elif kv.key == "service.instance.id":
+            instance = _attr_text(kv.value)
+    return service or UNKNOWN_SERVICE, instance
+
+
+def extract_metrics(message: Any) -> MetricBatch:
+    """Reduce every data point of an ``ExportMetricsServiceRequest``; reject number points with no value.
+
+    The resource's ``service.instance.id`` joins the point attributes so that two replicas of one service
+    never interleave in one series.
+    """
+    points: list[MetricPoint] = []
+    rejected = 0
+    for resource_metrics in message.resource_metrics:
+        service, instance = _resource_identity(resource_metrics.resource.attributes)
+        extra = (("service.instance.id", instance),) if instance else ()
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is None:
+                    continue
+                name, unit = metric.name, metric.unit
+                for point in getattr(metric, kind).data_points:
+                    if kind in ("gauge", "sum"):
+                        which = point.WhichOneof("value")
+                        if which is None:
+                            rejected += 1
+                            continue
+                        value = float(point.as_double if which == "as_double" else point.as_int)
+                        count = 1
+                    else:
+                        count = int(point.count)
+                        value = point.sum / count if count else 0.0
+                    attributes = tuple(sorted({kv.key: _attr_text(kv.value) for kv in point.attributes}.items()))
+                    points.append(
+                        MetricPoint(
+                            service, name, attributes + extra, kind, unit, point.time_unix_nano * 1e-9, value, count
+                        )
+                    )
+    reason = f"{rejected} number data point(s) without a value" if rejected else ""
+    return MetricBatch(points, len(points), rejected, reason)
+
+
+def extract_logs(message: Any) -> LogBatch:
+    """Count log records and error records (severity_number >= ERROR) per service."""
+    services: dict[str, tuple[int, int]] = {}
+    accepted = 0
+    for resource_logs in message.resource_logs:
+        service, _ = _resource_identity(resource_logs.resource.attributes)
+        total = errors = 0
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                total += 1
+                if record.severity_number >= _ERROR_SEVERITY:
+                    errors += 1
+        if total:
+            old_total, old_errors = services.get(service, (0, 0))
+            services[service] = (old_total + total, old_errors + errors)
+            accepted += total
+    return LogBatch(services, accepted)

@@ -1,0 +1,54 @@
+"""Structured log output for the daemon: logfmt (``key=value``) or JSON lines on stderr."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+__all__ = ["configure_logging"]
+
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    out.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+    if record.exc_info:
+        out["exc"] = logging.Formatter().formatException(record.exc_info)
+    return out
+
+
+class _LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        parts = []
+        for key, value in _fields(record).items():
+            text = str(value)
+            if not text or any(c in text for c in ' ="\n\t'):
+                text = json.dumps(text)
+            parts.append(f"{key}={text}")
+        return " ".join(parts)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), default=str)
+
+
+def configure_logging(level: str = "info", fmt: str = "text") -> None:
+    """Send ``ragotel.*`` logs (and uvicorn/grpc warnings) to stderr in ``fmt`` (text = logfmt, or json)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _LogfmtFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("ragotel").setLevel(level.upper())
