@@ -27,6 +27,7 @@ RAGOTEL_EMBEDDING_BATCH_SIZE: Final = "ragotel.embedding.batch_size"
 RAGOTEL_DB_RESULT_COUNT: Final = "ragotel.db.result_count"
 RAGOTEL_DB_TOP_SCORE: Final = "ragotel.db.top_score"
 RAGOTEL_DB_BEST_DISTANCE: Final = "ragotel.db.best_distance"
+RAGOTEL_DB_TOP_K: Final = "ragotel.db.top_k"  # nearest neighbours asked for per query (n_results / limit)
 RAGOTEL_INPUT: Final = "ragotel.input"  # content capture only (custom stages)
 RAGOTEL_OUTPUT: Final = "ragotel.output"  # content capture only (custom stages)
 

@@ -25,7 +25,7 @@ from ragotel import _guard
 from ragotel import telemetry as _telemetry
 from ragotel.telemetry import NOOP, Operation
 
-__all__ = ["RagotelInstrumentor", "StreamProxy", "StreamReader", "Target", "wrap_stream"]
+__all__ = ["RagotelInstrumentor", "StreamProxy", "StreamReader", "Target", "argument", "wrap_stream"]
 
 Attributes = dict[str, Any]
 RequestExtractor = Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Attributes | None]
@@ -64,6 +64,13 @@ class Target:
     response_content: ResponseExtractor | None = None
     stream: Callable[[Any, tuple[Any, ...], Mapping[str, Any], Any], StreamReader | None] | None = None
     is_async: bool | None = None  # None: decided from the original callable
+
+
+def argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str, default: Any = None) -> Any:
+    """The argument a call passed as keyword ``name`` or at position ``index`` (``self`` not counted), else default."""
+    if name in kwargs:
+        return kwargs[name]
+    return args[index] if index < len(args) else default
 
 
 def _begin(target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operation | None:
