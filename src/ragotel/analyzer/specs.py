@@ -11,15 +11,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     field_validator,
     model_validator,
 )
 
+from ragotel.analyzer.windows import SIGNALS
+
 __all__ = [
     "ACTION_IDS",
     "LABEL_VALUE_RE",
-    "SIGNALS",
     "SUBSTITUTABLE_LABELS",
     "AlertmanagerChannelSpec",
     "BurnWindowSpec",
@@ -37,24 +37,8 @@ __all__ = [
     "SlackChannelSpec",
     "WebhookActionSpec",
     "WebhookChannelSpec",
-    "format_duration",
-    "parse_duration",
 ]
 
-SIGNALS: Final = (
-    "latency_p50",
-    "latency_p95",
-    "latency_p99",
-    "latency_avg",
-    "error_rate",
-    "request_rate",
-    "empty_retrieval_rate",
-    "dependency_health",
-    "cpu_utilization",
-    "memory_utilization",
-    "disk_utilization",
-    "memory_growth",
-)
 # Labels a rule may select on and a recovery command may receive. Only the second set is ever substituted into an
 # argv, a Redis pattern or a URL, and only after its value matched LABEL_VALUE_RE (telemetry is untrusted input).
 MATCH_LABELS: Final = ("service", "stage", "component", "model", "collection", "dependency", "kind")
@@ -63,76 +47,41 @@ LABEL_VALUE_RE: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 # Recovery actions the diagnosis recommends; a hook binds to one with `on: [restart_service]`.
 ACTION_IDS: Final = ("clear_cache", "restart_service", "failover", "scale_up", "rollback", "reindex", "investigate")
 
-Signal = Literal[
-    "latency_p50",
-    "latency_p95",
-    "latency_p99",
-    "latency_avg",
-    "error_rate",
-    "request_rate",
-    "empty_retrieval_rate",
-    "dependency_health",
-    "cpu_utilization",
-    "memory_utilization",
-    "disk_utilization",
-    "memory_growth",
-]
+
+def _known_signal(value: str) -> str:
+    if value not in SIGNALS:
+        raise ValueError(f"expected one of {', '.join(sorted(SIGNALS))}, got {value!r}")
+    return value
+
+
+Signal = Annotated[str, AfterValidator(_known_signal)]
 Condition = Literal["greater_than", "less_than", "equals", "not_equals"]
 Severity = Literal["info", "warning", "critical"]
+_ALL_SEVERITIES: Final[tuple[Severity, ...]] = ("info", "warning", "critical")
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _NAME_RE = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
 _PLACEHOLDER_RE: Final = re.compile(r"\{([^{}]*)\}")
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from a Prometheus-style duration (``90s``, ``5m``, ``1h30m``, ``250ms``) or a plain number.
+def _duration(value: object) -> float:
+    # config.py imports this module for its field types, so its parser is imported when first used.
+    from .config import parse_duration  # noqa: PLC0415  import cycle with config.py
 
-    Raises ValueError with the expected form when the value is anything else or negative.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 30s, 5m or 1h30m, got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"expected a non-negative duration, got {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        pos, total = 0, 0.0
-        for part in _DURATION_PART.finditer(text):
-            if part.start() != pos:
-                break
-            total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
-            pos = part.end()
-        if text and pos == len(text):
-            return total
-    raise ValueError(f"expected a duration like 30s, 5m or 1h30m, got {value!r}")
+    seconds = parse_duration(value)
+    if seconds < 0:
+        raise ValueError(f"expected a non-negative duration, got {value!r}")
+    return seconds
 
 
-def format_duration(seconds: float) -> str:
-    """The shortest Prometheus-style spelling of ``seconds`` (inverse of parse_duration for whole units)."""
-    if seconds == 0:
-        return "0s"
-    if seconds < 1 or seconds != int(seconds):
-        return f"{round(seconds * 1000)}ms" if seconds < 1 else f"{seconds:g}s"
-    rest, out = int(seconds), []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            out.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(out)
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 def _check_selector(value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
     for key, want in value.items():
         if key not in MATCH_LABELS:
-            raise ValueError(f"unknown label {key!r}: expected one of {', '.join(MATCH_LABELS)}")
+            raise ValueError(f"expected labels among {', '.join(MATCH_LABELS)}, got {key!r}")
         if isinstance(want, list) and not want:
-            raise ValueError(f"label {key!r}: expected a value or a non-empty list of values")
+            raise ValueError(f"expected a value or a non-empty list of values for label {key!r}")
     return value
 
 
@@ -203,20 +152,20 @@ class RuleSpec(_Spec):
             return self
         if self.type == "threshold":
             if self.signal is None:
-                raise ValueError("a threshold rule needs 'signal'")
+                raise ValueError("expected 'signal' in a threshold rule")
             if self.threshold is None:
-                raise ValueError("a threshold rule needs 'threshold'")
+                raise ValueError("expected 'threshold' in a threshold rule")
             if self.warning_ratio is not None and self.condition not in ("greater_than", "less_than"):
-                raise ValueError("'warning_ratio' needs condition greater_than or less_than")
+                raise ValueError("expected condition greater_than or less_than with 'warning_ratio'")
         elif self.type == "burn_rate":
             if self.objective is None:
-                raise ValueError("a burn_rate rule needs 'objective' (e.g. 0.995)")
+                raise ValueError("expected 'objective' (e.g. 0.995) in a burn_rate rule")
             if not self.burn_windows:
-                raise ValueError("a burn_rate rule needs at least one entry in 'burn_windows'")
+                raise ValueError("expected at least one entry in 'burn_windows' of a burn_rate rule")
         elif self.signal is None:
-            raise ValueError("a regression rule needs 'signal'")
+            raise ValueError("expected 'signal' in a regression rule")
         if self.repeat_interval and self.repeat_interval < self.cooldown:
-            raise ValueError("'repeat_interval' must not be shorter than 'cooldown'")
+            raise ValueError("expected 'repeat_interval' no shorter than 'cooldown' (or 0s: never repeat)")
         return self
 
 
@@ -230,7 +179,7 @@ class RetrySpec(_Spec):
 
 class _ChannelBase(_Spec):
     name: str = Field(pattern=_NAME_RE)
-    severities: list[Severity] = Field(default_factory=lambda: ["info", "warning", "critical"])
+    severities: list[Severity] = Field(default_factory=lambda: list(_ALL_SEVERITIES))
     send_resolved: bool = True
     timeout: Duration = 10.0
     retry: RetrySpec = Field(default_factory=RetrySpec)
@@ -317,7 +266,7 @@ def _checked_template(value: str) -> str:
     bad = [name for name in _PLACEHOLDER_RE.findall(value) if name not in SUBSTITUTABLE_LABELS]
     if bad:
         allowed = ", ".join(f"{{{n}}}" for n in SUBSTITUTABLE_LABELS)
-        raise ValueError(f"placeholder {{{bad[0]}}} is not allowed: expected one of {allowed}")
+        raise ValueError(f"expected placeholders among {allowed}, got {{{bad[0]}}}")
     return value
 
 
@@ -369,7 +318,7 @@ class RedisFlushActionSpec(_Spec):
         if not self.pattern.strip():
             raise ValueError("expected a non-empty key pattern")
         if self.pattern.strip() == "*" and not self.allow_flush_all:
-            raise ValueError("pattern '*' deletes every key of the database: set allow_flush_all: true to mean it")
+            raise ValueError("expected allow_flush_all: true with pattern '*' (it deletes every key of the database)")
         return self
 
 

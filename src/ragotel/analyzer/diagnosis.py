@@ -1,0 +1,408 @@
+"""Diagnosis of an alert: ranked possible causes with confidence, stage attribution, recommended actions.
+
+Evidence comes from the windows (per-stage statistics from traces, dependency health and host gauges) and from
+the trailing baselines this module keeps per service and stage, so "slow" means slower than usual for that stage.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from .rules import SignalSource, format_value
+from .specs import RuleSpec
+
+__all__ = ["Cause", "Diagnoser", "Diagnosis", "StageShare", "StatsSource"]
+
+# What to do about each kind of cause, most useful first. The seed's defaults are the first entries: high response
+# time -> clear cache; errors, memory leak, database connection -> restart service; dependency down -> failover.
+_ACTIONS: Final[dict[str, tuple[str, ...]]] = {
+    "latency": ("clear_cache", "scale_up", "failover"),
+    "errors": ("restart_service", "failover", "rollback"),
+    "dependency_down": ("failover", "restart_service"),
+    "load_spike": ("scale_up",),
+    "cpu_saturation": ("scale_up", "restart_service"),
+    "memory_saturation": ("restart_service", "scale_up"),
+    "disk_saturation": ("investigate",),
+    "memory_leak": ("restart_service", "rollback"),
+    "empty_index": ("reindex", "investigate"),
+    "retrieval_regression": ("rollback", "reindex"),
+    "code_regression": ("rollback",),
+    "unknown": ("investigate",),
+}
+_NORMAL_SHARE: Final = 0.2
+_SLOWER: Final = 1.5
+
+
+class StatsSource(SignalSource, Protocol):
+    """Windows as diagnosis reads them: signals plus per-stage statistics of a service."""
+
+    def stage_stats(self, service: str, *, now: float | None = None) -> list[dict[str, Any]]: ...
+
+    def services(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """One possible cause; ``cause`` is a stable id (documented in docs/analyzer.md)."""
+
+    cause: str
+    summary: str
+    confidence: float
+    actions: tuple[str, ...]
+    stage: str | None = None
+    component: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cause": self.cause,
+            "summary": self.summary,
+            "confidence": round(self.confidence, 3),
+            "actions": list(self.actions),
+            "stage": self.stage,
+            "component": self.component,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StageShare:
+    """Where a service's time and errors went, per stage and component, over the current window."""
+
+    stage: str
+    component: str
+    time_share: float
+    p95: float
+    error_rate: float
+    count: float
+    usual_p95: float | None
+    status: str  # normal | slow | failing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "component": self.component,
+            "time_share": round(self.time_share, 4),
+            "p95": self.p95,
+            "error_rate": self.error_rate,
+            "count": self.count,
+            "usual_p95": self.usual_p95,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """The ranked causes of one alert; ``primary_cause`` is the id of the first."""
+
+    primary_cause: str
+    confidence: float
+    possible_causes: tuple[Cause, ...]
+    recommended_actions: tuple[str, ...]
+    summary: str
+    attribution: tuple[StageShare, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "primary_cause": self.primary_cause,
+            "confidence": round(self.confidence, 3),
+            "possible_causes": [c.to_dict() for c in self.possible_causes],
+            "recommended_actions": list(self.recommended_actions),
+            "summary": self.summary,
+            "attribution": [s.to_dict() for s in self.attribution],
+        }
+
+
+@dataclass(slots=True)
+class _Baseline:
+    samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=240))
+
+    def usual(self, now: float, exclude_after: float) -> float | None:
+        values = [v for t, v in self.samples if t <= exclude_after]
+        return float(statistics.median(values)) if len(values) >= 3 else None
+
+
+def _kind_of(signal: str | None, rule_type: str) -> str:
+    if rule_type == "burn_rate" or signal == "error_rate":
+        return "errors"
+    if signal and signal.startswith("latency_"):
+        return "latency"
+    return signal or "unknown"
+
+
+class Diagnoser:
+    """Builds a Diagnosis for a rule's series. Called on the evaluation thread; reads only in-memory windows.
+
+    ``observe()`` samples per-stage p95 and per-service request rate every ``step`` seconds into bounded trailing
+    baselines (the last ``horizon`` seconds, excluding the current window when judging).
+    """
+
+    def __init__(self, source: StatsSource, *, window: float, horizon: float = 3600.0, max_series: int = 2000) -> None:
+        self._source = source
+        self._window = window
+        self._step = max(window / 6.0, horizon / 240.0, 0.05)
+        self._last_observed = float("-inf")
+        self._p95: dict[tuple[str, str, str], _Baseline] = {}
+        self._rate: dict[str, _Baseline] = {}
+        self._max_series = max_series
+
+    # -- baselines -----------------------------------------------------------------------------------------------
+    def observe(self, now: float) -> None:
+        """Sample the baselines if ``step`` has passed (cheap otherwise)."""
+        if now - self._last_observed < self._step:
+            return
+        self._last_observed = now
+        for service in self._source.services():
+            rows = self._source.stage_stats(service, now=now)
+            total_rate = 0.0
+            for row in rows:
+                key = (service, str(row.get("stage")), str(row.get("component")))
+                if key not in self._p95 and len(self._p95) >= self._max_series:
+                    continue
+                if row.get("count"):
+                    self._p95.setdefault(key, _Baseline()).samples.append((now, float(row.get("p95") or 0.0)))
+                if row.get("stage") == "pipeline":
+                    total_rate += float(row.get("rate") or 0.0)
+            if total_rate and (service in self._rate or len(self._rate) < self._max_series):
+                self._rate.setdefault(service, _Baseline()).samples.append((now, total_rate))
+
+    def _usual_p95(self, service: str, stage: str, component: str, now: float) -> float | None:
+        baseline = self._p95.get((service, stage, component))
+        return baseline.usual(now, now - self._window) if baseline else None
+
+    # -- evidence ------------------------------------------------------------------------------------------------
+    def _attribution(self, service: str, now: float) -> tuple[list[StageShare], dict[str, Any]]:
+        rows = [r for r in self._source.stage_stats(service, now=now) if r.get("count")]
+        inner = [r for r in rows if r.get("stage") != "pipeline"] or rows
+        total_time = sum(float(r.get("avg") or 0.0) * float(r.get("count") or 0.0) for r in inner)
+        shares = []
+        for r in inner:
+            stage, component = str(r.get("stage")), str(r.get("component"))
+            p95 = float(r.get("p95") or 0.0)
+            share = r.get("time_share")
+            if share is None:
+                share = float(r.get("avg") or 0.0) * float(r.get("count") or 0.0) / total_time if total_time else 0.0
+            usual = self._usual_p95(service, stage, component, now)
+            error_rate = float(r.get("error_rate") or 0.0)
+            if error_rate >= 0.05:
+                status = "failing"
+            elif (usual is not None and p95 > _SLOWER * usual and p95 - usual > 0.05) or (
+                usual is None and float(share) >= 0.5 and len(inner) > 1
+            ):
+                status = "slow"
+            else:
+                status = "normal"
+            shares.append(
+                StageShare(stage, component, float(share), p95, error_rate, float(r.get("count") or 0), usual, status)
+            )
+        shares.sort(key=lambda s: -s.time_share)
+        return shares, {"stages": rows}
+
+    def _values(self, signal: str, service: str | None, now: float) -> list[tuple[Mapping[str, str], float]]:
+        try:
+            return [
+                (v.labels, v.value)
+                for v in self._source.signal(signal, {"service": service} if service else None, now=now)
+            ]
+        except ValueError:
+            return []
+
+    # -- the diagnosis -------------------------------------------------------------------------------------------
+    def diagnose(
+        self, spec: RuleSpec, labels: Mapping[str, str], value: float, threshold: float, now: float
+    ) -> tuple[Diagnosis, dict[str, Any]]:
+        """Rank causes for one firing series; returns the diagnosis and the symptoms it was based on."""
+        service = labels.get("service")
+        kind = _kind_of(spec.signal, spec.type)
+        shares, symptoms = self._attribution(service, now) if service else ([], {"stages": []})
+        deps = self._values("dependency_health", service, now)
+        host = {s: self._values(s, service, now) for s in ("cpu_utilization", "memory_utilization", "disk_utilization")}
+        growth = self._values("memory_growth", service, now)
+        symptoms.update(
+            {
+                "rule": spec.name,
+                "signal": spec.signal,
+                "value": value,
+                "threshold": threshold,
+                "labels": dict(labels),
+                "dependencies": [{**lab, "healthy": v} for lab, v in deps],
+                "host": {s: max((v for _, v in vals), default=None) for s, vals in host.items()},
+                "memory_growth": max((v for _, v in growth), default=None),
+            }
+        )
+        causes: list[Cause] = []
+        causes += self._dependency_causes(deps, shares, kind)
+        if kind == "latency":
+            causes += self._latency_causes(shares, labels)
+            causes += self._load_causes(service, now)
+        elif kind == "errors":
+            causes += self._error_causes(shares, labels)
+        elif kind == "memory_growth":
+            causes.append(
+                Cause("memory_leak", "process memory grows steadily over the window", 0.8, _ACTIONS["memory_leak"])
+            )
+            causes += self._load_causes(service, now, weight=0.5)
+        elif kind in ("cpu_utilization", "memory_utilization", "disk_utilization"):
+            name = kind.replace("_utilization", "_saturation")
+            causes.append(
+                Cause(name, f"{kind.replace('_', ' ')} at {format_value(value, 'ratio')}", 0.7, _ACTIONS[name])
+            )
+            if kind == "memory_utilization" and any(v > 0 for _, v in growth):
+                causes.append(Cause("memory_leak", "process memory still growing", 0.5, _ACTIONS["memory_leak"]))
+            causes += self._load_causes(service, now, weight=0.6)
+        elif kind == "empty_retrieval_rate":
+            causes += self._error_causes(shares, {"stage": "vector_db"}, weight=0.8)
+            causes.append(
+                Cause(
+                    "empty_index",
+                    "the collection is empty, or queries target the wrong collection or filter",
+                    0.5,
+                    _ACTIONS["empty_index"],
+                    "retrieval",
+                    labels.get("component"),
+                )
+            )
+            causes.append(
+                Cause(
+                    "retrieval_regression",
+                    "embedding model or chunking changed since the index was built",
+                    0.3,
+                    _ACTIONS["retrieval_regression"],
+                    "embedding",
+                )
+            )
+        if kind == "latency" and spec.type == "regression":
+            causes.append(
+                Cause(
+                    "code_regression",
+                    "latency rose with no slower stage or load to explain it",
+                    0.3,
+                    _ACTIONS["code_regression"],
+                )
+            )
+        for name, vals in host.items():
+            peak = max((v for _, v in vals), default=0.0)
+            limit = {"cpu_utilization": 0.8, "memory_utilization": 0.85, "disk_utilization": 0.9}[name]
+            cause_id = name.replace("_utilization", "_saturation")
+            if peak >= limit and kind not in (name,):
+                causes.append(
+                    Cause(
+                        cause_id, f"{name.replace('_', ' ')} at {format_value(peak, 'ratio')}", 0.4, _ACTIONS[cause_id]
+                    )
+                )
+        if not causes:
+            causes.append(Cause("unknown", "no stage, dependency or resource stands out", 0.1, _ACTIONS["unknown"]))
+        ranked = self._rank(causes)
+        actions = tuple(dict.fromkeys(a for c in ranked for a in c.actions))
+        summary = self._summary(ranked[0], shares)
+        diagnosis = Diagnosis(ranked[0].cause, ranked[0].confidence, tuple(ranked), actions, summary, tuple(shares))
+        return diagnosis, symptoms
+
+    @staticmethod
+    def _rank(causes: Sequence[Cause]) -> list[Cause]:
+        best: dict[tuple[str, str | None, str | None], Cause] = {}
+        for c in causes:
+            key = (c.cause, c.stage, c.component)
+            if key not in best or c.confidence > best[key].confidence:
+                best[key] = c
+        return sorted(best.values(), key=lambda c: -c.confidence)[:6]
+
+    def _dependency_causes(
+        self, deps: Sequence[tuple[Mapping[str, str], float]], shares: Sequence[StageShare], kind: str
+    ) -> list[Cause]:
+        out = []
+        failing = {s.stage for s in shares if s.status == "failing"}
+        for labels, healthy in deps:
+            if healthy >= 1.0:
+                continue
+            dep, dep_kind = labels.get("dependency", "?"), labels.get("kind", "?")
+            corroborated = dep_kind in failing or (dep_kind in ("database", "vector_db") and "vector_db" in failing)
+            confidence = 0.95 if kind in ("dependency_health", "errors") or corroborated else 0.6
+            out.append(
+                Cause(
+                    "dependency_down",
+                    f"dependency {dep} ({dep_kind}) fails its health check",
+                    confidence,
+                    _ACTIONS["dependency_down"],
+                    dep_kind if dep_kind in ("vector_db", "generation", "embedding") else None,
+                    dep,
+                )
+            )
+        return out
+
+    def _latency_causes(self, shares: Sequence[StageShare], labels: Mapping[str, str]) -> list[Cause]:
+        out = []
+        target_stage = labels.get("stage")
+        for s in shares:
+            if s.stage == "pipeline" and len(shares) > 1:
+                continue
+            usual = f", usually {format_value(s.usual_p95, 's')}" if s.usual_p95 is not None else ""
+            if s.usual_p95 is not None and s.usual_p95 > 0:
+                anomaly = min(1.0, max(0.0, (s.p95 / s.usual_p95 - 1.0) / 2.0))
+            else:
+                anomaly = 1.0 if s.status == "slow" else 0.5
+            confidence = s.time_share * (0.4 + 0.6 * anomaly)
+            if target_stage == s.stage and target_stage != "pipeline":
+                confidence = max(confidence, 0.6)
+            if confidence < 0.05:
+                continue
+            summary = (
+                f"{s.stage}/{s.component} accounts for {s.time_share * 100:.0f}% of pipeline time "
+                f"(p95 {format_value(s.p95, 's')}{usual})"
+            )
+            out.append(Cause(f"{s.stage}_latency", summary, confidence, _ACTIONS["latency"], s.stage, s.component))
+        return out
+
+    def _error_causes(
+        self, shares: Sequence[StageShare], labels: Mapping[str, str], weight: float = 1.0
+    ) -> list[Cause]:
+        inner = [s for s in shares if s.stage != "pipeline" and s.error_rate > 0]
+        errors_total = sum(s.error_rate * s.count for s in inner)
+        out = []
+        for s in inner:
+            share = s.error_rate * s.count / errors_total if errors_total else 0.0
+            confidence = weight * (0.3 + 0.6 * share)
+            if labels.get("stage") == s.stage:
+                confidence = max(confidence, weight * 0.7)
+            out.append(
+                Cause(
+                    f"{s.stage}_errors",
+                    f"{s.stage}/{s.component} fails {format_value(s.error_rate, 'ratio')} of calls "
+                    f"({share * 100:.0f}% of the errors)",
+                    confidence,
+                    _ACTIONS["errors"],
+                    s.stage,
+                    s.component,
+                )
+            )
+        return out
+
+    def _load_causes(self, service: str | None, now: float, weight: float = 1.0) -> list[Cause]:
+        if not service or service not in self._rate:
+            return []
+        usual = self._rate[service].usual(now, now - self._window)
+        samples = self._rate[service].samples
+        current_rate = samples[-1][1] if samples else None
+        if usual is None or current_rate is None or usual <= 0:
+            return []
+        ratio = current_rate / usual
+        if ratio < 2.0:
+            return []
+        return [
+            Cause(
+                "load_spike",
+                f"request rate {current_rate:.2f}/s is {ratio:.1f}x the usual {usual:.2f}/s",
+                weight * min(0.9, 0.3 + (ratio - 2.0) / 4.0),
+                _ACTIONS["load_spike"],
+            )
+        ]
+
+    @staticmethod
+    def _summary(primary: Cause, shares: Sequence[StageShare]) -> str:
+        parts = [primary.summary]
+        normal = [f"{s.stage}/{s.component}" for s in shares if s.status == "normal"]
+        if normal:
+            parts.append(f"{', '.join(normal)} normal")
+        return "; ".join(parts)

@@ -1,0 +1,350 @@
+"""Rule evaluation: a rule turns the windows into samples (labels, value, threshold, severity, condition met)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from .specs import GuardSpec, RuleSpec
+
+__all__ = [
+    "BurnRateRule",
+    "LabelKey",
+    "RegressionRule",
+    "Rule",
+    "Sample",
+    "SignalSource",
+    "ThresholdRule",
+    "build_rule",
+    "compare",
+    "format_value",
+    "signal_unit",
+]
+
+LabelKey = tuple[tuple[str, str], ...]
+_SEVERITY_ORDER: Final = {"info": 0, "warning": 1, "critical": 2}
+
+
+class _SignalValue(Protocol):
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+    @property
+    def value(self) -> float: ...
+
+
+class SignalSource(Protocol):
+    """What rules read: ``Windows.signal`` of the analyzer (part 1), or anything with the same method."""
+
+    def signal(
+        self, signal: str, match: Mapping[str, str] | None = None, *, now: float | None = None
+    ) -> Sequence[_SignalValue]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One evaluated series: ``active`` says whether the condition (and every guard) holds right now."""
+
+    labels: LabelKey
+    value: float
+    threshold: float
+    severity: str
+    active: bool
+    details: Mapping[str, float] | None = None
+
+
+class Rule(Protocol):
+    """The extension point: one method, like prometheus_client's ``Collector.collect()``."""
+
+    spec: RuleSpec
+
+    def evaluate(self, source: SignalSource, now: float) -> list[Sample]:
+        """Return every series the rule sees; may raise (the engine records the failure and keeps the alerts)."""
+        ...
+
+
+def compare(condition: str, value: float, threshold: float) -> bool:
+    """Apply a rule condition; equality allows for float rounding in transport."""
+    if condition == "greater_than":
+        return value > threshold
+    if condition == "less_than":
+        return value < threshold
+    equal = math.isclose(value, threshold, rel_tol=1e-9, abs_tol=1e-12)
+    return equal if condition == "equals" else not equal
+
+
+def _key(labels: Mapping[str, str], extra: Mapping[str, str]) -> LabelKey:
+    merged = {**labels, **extra}
+    return tuple(sorted(merged.items()))
+
+
+def _select(
+    source: SignalSource, signal: str, selector: Mapping[str, str | list[str]], now: float
+) -> list[_SignalValue]:
+    """Exact selector values go to the source; lists (any of) are filtered here."""
+    exact = {k: v for k, v in selector.items() if isinstance(v, str)}
+    anyof = {k: set(v) for k, v in selector.items() if not isinstance(v, str)}
+    values = source.signal(signal, exact or None, now=now)
+    if not anyof:
+        return [v for v in values if math.isfinite(v.value)]
+    return [
+        v for v in values if math.isfinite(v.value) and all(v.labels.get(k) in allowed for k, allowed in anyof.items())
+    ]
+
+
+def _guards_hold(source: SignalSource, guards: Sequence[GuardSpec], labels: Mapping[str, str], now: float) -> bool:
+    """Every guard needs a value of its signal for the same service (and shared labels) meeting its condition."""
+    for guard in guards:
+        service = labels.get("service")
+        candidates = source.signal(guard.signal, {"service": service} if service else None, now=now)
+        ok = any(
+            math.isfinite(c.value)
+            and all(labels.get(k, v) == v for k, v in c.labels.items() if k in ("stage", "component"))
+            and compare(guard.condition, c.value, guard.threshold)
+            for c in candidates
+        )
+        if not ok:
+            return False
+    return True
+
+
+class ThresholdRule:
+    """A signal compared with a static threshold, optionally with a warning level within ``warning_ratio``."""
+
+    def __init__(self, spec: RuleSpec) -> None:
+        assert spec.signal is not None
+        assert spec.threshold is not None
+        self.spec = spec
+        self._signal: str = spec.signal
+        self._threshold: float = spec.threshold
+
+    def _level(self, value: float) -> str | None:
+        spec = self.spec
+        if compare(spec.condition, value, self._threshold):
+            return spec.severity
+        if spec.warning_ratio is not None and _SEVERITY_ORDER[spec.severity] > _SEVERITY_ORDER["warning"]:
+            near = (
+                self._threshold / spec.warning_ratio
+                if spec.condition == "greater_than"
+                else self._threshold * spec.warning_ratio
+            )
+            if compare(spec.condition, value, near):
+                return "warning"
+        return None
+
+    def evaluate(self, source: SignalSource, now: float) -> list[Sample]:
+        spec = self.spec
+        out = []
+        for sv in _select(source, self._signal, spec.match, now):
+            level = self._level(sv.value)
+            active = level is not None and _guards_hold(source, spec.guard, sv.labels, now)
+            out.append(Sample(_key(sv.labels, spec.labels), sv.value, self._threshold, level or spec.severity, active))
+        return out
+
+
+@dataclass(slots=True)
+class _Bucket:
+    start: float
+    requests: float
+    errors: float
+
+
+class BurnRateRule:
+    """Multi-window, multi-burn-rate availability alert (SRE workbook ch. 5) over the error ratio of ``match``.
+
+    The windows only hold the last minute, so the rule integrates request and error rates into its own bounded
+    history of buckets (at most ``longest window / bucket`` buckets per series). History starts empty at start-up.
+    """
+
+    def __init__(self, spec: RuleSpec, *, max_series: int = 1000) -> None:
+        assert spec.objective is not None
+        self.spec = spec
+        self._budget = 1.0 - spec.objective
+        self._levels = sorted(spec.burn_windows, key=lambda w: -_SEVERITY_ORDER[w.severity])
+        shortest = min(w.short for w in spec.burn_windows)
+        self._bucket = min(60.0, max(0.05, shortest / 6.0))
+        self._horizon = max(w.long for w in spec.burn_windows)
+        self._history: dict[LabelKey, deque[_Bucket]] = {}
+        self._last_seen: dict[LabelKey, float] = {}
+        self._last_now: float | None = None
+        self._max_series = max_series
+
+    def _ratio(self, buckets: Iterable[_Bucket], since: float) -> tuple[float, float]:
+        req = err = 0.0
+        for b in buckets:
+            if b.start >= since:
+                req += b.requests
+                err += b.errors
+        return req, err
+
+    def _record(self, key: LabelKey, now: float, dt: float, rate: float, error_rate: float) -> deque[_Bucket]:
+        history = self._history.get(key)
+        if history is None:
+            if len(self._history) >= self._max_series:
+                oldest = min(self._last_seen, key=self._last_seen.__getitem__)
+                del self._history[oldest], self._last_seen[oldest]
+            history = self._history[key] = deque()
+        self._last_seen[key] = now
+        start = now - (now % self._bucket)
+        if not history or history[-1].start != start:
+            history.append(_Bucket(start, 0.0, 0.0))
+        history[-1].requests += rate * dt
+        history[-1].errors += rate * min(1.0, max(0.0, error_rate)) * dt
+        while history and history[0].start < now - self._horizon - self._bucket:
+            history.popleft()
+        return history
+
+    def evaluate(self, source: SignalSource, now: float) -> list[Sample]:
+        spec = self.spec
+        dt = 0.0 if self._last_now is None else min(max(0.0, now - self._last_now), 10.0 * self._bucket + 10.0)
+        self._last_now = now
+        rates = {_key(sv.labels, {}): sv.value for sv in _select(source, "request_rate", spec.match, now)}
+        errors = {_key(sv.labels, {}): sv.value for sv in _select(source, "error_rate", spec.match, now)}
+        out = []
+        for raw_key, rate in rates.items():
+            history = self._record(raw_key, now, dt, rate, errors.get(raw_key, 0.0))
+            req_total, _ = self._ratio(history, now - self._horizon)
+            if req_total <= 0:
+                continue
+            fired: tuple[float, float, str] | None = None
+            first: tuple[float, float] | None = None
+            details: dict[str, float] = {}
+            for level in self._levels:
+                burns = []
+                for window in (level.long, level.short):
+                    req, err = self._ratio(history, now - window)
+                    burns.append((err / req) / self._budget if req > 0 else 0.0)
+                details[f"burn_{int(level.long)}s"] = burns[0]
+                details[f"burn_{int(level.short)}s"] = burns[1]
+                if first is None:
+                    first = (burns[0], level.factor)
+                if fired is None and burns[0] > level.factor and burns[1] > level.factor:
+                    fired = (burns[0], level.factor, level.severity)
+            labels = _key(dict(raw_key), spec.labels)
+            active = fired is not None and rate >= spec.min_request_rate
+            if fired is not None:
+                out.append(Sample(labels, fired[0], fired[1], fired[2], active, details))
+            else:
+                assert first is not None
+                out.append(Sample(labels, first[0], first[1], spec.severity, False, details))
+        return out
+
+
+class RegressionRule:
+    """The signal against the series' own trailing baseline (median of samples older than the stats window).
+
+    Fires when ``value > factor * baseline`` and ``value - baseline > min_delta``, once ``min_history`` is known.
+    A lasting shift is absorbed into the baseline after about half of ``baseline``: the alert then resolves.
+    """
+
+    def __init__(self, spec: RuleSpec, *, window: float, max_series: int = 1000) -> None:
+        assert spec.signal is not None
+        self.spec = spec
+        self._signal: str = spec.signal
+        self._window = window
+        self._step = max(0.05, spec.baseline / 240.0)
+        self._history: dict[LabelKey, deque[tuple[float, float]]] = {}
+        self._max_series = max_series
+
+    def _baseline(self, key: LabelKey, now: float, value: float) -> float | None:
+        history = self._history.get(key)
+        if history is None:
+            if len(self._history) >= self._max_series:
+                oldest = min(self._history, key=lambda k: self._history[k][-1][0] if self._history[k] else 0.0)
+                del self._history[oldest]
+            history = self._history[key] = deque()
+        if not history or now - history[-1][0] >= self._step:
+            history.append((now, value))
+        while history and history[0][0] < now - self._window - self.spec.baseline:
+            history.popleft()
+        reference = [v for t, v in history if t <= now - self._window]
+        if not reference or now - history[0][0] < self._window + self.spec.min_history:
+            return None
+        return float(statistics.median(reference))
+
+    def evaluate(self, source: SignalSource, now: float) -> list[Sample]:
+        spec = self.spec
+        out = []
+        for sv in _select(source, self._signal, spec.match, now):
+            baseline = self._baseline(_key(sv.labels, {}), now, sv.value)
+            if baseline is None:
+                continue
+            active = (
+                sv.value > spec.factor * baseline
+                and sv.value - baseline > spec.min_delta
+                and _guards_hold(source, spec.guard, sv.labels, now)
+            )
+            out.append(Sample(_key(sv.labels, spec.labels), sv.value, baseline, spec.severity, active))
+        return out
+
+
+def build_rule(spec: RuleSpec, *, window: float) -> Rule:
+    """The evaluator for a validated rule spec."""
+    if spec.type == "burn_rate":
+        return BurnRateRule(spec)
+    if spec.type == "regression":
+        return RegressionRule(spec, window=window)
+    return ThresholdRule(spec)
+
+
+_UNITS: Final[dict[str, str]] = {
+    "latency_p50": "s",
+    "latency_p95": "s",
+    "latency_p99": "s",
+    "latency_avg": "s",
+    "error_rate": "ratio",
+    "empty_retrieval_rate": "ratio",
+    "cpu_utilization": "ratio",
+    "memory_utilization": "ratio",
+    "disk_utilization": "ratio",
+    "request_rate": "/s",
+    "memory_growth": "B/s",
+    "dependency_health": "",
+}
+
+
+def signal_unit(signal: str | None) -> str:
+    """The unit of a signal: ``s``, ``ratio``, ``/s``, ``B/s`` or empty."""
+    return _UNITS.get(signal or "", "")
+
+
+def format_value(value: float, unit: str) -> str:
+    """A human spelling of a value in its unit (``6.20 s``, ``12.5%``, ``3.0 MiB/min``)."""
+    if not math.isfinite(value):
+        return str(value)
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.2f} s"
+    if unit == "ratio":
+        return f"{value * 100:.1f}%"
+    if unit == "/s":
+        return f"{value:.2f}/s"
+    if unit == "B/s":
+        return f"{value * 60 / (1024 * 1024):.1f} MiB/min"
+    return f"{value:g}"
+
+
+def render_summary(
+    template: str, labels: Mapping[str, str], values: Mapping[str, Any], formatter: Callable[[str, Any], str]
+) -> str:
+    """Fill ``{name}`` placeholders from values then labels; unknown names stay as written (never raises)."""
+    out = []
+    pos = 0
+    while True:
+        start = template.find("{", pos)
+        end = template.find("}", start + 1) if start >= 0 else -1
+        if start < 0 or end < 0:
+            out.append(template[pos:])
+            return "".join(out)
+        out.append(template[pos:start])
+        name = template[start + 1 : end]
+        if name in values:
+            out.append(formatter(name, values[name]))
+        elif name in labels:
+            out.append(labels[name])
+        else:
+            out.append(template[start : end + 1])
+        pos = end + 1

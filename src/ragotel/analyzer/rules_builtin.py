@@ -1,0 +1,122 @@
+"""The built-in rules: the seed cases plus RAG-specific ones; a configured rule of the same name replaces one.
+
+They are YAML text so that ``ragotel-analyzer --print-default-config`` shows exactly what runs, with comments.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import yaml
+
+from .specs import RuleSpec
+
+__all__ = ["BUILTIN_RULES_YAML", "builtin_rules"]
+
+BUILTIN_RULES_YAML: Final = """\
+  # Signals: latency_p50|latency_p95|latency_p99|latency_avg (s), error_rate, request_rate (/s),
+  # empty_retrieval_rate, dependency_health (1/0), cpu_utilization, memory_utilization, disk_utilization,
+  # memory_growth (bytes/s). Conditions: greater_than|less_than|equals|not_equals. A rule fires after its
+  # condition held for `for`, stays firing `keep_firing_for` after it stops holding, notifies again after
+  # `repeat_interval`, and never sends two firing notifications for one series within `cooldown`.
+  - name: high_response_time        # users wait: p95 of the whole RAG request
+    signal: latency_p95
+    match: {stage: pipeline}
+    condition: greater_than
+    threshold: 5.0
+    for: 1m
+    severity: critical
+    summary: "p95 latency of {stage}/{component} in {service} is {value} (threshold {threshold})"
+  - name: high_error_rate           # failed RAG requests, with at least 3 requests a minute
+    signal: error_rate
+    match: {stage: pipeline}
+    condition: greater_than
+    threshold: 0.05
+    for: 1m
+    severity: critical
+    guard: [{signal: request_rate, condition: greater_than, threshold: 0.05}]
+    summary: "{stage}/{component} in {service} fails {value} of requests (threshold {threshold})"
+  - name: database_connection       # vector database / database client calls failing
+    signal: error_rate
+    match: {stage: vector_db}
+    condition: greater_than
+    threshold: 0.1
+    for: 30s
+    severity: critical
+    summary: "{component} client calls in {service} fail: error rate {value} (threshold {threshold})"
+  - name: service_unavailable       # a dependency health check (ragotel.health) reports 0
+    signal: dependency_health
+    condition: less_than
+    threshold: 1
+    for: 30s
+    severity: critical
+    summary: "dependency {dependency} ({kind}) of {service} is unhealthy"
+  - name: memory_leak               # process memory fitted growth over 1 MiB/min, host memory over 50% used
+    signal: memory_growth
+    condition: greater_than
+    threshold: 17476.27
+    for: 10m
+    severity: warning
+    guard: [{signal: memory_utilization, condition: greater_than, threshold: 0.5}]
+    summary: "process memory of {service} grows by {value} (threshold {threshold})"
+  - name: cpu_saturation            # warning within 1.2x of the threshold (from 0.67), critical from 0.8
+    signal: cpu_utilization
+    condition: greater_than
+    threshold: 0.8
+    warning_ratio: 1.2
+    for: 5m
+    severity: critical
+    summary: "CPU utilization of {service} is {value} (critical from {threshold})"
+  - name: memory_saturation         # warning from 0.71, critical from 0.85
+    signal: memory_utilization
+    condition: greater_than
+    threshold: 0.85
+    warning_ratio: 1.2
+    for: 5m
+    severity: critical
+    summary: "memory utilization of {service} is {value} (critical from {threshold})"
+  - name: disk_saturation           # warning from 0.75, critical from 0.9
+    signal: disk_utilization
+    condition: greater_than
+    threshold: 0.9
+    warning_ratio: 1.2
+    for: 5m
+    severity: critical
+    summary: "disk utilization of {service} is {value} (critical from {threshold})"
+  - name: empty_retrieval_rate      # retrievals returning no document
+    signal: empty_retrieval_rate
+    condition: greater_than
+    threshold: 0.2
+    for: 5m
+    severity: warning
+    summary: "{value} of retrievals by {component} in {service} return no document (threshold {threshold})"
+  - name: availability_burn_rate    # SRE workbook multiwindow, multi-burn-rate alert on the pipeline error ratio
+    type: burn_rate
+    match: {stage: pipeline}
+    objective: 0.995
+    burn_windows:                   # 2% of a 30-day budget in 1h or 5% in 6h page; 10% in 1d or 3d warn
+      - {long: 1h, short: 5m, factor: 14.4, severity: critical}
+      - {long: 6h, short: 30m, factor: 6, severity: critical}
+      - {long: 1d, short: 2h, factor: 3, severity: warning}
+      - {long: 3d, short: 6h, factor: 1, severity: warning}
+    min_request_rate: 0.01
+    severity: critical
+    summary: "{service} burns its {objective} availability budget {value}x too fast (limit {threshold}x)"
+  - name: latency_regression        # p95 over twice its own trailing 1h median (and 250 ms more)
+    type: regression
+    signal: latency_p95
+    match: {stage: pipeline}
+    factor: 2.0
+    min_delta: 0.25
+    baseline: 1h
+    min_history: 10m
+    for: 5m
+    severity: warning
+    summary: "p95 latency of {stage}/{component} in {service} is {value}, over {factor}x its usual {threshold}"
+"""
+
+
+def builtin_rules() -> list[RuleSpec]:
+    """The built-in rules, validated (what ``Config().rules`` holds)."""
+    raw = yaml.safe_load("rules:\n" + BUILTIN_RULES_YAML)["rules"]
+    return [RuleSpec.model_validate(item) for item in raw]

@@ -1,0 +1,411 @@
+"""SQLite state of the alerting side: alert episodes, cooldowns, the notification outbox, the recovery audit trail.
+
+One connection in WAL mode guarded by a re-entrant lock, so any thread may call; each public method is one
+transaction, and ``transaction()`` groups several (an alert transition and its outbox rows commit together, so
+a crash can neither lose a notification nor send one for a transition that did not persist). Committed WAL
+transactions survive ``kill -9``. The schema is versioned with ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["SCHEMA_VERSION", "StateError", "StateStore"]
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    state TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    service TEXT,
+    active_since REAL NOT NULL,
+    started_at REAL,
+    resolved_at REAL,
+    last_true REAL NOT NULL,
+    value REAL NOT NULL,
+    threshold REAL NOT NULL,
+    message TEXT NOT NULL,
+    diagnosis TEXT,
+    symptoms TEXT,
+    notified INTEGER NOT NULL DEFAULT 0,
+    last_notified_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state);
+CREATE INDEX IF NOT EXISTS alerts_updated ON alerts(updated_at);
+CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts(fingerprint, id);
+CREATE TABLE IF NOT EXISTS cooldowns (
+    fingerprint TEXT PRIMARY KEY,
+    last_notified_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    alert_id INTEGER,
+    kind TEXT NOT NULL,
+    coalesce_key INTEGER NOT NULL DEFAULT 0,
+    revision INTEGER NOT NULL DEFAULT 0,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(channel, status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_alert ON outbox(alert_id);
+CREATE UNIQUE INDEX IF NOT EXISTS outbox_coalesce ON outbox(channel, fingerprint)
+    WHERE status = 'pending' AND coalesce_key = 1;
+CREATE TABLE IF NOT EXISTS recoveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hook TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    alert_id INTEGER,
+    fingerprint TEXT,
+    rule TEXT,
+    service TEXT,
+    reason TEXT NOT NULL,
+    command TEXT NOT NULL,
+    dry_run INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    detail TEXT,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    verify_at REAL,
+    verification TEXT
+);
+CREATE INDEX IF NOT EXISTS recoveries_key ON recoveries(hook, target, started_at);
+CREATE INDEX IF NOT EXISTS recoveries_started ON recoveries(started_at);
+"""
+
+_ALERT_COLUMNS: Final = (
+    "fingerprint",
+    "rule",
+    "state",
+    "severity",
+    "labels",
+    "service",
+    "active_since",
+    "started_at",
+    "resolved_at",
+    "last_true",
+    "value",
+    "threshold",
+    "message",
+    "diagnosis",
+    "symptoms",
+    "notified",
+    "last_notified_at",
+    "updated_at",
+)
+_JSON_COLUMNS: Final = frozenset({"labels", "diagnosis", "symptoms", "payload", "command", "detail"})
+
+
+class StateError(RuntimeError):
+    """The state file cannot be used (unreadable, or written by a newer ragotel)."""
+
+
+def _encode(column: str, value: Any) -> Any:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True) if column in _JSON_COLUMNS else value
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    out = {}
+    for key in row.keys():  # noqa: SIM118  sqlite3.Row is not iterable by key
+        value = row[key]
+        out[key] = json.loads(value) if key in _JSON_COLUMNS and isinstance(value, str) else value
+    return out
+
+
+class StateStore:
+    """The analyzer's durable alerting state. Thread-safe; every call blocks for one short SQLite transaction."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._depth = 0
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a process crash loses nothing committed; only power loss may drop the last commits.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state file {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state file {self.path} has schema version {version}, newer than this ragotel ({SCHEMA_VERSION})"
+            )
+        if version < SCHEMA_VERSION:
+            self._conn.executescript(f"BEGIN;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group calls into one atomic transaction (re-entrant; the outermost commits or rolls back)."""
+        with self._lock:
+            if self._depth == 0:
+                self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if self._depth == 0:
+                self._conn.execute("COMMIT")
+
+    def _execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Cursor:
+        with self.transaction():
+            return self._conn.execute(sql, params)
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [_decode(row) for row in self._conn.execute(sql, params).fetchall()]
+
+    # -- alerts ------------------------------------------------------------------------------------------------
+    def save_alert(self, alert_id: int | None, fields: Mapping[str, Any]) -> int:
+        """Insert an episode (``alert_id`` None) or update one; returns its id."""
+        row = {c: _encode(c, fields[c]) for c in _ALERT_COLUMNS if c in fields}
+        if alert_id is None:
+            cols = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            cur = self._execute(f"INSERT INTO alerts ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608  column names are constants
+            assert cur.lastrowid is not None
+            return int(cur.lastrowid)
+        sets = ", ".join(f"{c} = ?" for c in row)
+        self._execute(f"UPDATE alerts SET {sets} WHERE id = ?", [*row.values(), alert_id])  # noqa: S608  column names are constants
+        return alert_id
+
+    def delete_alert(self, alert_id: int) -> None:
+        self._execute("DELETE FROM alerts WHERE id = ?", (alert_id,))
+
+    def active_alerts(self) -> list[dict[str, Any]]:
+        """Episodes still pending or firing (what a restart must restore)."""
+        return self._query("SELECT * FROM alerts WHERE state IN ('pending', 'firing') ORDER BY id")
+
+    def alert(self, alert_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
+        return rows[0] if rows else None
+
+    def query_alerts(
+        self,
+        *,
+        since: float | None = None,
+        states: Sequence[str] = (),
+        rule: str | None = None,
+        service: str | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
+        """Episodes active now or updated since ``since``, newest first."""
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if since is not None:
+            where.append("(state IN ('pending', 'firing') OR updated_at >= ?)")
+            params.append(since)
+        if states:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            params.extend(states)
+        if rule:
+            where.append("rule = ?")
+            params.append(rule)
+        if service:
+            where.append("service = ?")
+            params.append(service)
+        sql = f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"  # noqa: S608  fixed fragments
+        return self._query(sql, [*params, limit])
+
+    # -- cooldowns -----------------------------------------------------------------------------------------------
+    def set_cooldown(self, fingerprint: str, notified_at: float) -> None:
+        self._execute(
+            "INSERT INTO cooldowns (fingerprint, last_notified_at) VALUES (?, ?) "
+            "ON CONFLICT(fingerprint) DO UPDATE SET last_notified_at = excluded.last_notified_at",
+            (fingerprint, notified_at),
+        )
+
+    def cooldowns(self) -> dict[str, float]:
+        with self._lock:
+            rows = self._conn.execute("SELECT fingerprint, last_notified_at FROM cooldowns").fetchall()
+        return {str(r[0]): float(r[1]) for r in rows}
+
+    # -- outbox --------------------------------------------------------------------------------------------------
+    def enqueue(
+        self,
+        channel: str,
+        fingerprint: str,
+        alert_id: int | None,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        now: float,
+        coalesce: bool = False,
+    ) -> None:
+        """Queue a notification. With ``coalesce`` a pending one for the same channel and alert is replaced."""
+        params = (channel, fingerprint, alert_id, kind, int(coalesce), _encode("payload", payload), now, now)
+        sql = (
+            "INSERT INTO outbox (channel, fingerprint, alert_id, kind, coalesce_key, payload, created_at, "
+            "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        if coalesce:
+            sql += (
+                " ON CONFLICT(channel, fingerprint) WHERE status = 'pending' AND coalesce_key = 1 DO UPDATE SET"
+                " kind = excluded.kind, payload = excluded.payload, alert_id = excluded.alert_id,"
+                " revision = revision + 1"
+            )
+        self._execute(sql, params)
+
+    def due(self, channel: str, now: float, limit: int) -> list[dict[str, Any]]:
+        """Pending rows whose time has come, oldest first, never one queued behind an undelivered row of its alert."""
+        return self._query(
+            "SELECT * FROM outbox o WHERE channel = ? AND status = 'pending' AND next_attempt_at <= ? AND NOT EXISTS "
+            "(SELECT 1 FROM outbox p WHERE p.channel = o.channel AND p.fingerprint = o.fingerprint "
+            "AND p.status = 'pending' AND p.id < o.id) ORDER BY id LIMIT ?",
+            (channel, now, limit),
+        )
+
+    def next_due(self, channel: str) -> float | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE channel = ? AND status = 'pending'", (channel,)
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def mark_delivered(self, rows: Sequence[tuple[int, int]], now: float) -> None:
+        """Mark (id, revision) rows delivered; a coalesced row updated meanwhile stays pending with its new state."""
+        with self.transaction():
+            self._conn.executemany(
+                "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, last_error = NULL "
+                "WHERE id = ? AND revision = ?",
+                [(now, i, rev) for i, rev in rows],
+            )
+
+    def mark_failed(self, ids: Sequence[int], error: str, next_attempt_at: float, *, give_up: bool) -> None:
+        status = "failed" if give_up else "pending"
+        with self.transaction():
+            self._conn.executemany(
+                "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+                "WHERE id = ?",
+                [(status, error[:1000], next_attempt_at, i) for i in ids],
+            )
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """Rows per (channel, status)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT channel, status, COUNT(*) FROM outbox GROUP BY channel, status"
+            ).fetchall()
+        return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
+
+    def notifications(
+        self, *, alert_ids: Sequence[int] = (), status: str | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Outbox rows without payload, newest first, for the API."""
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if alert_ids:
+            where.append(f"alert_id IN ({', '.join('?' for _ in alert_ids)})")
+            params.extend(alert_ids)
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        columns = "id, channel, fingerprint, alert_id, kind, status, attempts, created_at, next_attempt_at, last_error"
+        sql = f"SELECT {columns}, delivered_at FROM outbox WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"  # noqa: S608  fixed fragments
+        return self._query(sql, [*params, limit])
+
+    # -- recoveries ----------------------------------------------------------------------------------------------
+    def insert_recovery(self, fields: Mapping[str, Any]) -> int:
+        row = {k: _encode(k, v) for k, v in fields.items()}
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        cur = self._execute(f"INSERT INTO recoveries ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608  keys are ours
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    def update_recovery(self, recovery_id: int, fields: Mapping[str, Any]) -> None:
+        row = {k: _encode(k, v) for k, v in fields.items()}
+        sets = ", ".join(f"{c} = ?" for c in row)
+        self._execute(f"UPDATE recoveries SET {sets} WHERE id = ?", [*row.values(), recovery_id])  # noqa: S608  keys are ours
+
+    def recoveries(
+        self, *, since: float | None = None, hook: str | None = None, service: str | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if hook:
+            where.append("hook = ?")
+            params.append(hook)
+        if service:
+            where.append("service = ?")
+            params.append(service)
+        sql = f"SELECT * FROM recoveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"  # noqa: S608  fixed fragments
+        return self._query(sql, [*params, limit])
+
+    def runs(self, hook: str, target: str, since: float) -> list[dict[str, Any]]:
+        """Executed (not dry-run) attempts of a hook on a target since a time, oldest first."""
+        return self._query(
+            "SELECT * FROM recoveries WHERE hook = ? AND target = ? AND started_at >= ? AND dry_run = 0 "
+            "AND status NOT IN ('skipped') ORDER BY started_at",
+            (hook, target, since),
+        )
+
+    def last_run(self, hook: str, target: str) -> dict[str, Any] | None:
+        rows = self._query(
+            "SELECT * FROM recoveries WHERE hook = ? AND target = ? AND status NOT IN ('skipped') "
+            "ORDER BY started_at DESC LIMIT 1",
+            (hook, target),
+        )
+        return rows[0] if rows else None
+
+    def pending_verifications(self) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM recoveries WHERE verification = 'pending' ORDER BY verify_at")
+
+    # -- housekeeping --------------------------------------------------------------------------------------------
+    def prune(self, older_than: float) -> int:
+        """Drop resolved episodes, delivered/failed outbox rows and audit records older than a time."""
+        with self.transaction():
+            n = self._conn.execute(
+                "DELETE FROM alerts WHERE state = 'resolved' AND updated_at < ?", (older_than,)
+            ).rowcount
+            n += self._conn.execute(
+                "DELETE FROM outbox WHERE status != 'pending' AND created_at < ?", (older_than,)
+            ).rowcount
+            n += self._conn.execute(
+                "DELETE FROM recoveries WHERE started_at < ? AND verification IS NOT 'pending'", (older_than,)
+            ).rowcount
+        return n
+
+
+def now_wall() -> float:
+    """Wall-clock time: persisted timestamps must mean the same after a restart."""
+    return time.time()
