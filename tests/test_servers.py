@@ -430,3 +430,95 @@ def test_fake_openai_runs_standalone_as_module() -> None:
             proc.stdout.close()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_alertmanager_cluster_deduplicates_notifications(http_receiver: HttpReceiver) -> None:
+    """Two clustered Alertmanagers given the same alert deliver one notification (what analyzer replicas rely on)."""
+    with AlertmanagerServer(f"{http_receiver.url}/am", cluster=True) as first:
+        assert first.cluster_address is not None
+        with AlertmanagerServer(f"{http_receiver.url}/am", peers=[first.cluster_address]) as second:
+            first.wait_for_cluster(2)
+            alert = [{"labels": {"alertname": "HighErrorRate", "service": "rag-api"}}]
+            assert first.post_alerts(alert) == 200
+            assert second.post_alerts(alert) == 200
+            http_receiver.wait_for(1, timeout=15, path="/am")
+            time.sleep(2.0)  # the second peer would notify about one peer_timeout (1s) later if gossip failed
+    assert len(http_receiver.requests) == 1
+
+
+def test_servers_die_with_the_process_that_started_them() -> None:
+    """A server started by a process that is SIGKILLed does not outlive it (no orphans holding ports or CPU)."""
+    code = (
+        "import time\nfrom tests.servers import RedisServer\n"
+        "s = RedisServer(); s.start(); print(s._process.pid, flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    with proc.stdout:
+        redis_pid = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{redis_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{redis_pid}").exists()
+
+
+def test_fake_openai_keep_alive_survives_a_stream(fake_openai: FakeOpenAI) -> None:
+    """After a fully read SSE stream the next request reuses the same HTTP connection (chunked framing is correct)."""
+    with _client(fake_openai) as client:
+        # The Responses stream has no [DONE] sentinel, so the client reads it to the chunked terminator.
+        list(client.responses.create(model="gpt-4o-mini", input="hi", stream=True))
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    with httpx.Client(base_url=fake_openai.base_url, timeout=5) as raw:
+        body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+        with raw.stream("POST", "/chat/completions", json=body) as response:
+            events = [line for line in response.iter_lines() if line]
+        assert events[-1] == "data: [DONE]"
+        assert raw.get("/models").status_code == 200
+    peers = [r.peer for r in fake_openai.requests]
+    assert len(set(peers[:3])) == 1
+    assert peers[3] == peers[4] != peers[0]
+
+
+def test_fake_openai_tool_calls_plain_and_streamed(fake_openai: FakeOpenAI) -> None:
+    """With function tools the reply is one tool call with schema-valid arguments, then text after the tool result."""
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "search",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"q": {"type": "string"}, "k": {"type": "integer"}},
+                    "required": ["q", "k"],
+                },
+            },
+        }
+    ]
+    with _client(fake_openai) as client:
+        first = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=tools)  # type: ignore[arg-type]
+        assert first.choices[0].finish_reason == "tool_calls"
+        [call] = first.choices[0].message.tool_calls or []
+        assert call.type == "function"
+        assert (call.function.name, call.function.arguments) == ("search", '{"q": "example", "k": 1}')
+        chunks = list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=tools, stream=True))  # type: ignore[arg-type]
+        arguments = "".join(
+            (c.choices[0].delta.tool_calls or [])[0].function.arguments or ""  # type: ignore[union-attr]
+            for c in chunks
+            if c.choices and c.choices[0].delta.tool_calls
+        )
+        assert arguments == call.function.arguments
+        follow_up = [*MESSAGES, first.choices[0].message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": call.id, "content": "found"}]  # fmt: skip
+        final = client.chat.completions.create(model="gpt-4o", messages=follow_up, tools=tools)  # type: ignore[arg-type]
+        assert final.choices[0].message.content == fake_openai.reply
+
+
+def test_fake_openai_responses_stream_error_event(fake_openai: FakeOpenAI) -> None:
+    """A Responses stream for `error-midstream` ends with a typed `error` event, as the real API reports failures."""
+    with _client(fake_openai) as client:
+        events = list(client.responses.create(model="error-midstream", input="hi", stream=True))
+    assert events[-1].type == "error"
+    assert "server had an error" in events[-1].message  # type: ignore[union-attr]

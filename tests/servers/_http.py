@@ -31,6 +31,7 @@ class RecordedRequest:
     body: bytes
     json: Any = None
     received_at: float = field(default_factory=time.time)
+    peer: tuple[str, int] = ("", 0)  # the client's address: equal ports on two requests mean a reused connection
 
     @property
     def text(self) -> str:
@@ -115,6 +116,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             headers=headers,
             body=body,
             json=parsed,
+            peer=(str(self.client_address[0]), int(self.client_address[1])),
         )
         self.server.owner._record(request)
         self.server.owner._handle(request, self)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +29,20 @@ __all__ = [
     "port_is_open",
     "wait_until",
 ]
+
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None
+try:
+    _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux/glibc: children are still killed by stop()/close()
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGKILL it if the process that started it dies (no orphaned servers)."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class MissingBinaryError(RuntimeError):
@@ -118,6 +135,9 @@ class ManagedProcess:
         if self.running:
             return
         kwargs: dict[str, Any] = {}
+        # The parent-death signal fires when the *thread* that forked exits, so only tie it to the main thread.
+        if threading.current_thread() is threading.main_thread():
+            kwargs["preexec_fn"] = _die_with_parent
         if self.user is not None and os.geteuid() == 0:
             kwargs["user"] = self.user
             kwargs["group"] = self.user

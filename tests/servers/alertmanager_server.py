@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -107,6 +108,21 @@ class AlertmanagerServer(ProcessServer):
                 return int(resp.status) == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    def wait_for_cluster(self, size: int, timeout: float = 10.0) -> None:
+        """Block until `/api/v2/status` reports a ready cluster of `size` peers; AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/status", timeout=2) as resp:
+                    status = json.loads(resp.read()).get("cluster") or {}
+            except (urllib.error.URLError, OSError):
+                status = {}
+            if status.get("status") == "ready" and len(status.get("peers") or []) >= size:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"Alertmanager cluster did not reach {size} ready peers in {timeout}s: {status}")
 
     def post_alerts(self, alerts: list[dict[str, Any]]) -> int:
         """POST alerts to `/api/v2/alerts` (the v2 API shape: labels, annotations, startsAt...); return the status."""

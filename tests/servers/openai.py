@@ -133,6 +133,21 @@ def _truncate_words(text: str, limit: int | None) -> tuple[str, bool]:
     return " ".join(text.split()[: max(limit, 0)]), True
 
 
+def _example_arguments(schema: dict[str, Any]) -> dict[str, Any]:
+    """Arguments satisfying a JSON-schema object's required properties with placeholder values."""
+    samples = {"string": "example", "integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {}}
+    properties = schema.get("properties") or {}
+    result: dict[str, Any] = {}
+    for name in schema.get("required") or []:
+        prop = properties.get(name) or {}
+        if prop.get("enum"):
+            result[name] = prop["enum"][0]
+        else:
+            kind = prop.get("type", "string")
+            result[name] = samples.get(kind if isinstance(kind, str) else kind[0], "example")
+    return result
+
+
 def _id(prefix: str, n: int = 24) -> str:
     return prefix + uuid.uuid4().hex[:n]
 
@@ -149,7 +164,13 @@ class FakeOpenAI(HttpServerBase):
     response headers), `first_chunk_delay` (seconds between stream headers and the first event), `chunk_delay`
     (seconds between stream events), `embedding_dim`, `api_key` (when set, `Authorization: Bearer <key>` is
     required, else 401), `response_models` (request model -> response model), `cached_tokens`, `reasoning_tokens`,
-    `system_fingerprint`, `service_tier`. Requests are recorded in `.requests` (see HttpServerBase).
+    `system_fingerprint`, `service_tier`, `call_tools` and `tool_arguments` (below). Requests are recorded in
+    `.requests` (see HttpServerBase). A `reply` callable runs on the request's thread, so it may also sleep.
+
+    Tool calling (chat completions): when the request offers function `tools`, `tool_choice` is not `none` and the last
+    message is not a `tool` result, the answer is one call of the chosen (or first) tool, finish_reason `tool_calls`;
+    its arguments are `tool_arguments` (a dict, or a callable taking the tool's `function` object) or, when None,
+    placeholders for the schema's required properties. Set `call_tools = False` to always answer with text.
     """
 
     def __init__(
@@ -177,6 +198,8 @@ class FakeOpenAI(HttpServerBase):
         self.response_models = dict(DEFAULT_RESPONSE_MODELS if response_models is None else response_models)
         self.cached_tokens = 0
         self.reasoning_tokens = 0
+        self.call_tools = True
+        self.tool_arguments: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.system_fingerprint = "fp_fake0000001"
         self.service_tier = "default"
         self._failures: list[tuple[str | None, InjectedError, list[int]]] = []
@@ -374,7 +397,10 @@ class FakeOpenAI(HttpServerBase):
                         handler.abort()
                         raise _ClientGone
                     error = _error_for(500)
-                    payload = error.body() if event is None else {"type": "error", **error.body()["error"]}
+                    payload: dict[str, Any] = error.body()
+                    if event is not None:  # Responses API: a typed `error` event, not an `{"error": ...}` body
+                        payload = {"type": "error", "code": error.type, "message": error.message,
+                                   "param": error.param, "sequence_number": i}  # fmt: skip
                     prefix = b"" if event is None else b"event: error\n"
                     handler.write_chunk(prefix + b"data: " + json.dumps(payload).encode() + b"\n\n")
                     break
@@ -418,10 +444,15 @@ class FakeOpenAI(HttpServerBase):
         model = str(body["model"])
         n = int(body.get("n") or 1)
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
-        text, truncated = _truncate_words(self._reply_text(body), limit)
-        finish = "length" if truncated else "stop"
+        tool_call = self._pick_tool_call(body)
+        if tool_call is not None:
+            text, finish = "", "tool_calls"
+            completion_tokens = max(1, count_tokens(tool_call["function"]["arguments"])) * n
+        else:
+            text, truncated = _truncate_words(self._reply_text(body), limit)
+            finish = "length" if truncated else "stop"
+            completion_tokens = count_tokens(text) * n
         prompt_tokens = sum(count_tokens(_text_of(m.get("content"))) for m in body["messages"] if isinstance(m, dict))
-        completion_tokens = count_tokens(text) * n
         common = {
             "id": _id("chatcmpl-"),
             "created": int(time.time()),
@@ -431,17 +462,12 @@ class FakeOpenAI(HttpServerBase):
         }
         usage = self._chat_usage(prompt_tokens, completion_tokens)
         if not body.get("stream"):
-            choices: list[dict[str, Any]] = [
-                {
-                    "index": i,
-                    "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }
-                for i in range(n)
-            ]
-            handler.send_json(200, {**common, "object": "chat.completion", "choices": choices, "usage": usage},
-                              self._headers(started))  # fmt: skip
+            message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+            if tool_call is not None:
+                message.update(content=None, tool_calls=[tool_call])
+            choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish} for i in range(n)]
+            payload = {**common, "object": "chat.completion", "choices": choices, "usage": usage}
+            handler.send_json(200, payload, self._headers(started))
             return
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         chunk_base = {**common, "object": "chat.completion.chunk"}
@@ -454,15 +480,43 @@ class FakeOpenAI(HttpServerBase):
 
         def events() -> Iterator[tuple[str | None, Any]]:
             for i in range(n):
-                yield delta(i, {"role": "assistant", "content": "", "refusal": None})
-                for piece in _split(text, self.chunks):
-                    yield delta(i, {"content": piece})
+                if tool_call is None:
+                    yield delta(i, {"role": "assistant", "content": "", "refusal": None})
+                    for piece in _split(text, self.chunks):
+                        yield delta(i, {"content": piece})
+                else:
+                    fn = tool_call["function"]
+                    head = {"index": 0, "id": tool_call["id"], "type": "function",
+                            "function": {"name": fn["name"], "arguments": ""}}  # fmt: skip
+                    yield delta(i, {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None})
+                    for piece in _split(fn["arguments"], self.chunks):
+                        yield delta(i, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
                 yield delta(i, {}, finish)
             if include_usage:
                 yield None, {**chunk_base, "choices": [], "usage": usage}
             yield None, None
 
         self._stream(handler, started, events(), model)
+
+    def _pick_tool_call(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A tool call when the request offers function tools, tool_choice is not `none`, and the last message is not
+        a tool result (so an agent loop calls one tool, then gets the text reply)."""
+        tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+        choice = body.get("tool_choice", "auto")
+        messages = body.get("messages") or []
+        if not self.call_tools or not tools or choice == "none":
+            return None
+        if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+            return None
+        tool = tools[0]["function"]
+        if isinstance(choice, dict) and choice.get("type") == "function":
+            wanted = (choice.get("function") or {}).get("name")
+            tool = next((t["function"] for t in tools if t["function"].get("name") == wanted), tool)
+        arguments = self.tool_arguments(tool) if callable(self.tool_arguments) else self.tool_arguments
+        if arguments is None:
+            arguments = _example_arguments(tool.get("parameters") or {})
+        return {"id": _id("call_"), "type": "function",
+                "function": {"name": tool.get("name", ""), "arguments": json.dumps(arguments)}}  # fmt: skip
 
     # -- legacy completions --------------------------------------------------------------------------------------
     def _completions(
