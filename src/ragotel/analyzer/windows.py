@@ -423,7 +423,7 @@ class Windows:
             for key, summary in self._span_rows(now, coarse=False):
                 row = {"model": key[3], "collection": key[4], **self._row(summary, key[1], now)}
                 fine.setdefault(key[:3], []).append(row)
-            names = sorted(set(coarse) | {k[0] for k in self._logs} | self._metric_services())
+            names = sorted(set(coarse) | set(self._logs) | self._metric_services())
             services = []
             for name in names:
                 if service is not None and name != service:
@@ -469,21 +469,18 @@ class Windows:
         """The ``/api/v1/health`` document: latest dependency health per service."""
         now = self._clock() if now is None else now
         with self.lock:
-            durations = {
-                (key[0], dict(key[2]).get(_DEP_NAME, "")): series.value
-                for key, series in self._live(_DEP_DURATION, now)
-            }
+            durations = {_dependency_id(key): series.value for key, series in self._live(_DEP_DURATION, now)}
             services: dict[str, list[dict[str, Any]]] = {}
-            for (service, _, attributes), series in self._live(_DEP_HEALTH, now):
-                attrs = dict(attributes)
-                name = attrs.get(_DEP_NAME, "")
-                services.setdefault(service, []).append(
+            for key, series in self._live(_DEP_HEALTH, now):
+                attrs = dict(key[2])
+                services.setdefault(key[0], []).append(
                     {
-                        "name": name,
+                        "name": attrs.get(_DEP_NAME, ""),
                         "kind": attrs.get(_DEP_KIND, ""),
+                        "instance": attrs.get("service.instance.id", ""),
                         "healthy": series.value >= 1.0,
                         "value": series.value,
-                        "check_duration": durations.get((service, name)),
+                        "check_duration": durations.get(_dependency_id(key)),
                         "last_seen": series.last_arrival,
                         "attributes": attrs,
                     }
@@ -494,7 +491,7 @@ class Windows:
                     {
                         "service": s,
                         "healthy": all(d["healthy"] for d in deps),
-                        "dependencies": sorted(deps, key=lambda d: (d["name"], d["kind"])),
+                        "dependencies": sorted(deps, key=lambda d: (d["name"], d["kind"], d["instance"])),
                     }
                     for s, deps in sorted(services.items())
                 ],
@@ -550,6 +547,11 @@ def _labels(**labels: str) -> dict[str, str]:
 
 def _only(values: list[SignalValue], service: str) -> float | None:
     return next((v.value for v in values if v.labels.get("service") == service), None)
+
+
+def _dependency_id(key: MetricKey) -> tuple[str, str, str]:
+    attrs = dict(key[2])
+    return key[0], attrs.get(_DEP_NAME, ""), attrs.get("service.instance.id", "")
 
 
 def _state(attrs: Mapping[str, str]) -> str | None:
