@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ragotel import health
 from ragotel.bootstrap import Instrumentation, instrument, uninstrument
 from ragotel.stages import embedding, generation, pipeline, rerank, retrieval
 from ragotel.telemetry import VERSION as __version__
@@ -11,6 +12,7 @@ __all__ = [
     "__version__",
     "embedding",
     "generation",
+    "health",
     "instrument",
     "pipeline",
     "rerank",

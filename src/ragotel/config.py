@@ -30,6 +30,11 @@ ENV_EXPORTER_TIMEOUT: Final = "OTEL_EXPORTER_OTLP_TIMEOUT"
 ENV_CAPTURE_MAX_LENGTH: Final = "RAGOTEL_CAPTURE_MAX_LENGTH"
 ENV_HOST_METRICS: Final = "RAGOTEL_HOST_METRICS"
 ENV_HEALTH_AUTO: Final = "RAGOTEL_HEALTH_AUTO_REGISTER"
+ENV_HEALTH_INTERVAL: Final = "RAGOTEL_HEALTH_INTERVAL"  # seconds between probes of auto-registered dependencies
+ENV_HEALTH_TIMEOUT: Final = "RAGOTEL_HEALTH_TIMEOUT"  # seconds before an auto-registered probe is cut
+ENV_HEALTH_PROBE_LLM: Final = "RAGOTEL_HEALTH_PROBE_LLM"  # opt-in: probe LLM endpoints of new OpenAI clients
+ENV_HOST_FILESYSTEM_PATHS: Final = "RAGOTEL_HOST_FILESYSTEM_PATHS"  # extra paths whose filesystem is reported
+ENV_HOST_PER_CPU: Final = "RAGOTEL_HOST_PER_CPU"  # opt-in: one system.cpu.utilization series per logical CPU
 ENV_LOG_LEVEL: Final = "RAGOTEL_LOG_LEVEL"
 
 PROTOCOLS: Final = ("http/protobuf", "grpc")
@@ -43,6 +48,8 @@ DEFAULT_MAX_EXPORT_BATCH_SIZE: Final = 512
 DEFAULT_EXPORT_TIMEOUT_MS: Final = 30000
 DEFAULT_METRIC_EXPORT_INTERVAL_MS: Final = 60000
 DEFAULT_EXPORTER_TIMEOUT_S: Final = 10.0
+DEFAULT_HEALTH_INTERVAL_S: Final = 15.0
+DEFAULT_HEALTH_TIMEOUT_S: Final = 5.0
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -148,6 +155,11 @@ class Settings:
     disabled_libraries: frozenset[str] = field(default_factory=frozenset)
     host_metrics: bool = True
     health_auto_register: bool = True
+    health_interval_s: float = DEFAULT_HEALTH_INTERVAL_S
+    health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
+    health_probe_llm: bool = False
+    host_filesystem_paths: tuple[str, ...] = ()
+    host_per_cpu: bool = False
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
     schedule_delay_ms: int = DEFAULT_SCHEDULE_DELAY_MS
     max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE
@@ -198,6 +210,13 @@ class Settings:
             disabled_libraries=disabled,
             host_metrics=host_metrics and env_bool(env, ENV_HOST_METRICS, True),
             health_auto_register=env_bool(env, ENV_HEALTH_AUTO, True),
+            health_interval_s=env_float(env, ENV_HEALTH_INTERVAL, DEFAULT_HEALTH_INTERVAL_S, minimum=0.001),
+            health_timeout_s=env_float(env, ENV_HEALTH_TIMEOUT, DEFAULT_HEALTH_TIMEOUT_S, minimum=0.001),
+            health_probe_llm=env_bool(env, ENV_HEALTH_PROBE_LLM, False),
+            host_filesystem_paths=tuple(
+                p.strip() for p in env.get(ENV_HOST_FILESYSTEM_PATHS, "").split(os.pathsep) if p.strip()
+            ),
+            host_per_cpu=env_bool(env, ENV_HOST_PER_CPU, False),
             max_queue_size=env_int(env, ENV_BSP_MAX_QUEUE_SIZE, DEFAULT_MAX_QUEUE_SIZE, minimum=1),
             schedule_delay_ms=env_int(env, ENV_BSP_SCHEDULE_DELAY, DEFAULT_SCHEDULE_DELAY_MS, minimum=1),
             max_export_batch_size=env_int(env, ENV_BSP_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_EXPORT_BATCH_SIZE, minimum=1),

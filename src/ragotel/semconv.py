@@ -129,10 +129,40 @@ M_PROCESS_CPU_UTILIZATION: Final = "process.cpu.utilization"
 M_PROCESS_MEMORY_USAGE: Final = "process.memory.usage"
 M_PROCESS_THREAD_COUNT: Final = "process.thread.count"
 M_PROCESS_FILE_DESCRIPTOR_COUNT: Final = "process.unix.file_descriptor.count"
+M_SYSTEM_MEMORY_LIMIT: Final = "system.memory.limit"
+# Load average has no upstream name yet; these are the OTel Collector hostmetrics receiver's.
+M_SYSTEM_CPU_LOAD_AVERAGE_5M: Final = "system.cpu.load_average.5m"
+M_SYSTEM_CPU_LOAD_AVERAGE_15M: Final = "system.cpu.load_average.15m"
+# GPU (hardware conventions), only when NVML (pynvml) is importable and finds a device.
+M_HW_GPU_UTILIZATION: Final = "hw.gpu.utilization"
+M_HW_GPU_MEMORY_USAGE: Final = "hw.gpu.memory.usage"
+M_HW_GPU_MEMORY_LIMIT: Final = "hw.gpu.memory.limit"
+
+# Host gauge attributes (system / process / hardware conventions); all low cardinality.
+CPU_LOGICAL_NUMBER: Final = "cpu.logical_number"  # only with RAGOTEL_HOST_PER_CPU=true
+SYSTEM_MEMORY_STATE: Final = "system.memory.state"
+SYSTEM_DEVICE: Final = "system.device"
+SYSTEM_FILESYSTEM_MOUNTPOINT: Final = "system.filesystem.mountpoint"
+SYSTEM_FILESYSTEM_TYPE: Final = "system.filesystem.type"
+SYSTEM_FILESYSTEM_STATE: Final = "system.filesystem.state"
+NETWORK_IO_DIRECTION: Final = "network.io.direction"
+HW_ID: Final = "hw.id"
+HW_NAME: Final = "hw.name"
+HW_VENDOR: Final = "hw.vendor"
+STATE_USED: Final = "used"
+STATE_FREE: Final = "free"
+DIRECTION_TRANSMIT: Final = "transmit"
+DIRECTION_RECEIVE: Final = "receive"
+DB_SYSTEM_CHROMA: Final = "chroma"
+DB_SYSTEM_QDRANT: Final = "qdrant"
 
 UNIT_SECONDS: Final = "s"
 UNIT_TOKENS: Final = "{token}"
 UNIT_DOCUMENTS: Final = "{document}"
+UNIT_RATIO: Final = "1"
+UNIT_BYTES: Final = "By"
+UNIT_THREADS: Final = "{thread}"
+UNIT_FILE_DESCRIPTORS: Final = "{file_descriptor}"
 
 # Bucket advice: GenAI conventions for durations and token counts, database conventions for db durations.
 GEN_AI_DURATION_BUCKETS: Final = (
