@@ -522,3 +522,13 @@ def test_fake_openai_responses_stream_error_event(fake_openai: FakeOpenAI) -> No
         events = list(client.responses.create(model="error-midstream", input="hi", stream=True))
     assert events[-1].type == "error"
     assert "server had an error" in events[-1].message  # type: ignore[union-attr]
+
+
+def test_smtp_implicit_tls_delivers() -> None:
+    """An SMTPS server (implicit TLS) accepts smtplib.SMTP_SSL with login and records the message as sent over TLS."""
+    with SmtpServer(implicit_tls=True, username="ragotel", password="secret") as server:
+        with smtplib.SMTP_SSL(server.host, server.port, context=server.client_context(), timeout=5) as client:
+            client.login("ragotel", "secret")
+            client.send_message(_message())
+        [received] = server.wait_for(1)
+    assert (received.tls, received.login) == (True, "ragotel")

@@ -52,6 +52,11 @@ class ReceivedMessage:
         return "" if part is None else str(part.get_content())
 
 
+def _transport_is_tls(server: Any) -> bool:
+    transport = getattr(server, "transport", None)
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
 class _Handler:
     def __init__(self, owner: SmtpServer) -> None:
         self.owner = owner
@@ -68,7 +73,7 @@ class _Handler:
             data=data,
             message=message,
             login=login,
-            tls=session.ssl is not None,
+            tls=session.ssl is not None or _transport_is_tls(server),
         )
         self.owner._add(received)
         return "250 Message accepted for delivery"
@@ -78,8 +83,9 @@ class SmtpServer:
     """aiosmtpd on a free port storing every message in `.messages`.
 
     STARTTLS is offered with a self-signed certificate (`.cert`, made with `cryptography`; `client_context()` trusts
-    it). With `username`/`password`, AUTH LOGIN and PLAIN are offered and required, only after STARTTLS unless
-    `auth_require_tls=False`. `stop()`/`start()` restart on the same port (messages are kept).
+    it); `implicit_tls=True` serves SMTPS instead (TLS from the first byte, for `smtplib.SMTP_SSL`). With
+    `username`/`password`, AUTH LOGIN and PLAIN are offered and required (on SMTPS: offered, not required), only
+    after STARTTLS unless `auth_require_tls=False`. `stop()`/`start()` restart on the same port (messages are kept).
     """
 
     host = "127.0.0.1"
@@ -91,15 +97,17 @@ class SmtpServer:
         username: str | None = None,
         password: str | None = None,
         starttls: bool = True,
+        implicit_tls: bool = False,
         require_starttls: bool = False,
         auth_require_tls: bool = True,
     ) -> None:
         self.port = port if port else free_port(self.host)
         self.username = username
         self.password = password
-        self.starttls = starttls
+        self.implicit_tls = implicit_tls
+        self.starttls = starttls and not implicit_tls
         self.require_starttls = require_starttls
-        self.auth_require_tls = auth_require_tls and starttls
+        self.auth_require_tls = auth_require_tls and (starttls or implicit_tls)
         self.cert: SelfSignedCert = self_signed_cert()
         self._messages: list[ReceivedMessage] = []
         self._cond = threading.Condition()
@@ -135,12 +143,16 @@ class SmtpServer:
         if self.starttls:
             kwargs["tls_context"] = self.cert.server_context()
             kwargs["require_starttls"] = self.require_starttls
+        if self.implicit_tls:
+            kwargs["ssl_context"] = self.cert.server_context()
         if self.username is not None:
             kwargs["authenticator"] = self._authenticate
-            kwargs["auth_required"] = True
-            kwargs["auth_require_tls"] = self.auth_require_tls
+            # aiosmtpd only counts STARTTLS as TLS for AUTH; on SMTPS the channel is encrypted anyway, and requiring
+            # AUTH without "requiring TLS" would make aiosmtpd warn on every connection, so AUTH is optional there.
+            kwargs["auth_required"] = not self.implicit_tls
+            kwargs["auth_require_tls"] = self.auth_require_tls and not self.implicit_tls
         else:
-            kwargs["auth_require_tls"] = self.starttls
+            kwargs["auth_require_tls"] = self.auth_require_tls
         controller = Controller(_Handler(self), **kwargs)
         controller.start()
         self._controller = controller
