@@ -3,6 +3,7 @@ real Windows on a simulated clock, and an engine wired the way ``alerting.attach
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,10 @@ class Harness:
         window: float = 10.0,
         db: str = "state.db",
         start: float = T0,
+        realtime: bool = False,
     ) -> None:
-        self.now = start
+        self.realtime = realtime
+        self.now = time.time() if realtime else start
         self.window = window
         self.windows = Windows(window, clock=lambda: self.now)
         self.store = StateStore(tmp_path / db)
@@ -78,7 +81,8 @@ class Harness:
         feed(self.windows, "metrics", gauge_request(service, [(name, value, attributes, self.now)]), self.now)
 
     def tick(self, advance: float = 0.0) -> None:
-        self.now += advance
+        """Advance the clock (never behind the wall clock when ``realtime``) and evaluate once."""
+        self.now = max(self.now + advance, time.time()) if self.realtime else self.now + advance
         self.windows.expire(self.now)
         self.engine.tick(self.now)
         self.recovery.tick(self.now, [a.snapshot() for a in self.engine.firing()])

@@ -16,12 +16,13 @@ import logging
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import IO, Any, Final, Protocol
 
 import httpx
 
@@ -108,31 +109,36 @@ class CommandAction:
     def run(self, labels: Mapping[str, str], alert: Mapping[str, Any], timeout: float) -> ActionResult:
         argv = self.describe(labels)["argv"]
         env = {**os.environ, **self._spec.env}
-        try:
-            proc = subprocess.Popen(  # noqa: S603  argv list from the configuration, labels validated, no shell
-                argv,
-                cwd=self._spec.cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return ActionResult("failed", {"error": f"{type(exc).__name__}: {exc}"})
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            return ActionResult("timeout", {"pid": proc.pid, "stderr": err.decode(errors="replace")[-_TAIL:]})
-        detail = {
-            "exit_code": proc.returncode,
-            "stdout": out.decode(errors="replace")[-_TAIL:],
-            "stderr": err.decode(errors="replace")[-_TAIL:],
-        }
+        # Output goes to files, not pipes: a restart script that starts a daemon leaves it holding the
+        # descriptors, and reading a pipe to EOF would then wait for the daemon to exit.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(  # noqa: S603  argv list from the configuration, labels validated, no shell
+                    argv,
+                    cwd=self._spec.cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                return ActionResult("failed", {"error": f"{type(exc).__name__}: {exc}"})
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return ActionResult("timeout", {"pid": proc.pid, "stderr": _tail(err)})
+            detail = {"exit_code": proc.returncode, "stdout": _tail(out), "stderr": _tail(err)}
         return ActionResult("succeeded" if proc.returncode == 0 else "failed", detail)
+
+
+def _tail(f: IO[bytes]) -> str:
+    f.seek(0, os.SEEK_END)
+    f.seek(max(0, f.tell() - _TAIL))
+    return f.read().decode(errors="replace")
 
 
 class WebhookAction:

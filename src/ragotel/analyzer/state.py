@@ -269,7 +269,8 @@ class StateStore:
         coalesce: bool = False,
     ) -> None:
         """Queue a notification. With ``coalesce`` a pending one for the same channel and alert is replaced."""
-        params = (channel, fingerprint, alert_id, kind, int(coalesce), _encode("payload", payload), now, now)
+        # Due at once (0), whatever the clock of the caller: delivery compares with its own clock.
+        params = (channel, fingerprint, alert_id, kind, int(coalesce), _encode("payload", payload), now, 0.0)
         sql = (
             "INSERT INTO outbox (channel, fingerprint, alert_id, kind, coalesce_key, payload, created_at, "
             "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
