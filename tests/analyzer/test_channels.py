@@ -109,7 +109,8 @@ def test_permanent_rejection_is_given_up_and_visible(tmp_path: Path, http_receiv
     time.sleep(0.3)
     row = h.store.notifications()[0]
     assert row["status"] == "failed"
-    assert "HTTP 400" in row["last_error"] and "bad payload" in row["last_error"]
+    assert "HTTP 400" in row["last_error"]
+    assert "bad payload" in row["last_error"]
     assert len(http_receiver.requests) == 1
     h.close()
 
@@ -133,7 +134,8 @@ def test_a_hanging_channel_does_not_delay_the_others(
     while not any(r["last_error"] for r in h.store.notifications()) and time.monotonic() < deadline:
         time.sleep(0.05)
     stuck = next(r for r in h.store.notifications() if r["channel"] == "stuck")
-    assert stuck["status"] == "pending" and "Timeout" in stuck["last_error"]
+    assert stuck["status"] == "pending"
+    assert "Timeout" in stuck["last_error"]
     h.close()
 
 
@@ -174,7 +176,8 @@ def test_email_over_starttls_with_login(
     h = start(tmp_path, [email])
     fire(h)
     (msg,) = smtp_server.wait_for(1, timeout=10)
-    assert msg.tls and msg.login == "ragotel"
+    assert msg.tls
+    assert msg.login == "ragotel"
     assert msg.rcpt_tos == ("oncall@example.org",)
     assert msg.subject.strip() == "[ragotel] [FIRING] database_connection (critical) rag-api vector_db/chroma"
     assert "Primary cause: vector_db_errors" in msg.text
@@ -199,7 +202,8 @@ def test_email_bad_credentials_are_recorded(
     while not h.store.notifications()[0]["last_error"] and time.monotonic() < deadline:
         time.sleep(0.05)
     row = h.store.notifications()[0]
-    assert row["status"] == "pending" and "535" in row["last_error"]
+    assert row["status"] == "pending"
+    assert "535" in row["last_error"]
     assert smtp_server.messages == []
     h.close()
 

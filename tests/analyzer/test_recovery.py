@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -68,10 +69,8 @@ def child_service(tmp_path: Path) -> Iterator[Path]:
     pidfile.write_text(str(proc.pid))
     yield pidfile
     for pid in {proc.pid, int(pidfile.read_text())}:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     proc.wait(timeout=5)
 
 
@@ -259,7 +258,9 @@ def test_webhook_and_python_actions(
     """A webhook action POSTs the alert; a python action calls module:function with the alert."""
     module = tmp_path / "ops_actions.py"
     module.write_text(
-        "CALLS = []\ndef failover(alert, region):\n    CALLS.append((alert['rule'], alert['labels']['service'], region))\n"
+        "CALLS = []\n"
+        "def failover(alert, region):\n"
+        "    CALLS.append((alert['rule'], alert['labels']['service'], region))\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     hooks = [
@@ -276,7 +277,8 @@ def test_webhook_and_python_actions(
         "failover": "succeeded",
     }
     (req,) = http_receiver.wait_for(1, path="/recover")
-    assert req.json["hook"] == "notify-ops" and req.json["alert"]["rule"] == "database_connection"
+    assert req.json["hook"] == "notify-ops"
+    assert req.json["alert"]["rule"] == "database_connection"
     import ops_actions  # type: ignore[import-not-found]
 
     assert ops_actions.CALLS == [("database_connection", "rag-api", "eu-west")]
