@@ -532,3 +532,14 @@ def test_smtp_implicit_tls_delivers() -> None:
             client.send_message(_message())
         [received] = server.wait_for(1)
     assert (received.tls, received.login) == (True, "ragotel")
+
+
+def test_fail_next_rejects_swapped_arguments(http_receiver: HttpReceiver, fake_openai: FakeOpenAI) -> None:
+    """fail_next() refuses a status passed where a count belongs (the two helpers order them differently)."""
+    with pytest.raises(ValueError, match="times"):
+        http_receiver.fail_next(500)
+    with pytest.raises(ValueError, match="status"):
+        fake_openai.fail_next(2, 500)
+    bad = httpx.post(f"{fake_openai.base_url}/chat/completions", json={"model": "m", "messages": MESSAGES, "n": "x"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["type"] == "invalid_request_error"

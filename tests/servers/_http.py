@@ -83,6 +83,12 @@ class RequestHandler(BaseHTTPRequestHandler):
     timeout = 60  # idle keep-alive connections end after this long
     server: _Server
 
+    wfile_started = False  # set once a status line was sent on the current request
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.wfile_started = True
+        super().send_response(code, message)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
@@ -102,6 +108,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _dispatch(self) -> None:
+        self.wfile_started = False
         body = self._read_body()
         split = urlsplit(self.path)
         headers = {k.lower(): v for k, v in self.headers.items()}

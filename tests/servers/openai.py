@@ -236,6 +236,8 @@ class FakeOpenAI(HttpServerBase):
         extra = dict(headers or {})
         if retry_after_ms is not None:
             extra["retry-after-ms"] = str(retry_after_ms)
+        if status < 100 or times >= 100:
+            raise ValueError(f"fail_next(status={status}, times={times}): the first positional argument is `status`")
         kwargs: dict[str, Any] = {"message": message, "type": type, "param": param, "headers": extra}
         if code is not None:
             kwargs["code"] = code
@@ -352,7 +354,15 @@ class FakeOpenAI(HttpServerBase):
         if model == "error-midstream" and not body.get("stream"):
             self._send_error(handler, _error_for(500), started)
             return
-        route(request, body, handler, started)
+        try:
+            route(request, body, handler, started)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # A malformed parameter the handlers did not validate one by one: answer 400 like the real API would,
+            # instead of dropping the connection (only possible while no response byte has been sent).
+            if not handler.wfile_started:
+                self._send_error(handler, _error_for(400, message=f"Invalid request: {exc!r}"), started)
+            else:
+                raise _ClientGone from exc
 
     def _routes(
         self,

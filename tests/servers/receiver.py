@@ -70,6 +70,8 @@ class HttpReceiver(HttpServerBase):
 
     def fail_next(self, times: int = 1, status: int = 500, path: str | None = None, body: Any = b"error") -> None:
         """Answer the next `times` requests (to `path`, or any path) with `status`, then go back to normal."""
+        if times >= 100 or status < 100:
+            raise ValueError(f"fail_next(times={times}, status={status}): the first positional argument is `times`")
         self.respond(path, status=status, body=body, times=times)
 
     def reset_responses(self) -> None:
