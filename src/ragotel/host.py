@@ -195,7 +195,7 @@ class _Sampler:
             wanted = frozenset(("/" if os.name != "nt" else os.path.realpath(os.sep), *self._extra_paths))
             wanted |= _watched_paths
         if wanted != self._mount_paths:
-            partitions = psutil.disk_partitions(all=False)
+            partitions = psutil.disk_partitions(all=True)  # all: tmpfs and bind mounts count as filesystems too
             found: dict[str, _Mount] = {}
             for path in sorted(wanted):
                 mount = _mount_for(path, partitions)
