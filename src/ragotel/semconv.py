@@ -76,6 +76,7 @@ GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"  # content capt
 GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT: Final = "openai.response.system_fingerprint"
 GEN_AI_OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
 GEN_AI_OPENAI_REQUEST_SERVICE_TIER: Final = "openai.request.service_tier"
+GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"  # "json" when a response format asks for it, "text"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 
 OP_CHAT: Final = "chat"

@@ -15,7 +15,7 @@ import inspect
 import weakref
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -25,7 +25,18 @@ from ragotel import _guard
 from ragotel import telemetry as _telemetry
 from ragotel.telemetry import NOOP, Operation
 
-__all__ = ["RagotelInstrumentor", "StreamProxy", "StreamReader", "Target", "argument", "wrap_stream"]
+__all__ = [
+    "ENVELOPE_LAZY",
+    "ENVELOPE_READY",
+    "EnvelopeProxy",
+    "RagotelInstrumentor",
+    "StreamProxy",
+    "StreamReader",
+    "Target",
+    "argument",
+    "end_stream",
+    "wrap_stream",
+]
 
 Attributes = dict[str, Any]
 RequestExtractor = Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Attributes | None]
@@ -51,7 +62,10 @@ class Target:
     means "not ours, call through untraced". ``response(instance, result)`` returns attributes read from the
     result. ``request_content`` / ``response_content`` are called only when content capture is on and return
     content attributes (already in their final attribute form). ``stream(instance, args, kwargs, result)``
-    returns a :class:`StreamReader` when the result is a stream to follow, else None.
+    returns a :class:`StreamReader` when the result is a stream to follow, else None. ``envelope(result)`` says
+    whether the result is a raw-response envelope whose ``parse()`` yields the real result (openai's
+    ``with_raw_response``): :data:`ENVELOPE_READY` (body in memory: parsed now, the envelope caches it),
+    :data:`ENVELOPE_LAZY` (body not read: followed through :class:`EnvelopeProxy`) or None (not an envelope).
     """
 
     module: str
@@ -64,6 +78,11 @@ class Target:
     response_content: ResponseExtractor | None = None
     stream: Callable[[Any, tuple[Any, ...], Mapping[str, Any], Any], StreamReader | None] | None = None
     is_async: bool | None = None  # None: decided from the original callable
+    envelope: Callable[[Any], str | None] | None = None
+
+
+ENVELOPE_READY: Final = "ready"
+ENVELOPE_LAZY: Final = "lazy"
 
 
 def argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str, default: Any = None) -> Any:
@@ -94,17 +113,24 @@ def _begin(target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping
 def _finish(
     op: Operation, target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], result: Any
 ) -> Any:
-    """Read the result into the operation and end it; returns ``result`` itself, or a proxy for a stream."""
+    """Read the result into the operation and end it; returns ``result`` itself, or a proxy for a stream/envelope."""
     try:
         op.detach()
-        if target.stream is not None:
+        body = result
+        if target.envelope is not None:
+            kind = target.envelope(result)
+            if kind == ENVELOPE_LAZY and op.recording:
+                return EnvelopeProxy(result, op, lambda parsed: _finish(op, target, instance, args, kwargs, parsed))
+            if kind == ENVELOPE_READY:
+                body = result.parse()
+        if target.stream is not None and body is result:
             reader = target.stream(instance, args, kwargs, result)
             if reader is not None:
                 return wrap_stream(result, op, reader)
         if target.response is not None:
-            op.set_attributes(target.response(instance, result) or {})
+            op.set_attributes(target.response(instance, body) or {})
         if target.response_content is not None and op.capture_content:
-            for key, value in (target.response_content(instance, result) or {}).items():
+            for key, value in (target.response_content(instance, body) or {}).items():
                 op.capture(key, value)
     except Exception as exc:  # noqa: BLE001 - extractor failures must not reach the caller
         _guard.report(f"{target.component} response extractor ({target.method})", exc)
@@ -305,11 +331,96 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
             self._self_end(exc if isinstance(exc, Exception) else None, early=exc is None)
 
 
+def end_stream(proxy: Any, *, early: bool = True) -> None:
+    """End the operation of a followed stream now, if ``proxy`` is one (for helpers closing the response directly)."""
+    if isinstance(proxy, StreamProxy):
+        proxy._self_end(early=early)
+
+
 def wrap_stream(stream: Any, op: Operation, reader: StreamReader | None = None) -> Any:
     """Return ``stream`` followed by ``op``: the span ends exactly once, whichever way the stream ends."""
     if not op.recording:
         return stream
     return StreamProxy(stream, op, reader)
+
+
+class EnvelopeProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only in wrapt's stubs, not at runtime
+    """A raw-response envelope (openai ``with_raw_response`` / ``with_streaming_response``) whose body is not read yet.
+
+    The operation stays open until the caller's first ``parse()`` (sync, or awaitable on async clients): its result
+    goes through the target's stream/response handling — a stream it returns is followed by a :class:`StreamProxy`,
+    which then owns the operation — and repeated parses return that same object. ``close()`` first, or the envelope
+    collected unparsed, ends the operation marked as ended early; a failing ``parse()`` marks it failed. Every other
+    attribute (``headers``, ``http_response``, ``request_id`` ...) is forwarded untouched.
+    """
+
+    def __init__(self, wrapped: Any, op: Operation, finish: Callable[[Any], Any]) -> None:
+        super().__init__(wrapped)
+        self._self_op = op
+        self._self_finish = finish
+        self._self_parsed: Any = None
+        self._self_result: Callable[[], Any] | None = None
+        self._self_finalizer = weakref.finalize(self, _end_dropped, op, None)
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        """Forward ``parse()``; the first result is followed as the call's real result."""
+        try:
+            parsed = self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_fail(exc)
+            raise
+        if inspect.isawaitable(parsed):
+            return self._self_await(parsed)
+        return self._self_take(parsed)
+
+    async def _self_await(self, awaitable: Any) -> Any:
+        try:
+            parsed = await awaitable
+        except BaseException as exc:
+            self._self_fail(exc)
+            raise
+        return self._self_take(parsed)
+
+    def _self_take(self, parsed: Any) -> Any:
+        ref = self._self_result
+        if ref is not None and parsed is self._self_parsed:
+            out = ref()
+            return parsed if out is None else out
+        finalizer = self._self_finalizer
+        if not finalizer.alive:
+            return parsed  # already ended (closed, failed) or another `to=` type: not ours to follow
+        finalizer.detach()
+        out = self._self_finish(parsed)
+        self._self_parsed = parsed
+        # Weakly held: a stream proxy the caller dropped must still be collected (and end its span).
+        self._self_result = (
+            (lambda: parsed) if out is parsed else _guard.call("weakref", lambda: weakref.ref(out), None)
+        )
+        return out
+
+    def _self_fail(self, exc: BaseException) -> None:
+        finalizer = self._self_finalizer
+        if finalizer.alive:
+            finalizer.detach()
+            self._self_op.fail(exc)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_self_"):
+            raise AttributeError(name)
+        attr = getattr(self.__wrapped__, name)
+        if name != "close":
+            return attr
+
+        def close(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                finalizer = self._self_finalizer
+                if finalizer.alive:
+                    finalizer.detach()
+                    self._self_op.end(ended_early=True)
+
+        return close
 
 
 # -- instrumentor -----------------------------------------------------------------------------------------------
