@@ -35,9 +35,10 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[PostgresTemplate]:
-    """One initdb per session; every postgres_server copies it."""
-    with _fail_if_missing(PostgresTemplate) as template:
-        yield template
+    """One initdb per session (the same one PostgresServer() uses by default); every postgres_server copies it."""
+    template: PostgresTemplate = _fail_if_missing(PostgresTemplate.shared)
+    yield template
+    template.close()
 
 
 @pytest.fixture

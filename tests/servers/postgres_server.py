@@ -64,6 +64,7 @@ class PostgresTemplate:
         """The template data dir, created on first use."""
         with self._lock:
             if self._data is None:
+                self._root.mkdir(mode=0o700, parents=True, exist_ok=True)
                 _chown(self._root, self.user)
                 data = self._root / "data"
                 result = subprocess.run(
