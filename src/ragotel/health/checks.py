@@ -9,6 +9,7 @@ check for a library that is not installed fails at creation with the extra to in
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import inspect
 import ssl
@@ -96,13 +97,20 @@ class _HttpCheck:
         verify: bool | str | ssl.SSLContext,
         timeout: float | None,
     ) -> None:
-        self.url = url
         self.expected = expected
         self.method = method
         self.headers = headers
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is not None:
+            # Credentials in the URL become a Basic header (both clients), so the URL we keep and show has none.
+            user = urllib.parse.unquote(parts.username)
+            password = urllib.parse.unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            self.headers = {"Authorization": f"Basic {token}", **headers}
+        self.url = redact(url)
         self.verify = verify
         self.timeout = timeout
-        self.shown = redact(url)
+        self.shown = self.url
         self._context: ssl.SSLContext | None = None
 
     def context(self) -> ssl.SSLContext:

@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 
 from ragotel import _guard
-from ragotel.health.checks import IndexSizes
+from ragotel.health.checks import CheckError, IndexSizes
 
 __all__ = ["DependencyStatus", "HealthReport", "Status", "overall_status"]
 
@@ -178,7 +178,11 @@ def validate(name: object, check: object, kind: object, interval: object, timeou
 
 
 def describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """The reason shown for a failed check: a CheckError's message as is, else "ExceptionType: message"."""
+    if isinstance(exc, CheckError) and str(exc):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
 
 
