@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Final
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pydantic import TypeAdapter
 
 from ragotel.analyzer.alerts import AlertEngine, iso_time
 from ragotel.analyzer.api import Request, Response
@@ -25,8 +24,6 @@ from ragotel.analyzer.diagnosis import Diagnoser, StatsSource
 from ragotel.analyzer.outbox import Outbox
 from ragotel.analyzer.recovery import RecoveryManager
 from ragotel.analyzer.rules import build_rule
-from ragotel.analyzer.rules_builtin import builtin_rules
-from ragotel.analyzer.specs import ChannelSpec, RecoverySpec, RuleSpec
 from ragotel.analyzer.state import StateStore
 
 if TYPE_CHECKING:
@@ -36,7 +33,6 @@ __all__ = ["Alerting", "attach"]
 
 _log = logging.getLogger("ragotel.analyzer.alerting")
 _PRUNE_EVERY: Final = 3600.0
-_RETENTION: Final = 7 * 86400.0
 _STATES: Final = frozenset({"pending", "firing", "resolved"})
 
 
@@ -146,9 +142,8 @@ class Alerting:
         self.config = config
         self._windows = windows
         self._metrics = _Metrics(registry)
-        rule_specs, channel_specs, self._hooks = _typed(config)
-        self._rules = [build_rule(spec, window=config.window) for spec in rule_specs if spec.enabled]
-        self._channel_specs = channel_specs
+        self._rules = [build_rule(spec, window=config.window) for spec in config.rules if spec.enabled]
+        self._channel_specs = list(config.channels)
         self.channel_names = [c.name for c in self._channel_specs]
         self.store: StateStore | None = None
         self.engine: AlertEngine | None = None
@@ -164,7 +159,7 @@ class Alerting:
         now = time.time()
         store = self.store = StateStore(self.config.state.path)
         self.outbox = Outbox(store, [build_channel(c) for c in self._channel_specs], stats=self._metrics)
-        self.recovery = RecoveryManager(self._hooks, store, self.outbox, stats=self._metrics)
+        self.recovery = RecoveryManager(self.config.recovery, store, self.outbox, stats=self._metrics)
         diagnoser = Diagnoser(self._windows, window=self.config.window)
         self.engine = AlertEngine(
             self._rules,
@@ -192,7 +187,7 @@ class Alerting:
         self._count()
         if now - self._last_prune >= _PRUNE_EVERY:
             self._last_prune = now
-            removed = self.store.prune(now - _RETENTION)
+            removed = self.store.prune(now - self.config.state.retention)
             if removed:
                 _log.info("pruned %d old alert/outbox/recovery records", removed)
 
@@ -330,17 +325,6 @@ class Alerting:
                 }
             )
         return Response(200, _finite({"rules": rules}))
-
-
-def _typed(config: Config) -> tuple[list[RuleSpec], list[ChannelSpec], list[RecoverySpec]]:
-    # Interim glue while config.py still holds plain dicts: validate here, built-ins first, replaced by name.
-    rules: dict[str, RuleSpec] = {r.name: r for r in builtin_rules()}
-    for raw in config.rules:
-        rule = raw if isinstance(raw, RuleSpec) else RuleSpec.model_validate(raw)
-        rules[rule.name] = rule
-    channels = TypeAdapter(list[ChannelSpec]).validate_python(list(config.channels))
-    hooks = [h if isinstance(h, RecoverySpec) else RecoverySpec.model_validate(h) for h in config.recovery]
-    return list(rules.values()), channels, hooks
 
 
 class _BadQuery(ValueError):

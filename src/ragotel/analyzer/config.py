@@ -10,8 +10,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
+
+from ragotel.analyzer.rules_builtin import BUILTIN_RULES_YAML, builtin_rules
+from ragotel.analyzer.specs import ChannelSpec, RecoverySpec, RuleSpec, check_references
 
 __all__ = [
     "DEFAULT_CONFIG_YAML",
@@ -163,6 +175,7 @@ class StateConfig(_Model):
     """Durable state (SQLite)."""
 
     path: str = "ragotel-analyzer.db"
+    retention: Duration = Field(default=7 * 86400.0, gt=0)
 
 
 class LimitsConfig(_Model):
@@ -211,9 +224,16 @@ class Config(_Model):
     limits: LimitsConfig = LimitsConfig()
     passthrough: PassthroughConfig = PassthroughConfig()
     log: LogConfig = LogConfig()
-    rules: list[dict[str, Any]] = []
-    channels: list[dict[str, Any]] = []
-    recovery: list[dict[str, Any]] = []
+    rules: list[RuleSpec] = Field(default_factory=builtin_rules)
+    channels: list[ChannelSpec] = []
+    recovery: list[RecoverySpec] = []
+
+    @field_validator("recovery")
+    @classmethod
+    def _references(cls, value: list[RecoverySpec], info: ValidationInfo) -> list[RecoverySpec]:
+        if "rules" in info.data and "channels" in info.data:
+            check_references(info.data["rules"], info.data["channels"], value)
+        return value
 
     @model_validator(mode="after")
     def _interval_fits(self) -> Config:
@@ -222,7 +242,8 @@ class Config(_Model):
         return self
 
 
-DEFAULT_CONFIG_YAML = """\
+DEFAULT_CONFIG_YAML = (
+    """\
 # ragotel-analyzer built-in configuration (what runs when no --config is given).
 # Files given with --config deep-merge over this, later files win; command-line flags win over files.
 # Durations: 250ms, 60s, 5m, 1h. Sizes: bytes, or 512KiB, 4MiB, 1GiB.
@@ -257,7 +278,8 @@ api:
     key_file: null
 
 state:
-  path: ragotel-analyzer.db    # SQLite file
+  path: ragotel-analyzer.db    # SQLite file: alerts, cooldowns, notification outbox, recovery audit
+  retention: 7d                # resolved alerts, sent notifications and audit records older than this are pruned
 
 limits:
   max_series: 100000           # span + metric + log series; beyond it data goes to an overflow series
@@ -278,10 +300,12 @@ log:
   level: info                  # debug | info | warning | error
   format: text                 # text (logfmt) | json
 
-rules: []                      # alert rules (replace a built-in rule of the same name, add others)
-channels: []                   # notification channels
-recovery: []                   # recovery actions
+channels: []                   # notification channels: log, webhook, slack, email, alertmanager (docs/analyzer.md)
+recovery: []                   # recovery hooks: command, webhook, python, redis_flush (docs/analyzer.md)
+rules:                         # alert rules: a configured rule replaces the built-in of the same name
 """
+    + BUILTIN_RULES_YAML
+)
 
 
 class ConfigError(Exception):
@@ -348,7 +372,42 @@ def _validate(sources: Sequence[_Source]) -> tuple[Config | None, list[str]]:
     try:
         return Config.model_validate(merged), []
     except ValidationError as exc:
-        return None, [_describe(error, sources) for error in exc.errors()]
+        return None, [_describe({**e, "loc": _written_loc(e["loc"], merged, sources)}, sources) for e in exc.errors()]
+
+
+def _written_loc(loc: Sequence[Any], merged: Mapping[str, Any], sources: Sequence[_Source]) -> tuple[Any, ...]:
+    """Map a location in the merged data back to what a file wrote.
+
+    Items of a top-level named list (rules, channels, recovery) get their index in the last source that names
+    them, and a tagged union's tag (the item's ``type``) is dropped: ``channels[2].webhook.url`` (merged) becomes
+    ``channels[0].url`` (as written).
+    """
+    out: list[Any] = []
+    node: Any = merged
+    for part in loc:
+        if isinstance(node, Mapping) and isinstance(part, str) and part not in node and node.get("type") == part:
+            continue
+        if len(out) == 1 and isinstance(node, list) and isinstance(part, int) and part < len(node):
+            item = node[part]
+            name = item.get("name") if isinstance(item, Mapping) else None
+            written = part
+            for _, data in reversed(sources):
+                items = data.get(out[0]) if isinstance(data, Mapping) else None
+                found = [i for i, x in enumerate(items or []) if isinstance(x, Mapping) and x.get("name") == name]
+                if name is not None and found:
+                    written = found[-1]
+                    break
+            out.append(written)
+            node = item
+            continue
+        out.append(part)
+        if isinstance(node, Mapping) and isinstance(part, str):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
 
 
 def load_config(paths: Sequence[str | Path] = (), overrides: Mapping[str, Any] | None = None) -> Config:
@@ -415,6 +474,9 @@ def _describe(error: Mapping[str, Any], sources: Sequence[_Source]) -> str:
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         message = "unknown key" + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
+    elif kind == "union_tag_invalid":
+        path = f"{path}.{str(ctx.get('discriminator', 'type')).strip(chr(39))}"
+        message = f"expected one of {ctx.get('expected_tags', '')} (got {ctx.get('tag')!r})"
     elif kind == "literal_error":
         message = f"expected one of {ctx.get('expected', '')}"
     elif kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:

@@ -15,7 +15,7 @@ from typing import Any, Final, Protocol
 from .rules import SignalSource, format_value
 from .specs import RuleSpec
 
-__all__ = ["Cause", "Diagnoser", "Diagnosis", "StageShare", "StatsSource"]
+__all__ = ["CAUSE_IDS", "Cause", "Diagnoser", "Diagnosis", "StageShare", "StatsSource"]
 
 # What to do about each kind of cause, most useful first. The seed's defaults are the first entries: high response
 # time -> clear cache; errors, memory leak, database connection -> restart service; dependency down -> failover.
@@ -33,7 +33,13 @@ _ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     "code_regression": ("rollback",),
     "unknown": ("investigate",),
 }
-_NORMAL_SHARE: Final = 0.2
+_STAGES: Final = ("pipeline", "retrieval", "rerank", "embedding", "vector_db", "generation", "other")
+CAUSE_IDS: Final = frozenset(
+    {f"{stage}_{kind}" for stage in _STAGES for kind in ("latency", "errors")}
+    | {"dependency_down", "load_spike", "cpu_saturation", "memory_saturation", "disk_saturation", "memory_leak"}
+    | {"empty_index", "retrieval_regression", "code_regression", "unknown"}
+)
+"""Every ``primary_cause`` a diagnosis can name (a recovery hook may bind to one)."""
 _SLOWER: Final = 1.5
 
 

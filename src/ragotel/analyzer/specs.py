@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -37,6 +38,7 @@ __all__ = [
     "SlackChannelSpec",
     "WebhookActionSpec",
     "WebhookChannelSpec",
+    "check_references",
 ]
 
 # Labels a rule may select on and a recovery command may receive. Only the second set is ever substituted into an
@@ -50,7 +52,7 @@ ACTION_IDS: Final = ("clear_cache", "restart_service", "failover", "scale_up", "
 
 def _known_signal(value: str) -> str:
     if value not in SIGNALS:
-        raise ValueError(f"expected one of {', '.join(sorted(SIGNALS))}, got {value!r}")
+        raise ValueError(f"expected one of {', '.join(sorted(SIGNALS))}")
     return value
 
 
@@ -194,7 +196,7 @@ class LogChannelSpec(_ChannelBase):
 
 def _http_url(value: str) -> str:
     if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        raise ValueError("expected an http:// or https:// URL")
     return value
 
 
@@ -266,7 +268,7 @@ def _checked_template(value: str) -> str:
     bad = [name for name in _PLACEHOLDER_RE.findall(value) if name not in SUBSTITUTABLE_LABELS]
     if bad:
         allowed = ", ".join(f"{{{n}}}" for n in SUBSTITUTABLE_LABELS)
-        raise ValueError(f"expected placeholders among {allowed}, got {{{bad[0]}}}")
+        raise ValueError(f"expected placeholders among {allowed} only")
     return value
 
 
@@ -344,9 +346,49 @@ class RecoverySpec(_Spec):
     verify_within: Duration = 120.0
     escalate_to: list[str] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
     @field_validator("timeout")
     @classmethod
     def _positive_timeout(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("expected a positive duration")
         return value
+
+
+def check_references(rules: Sequence[RuleSpec], channels: Sequence[Any], hooks: Sequence[RecoverySpec]) -> None:
+    """Cross-checks the three lists: unique names, hooks bound to known rules/causes/actions, known channels.
+
+    Raises one ValueError listing every problem, each naming the entry (``recovery[0].on[1]``) and what was expected.
+    """
+    from .diagnosis import CAUSE_IDS  # noqa: PLC0415  diagnosis imports this module
+
+    problems = []
+    for what, items in (("channels", channels), ("recovery", hooks)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.name in seen:
+                problems.append(f"expected unique names in {what}, {what}[{i}] repeats {item.name!r}")
+            seen.add(item.name)
+    known = {r.name for r in rules} | set(CAUSE_IDS) | set(ACTION_IDS)
+    channel_names = {c.name for c in channels}
+    for i, hook in enumerate(hooks):
+        problems += [
+            f"expected recovery[{i}].on[{j}] to name a rule, a cause or an action ({', '.join(ACTION_IDS)}), "
+            f"got {name!r}"
+            for j, name in enumerate(hook.on)
+            if name not in known
+        ]
+        problems += [
+            f"expected recovery[{i}].escalate_to[{j}] to name a configured channel, got {name!r}"
+            for j, name in enumerate(hook.escalate_to or ())
+            if name not in channel_names
+        ]
+    if problems:
+        raise ValueError("; ".join(problems))
