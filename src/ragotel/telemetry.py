@@ -8,6 +8,7 @@ method here is safe to call from telemetry code: none raises into the caller (fa
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ragotel import _guard
 from ragotel import semconv as sc
-from ragotel.config import DEFAULT_CAPTURE_MAX_LENGTH
+from ragotel.config import DEFAULT_CAPTURE_MAX_LENGTH, ENV_CAPTURE, ENV_CAPTURE_MAX_LENGTH, env_bool, env_int
 
 __all__ = [
     "NOOP",
@@ -572,7 +573,15 @@ def current() -> Telemetry:
     if tel is None:
         with _lock:
             if _default is None:
-                set_default(Telemetry())
+                # No instrument() call (e.g. `opentelemetry-instrument python app.py` loaded the instrumentors):
+                # the content switches still come from the standard environment variables.
+                env = os.environ
+                set_default(
+                    Telemetry(
+                        capture_content=env_bool(env, ENV_CAPTURE, False),
+                        capture_max_length=env_int(env, ENV_CAPTURE_MAX_LENGTH, DEFAULT_CAPTURE_MAX_LENGTH, minimum=1),
+                    )
+                )
             tel = _default
     assert tel is not None
     return tel
