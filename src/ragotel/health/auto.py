@@ -26,6 +26,9 @@ _QDRANT_CLASSES: Final = (
     ("qdrant_client.async_qdrant_client", "AsyncQdrantClient"),
 )
 _OPENAI_CLASSES: Final = (("openai", "OpenAI"), ("openai", "AsyncOpenAI"))
+# Each in-memory Qdrant client is a store of its own (unlike Chroma's ephemeral clients, which share one), so live
+# ones get distinct names: qdrant:memory, qdrant:memory#2, ...
+_MEMORY_QDRANT: Final = "qdrant:memory"
 
 
 def _chroma_target(client: Any) -> tuple[str, str | None]:
@@ -42,9 +45,10 @@ def _chroma_target(client: Any) -> tuple[str, str | None]:
 
 
 def _qdrant_target(client: Any) -> tuple[str, str | None]:
+    """(dependency name, local storage path or None) for a Qdrant client."""
     options = dict(getattr(client, "_init_options", None) or {})
     if options.get("location") == ":memory:":
-        return "qdrant:memory", None
+        return _MEMORY_QDRANT, None
     if options.get("path"):
         return f"qdrant:{options['path']}", str(options["path"])
     uri = getattr(getattr(client, "_client", None), "rest_uri", None) or options.get("url") or options.get("location")
@@ -67,6 +71,7 @@ class AutoRegistration:
         self.active = False
         self._patched: list[tuple[Any, str, Any]] = []
         self._owned: dict[str, Callable[[], Any]] = {}
+        self._clients: dict[str, weakref.ref[Any]] = {}
         self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
 
@@ -86,6 +91,7 @@ class AutoRegistration:
         with self._lock:
             patched, self._patched = self._patched, []
             owned, self._owned = self._owned, {}
+            self._clients.clear()
         for owner, attribute, original in reversed(patched):
             _guard.call(f"restoring {attribute}", functools.partial(setattr, owner, attribute, original), None)
         for name, check in owned.items():
@@ -149,6 +155,8 @@ class AutoRegistration:
     def _add(self, client: Any) -> None:
         if not self.active or client is None or client in self._seen:
             return
+        if checks.probe_deadline.get() is not None:
+            return  # made by a probe itself (openai's with_options copy, a sync twin of an async client)
         module = type(client).__module__
         path: str | None = None
         if module.startswith("chromadb"):
@@ -164,11 +172,17 @@ class AutoRegistration:
             return
         self._seen.add(client)
         check = weak_client_check(system, client)
+        with self._lock:
+            if name == _MEMORY_QDRANT:
+                base, n = name, 1
+                while (ref := self._clients.get(name)) is not None and ref() is not None:
+                    n += 1
+                    name = f"{base}#{n}"
+            self._owned[name] = check
+            self._clients[name] = weakref.ref(client)
         self.registry.register(
             name, check, kind=kind, interval=self.settings.health_interval_s, timeout=self.settings.health_timeout_s
         )
-        with self._lock:
-            self._owned[name] = check
         weakref.finalize(client, self._forget, name, check)
         if path:
             from ragotel import host  # noqa: PLC0415 - host gauges are optional
@@ -179,4 +193,5 @@ class AutoRegistration:
         with self._lock:
             if self._owned.get(name) is check:
                 del self._owned[name]
+                self._clients.pop(name, None)
         self.registry.unregister_check(name, check)
