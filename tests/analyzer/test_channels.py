@@ -1,15 +1,16 @@
-"""Channels against real receivers: webhook and Slack (HTTP), email (aiosmtpd, STARTTLS + login), Alertmanager."""
+"""Channels against real receivers: webhook and Slack (HTTP), email (aiosmtpd, STARTTLS + login).
+
+Alertmanager with two analyzer replicas is tested end to end in test_e2e_alerting.py."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.analyzer.alerting_helpers import Harness
-from tests.servers import AlertmanagerServer, HangingServer, HttpReceiver, SmtpServer
+from tests.servers import HangingServer, HttpReceiver, SmtpServer
 
 from ragotel.analyzer.channels import build_channel
 from ragotel.analyzer.outbox import Channel
@@ -205,50 +206,3 @@ def test_email_bad_credentials_are_recorded(
     assert "535" in row["last_error"]
     assert smtp_server.messages == []
     h.close()
-
-
-def test_two_replicas_one_alertmanager_notification(
-    tmp_path: Path, http_receiver: HttpReceiver, alertmanager_factory: Callable[..., AlertmanagerServer]
-) -> None:
-    """Two analyzer replicas seeing the same fault post identical alerts; Alertmanager notifies once, then resolves."""
-    am = alertmanager_factory(f"{http_receiver.url}/am", group_wait="1s", group_interval="1s")
-    replicas = [
-        start(tmp_path, [channel(name="am", type="alertmanager", url=am.url, resend_interval="1s")], db=f"r{i}.db")
-        for i in range(2)
-    ]
-
-    def run_for(seconds: float) -> None:
-        """Both replicas evaluating every 0.2s, as their servers would."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for h in replicas:
-                h.tick()
-            time.sleep(0.2)
-
-    for h in replicas:
-        fire(h)
-    (note,) = http_receiver.wait_for(1, path="/am", timeout=15)
-    run_for(2.5)  # group_interval passes: a duplicate would have been sent by now
-    assert len(http_receiver.wait_for(1, path="/am")) == 1
-    payload = note.json
-    assert payload["status"] == "firing"
-    (alert,) = payload["alerts"]
-    assert alert["labels"] == {
-        "alertname": "database_connection",
-        "severity": "critical",
-        "service": "rag-api",
-        "stage": "vector_db",
-        "component": "chroma",
-    }
-    assert alert["annotations"]["primary_cause"] == "vector_db_errors"
-    (held,) = am.alerts()
-    run_for(1.5)  # a refresh (resend_interval 1s) moves endsAt on
-    (refreshed,) = am.alerts()
-    assert refreshed["endsAt"] > held["endsAt"]
-    assert refreshed["fingerprint"] == held["fingerprint"]
-    for h in replicas:
-        resolve(h)
-    reqs = http_receiver.wait_for(2, path="/am", timeout=15)
-    assert reqs[1].json["status"] == "resolved"
-    for h in replicas:
-        h.close()

@@ -141,13 +141,17 @@ def _kind_of(signal: str | None, rule_type: str) -> str:
 class Diagnoser:
     """Builds a Diagnosis for a rule's series. Called on the evaluation thread; reads only in-memory windows.
 
-    ``observe()`` samples per-stage p95 and per-service request rate every ``step`` seconds into bounded trailing
-    baselines (the last ``horizon`` seconds, excluding the current window when judging).
+    ``observe()`` samples per-stage p95 and per-service request rate into bounded trailing baselines (240 samples
+    over ``horizon``, by default 60 windows: an hour for the default 60s window), excluding the current window
+    when judging.
     """
 
-    def __init__(self, source: StatsSource, *, window: float, horizon: float = 3600.0, max_series: int = 2000) -> None:
+    def __init__(
+        self, source: StatsSource, *, window: float, horizon: float | None = None, max_series: int = 2000
+    ) -> None:
         self._source = source
         self._window = window
+        horizon = 60.0 * window if horizon is None else horizon
         self._step = max(window / 6.0, horizon / 240.0, 0.05)
         self._last_observed = float("-inf")
         self._p95: dict[tuple[str, str, str], _Baseline] = {}
