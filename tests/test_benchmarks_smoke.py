@@ -1,0 +1,41 @@
+"""Smoke test: benchmarks/overhead.py still runs and prints its full table (figures are not checked here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = (
+    "pipeline",
+    "retrieval",
+    "rerank",
+    "embedding",
+    "generation",
+    "generation (async)",
+    "retrieval (generator)",
+)
+
+
+@pytest.mark.timeout(120)
+def test_overhead_quick_prints_every_row() -> None:
+    """`overhead.py --quick` exits 0 and prints one table row per stage case with numeric ratios."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "overhead.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
+    for case in CASES:
+        assert case in rows, f"missing row {case!r} in:\n{proc.stdout}"
+        cells = [c.strip() for c in rows[case].strip("|").split("|")]
+        assert len(cells) == 10, rows[case]
+        assert all(c.endswith("x") and float(c[:-1]) > 0 for c in cells[-3:]), rows[case]
+    assert "worst ratio vs the bare SDK span" in proc.stdout
