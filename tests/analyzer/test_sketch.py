@@ -66,4 +66,8 @@ def test_distinct_counter_is_exact_when_small_and_close_when_large() -> None:
     b.add_all(f"user-{i}" for i in range(20_000, 50_000))
     a.merge(b)
     assert a.estimate() == pytest.approx(50_000, rel=0.05)
+    a.merge(small)  # a small exact set merges into a HyperLogLog, and the other way round
+    assert a.estimate() == pytest.approx(50_003, rel=0.05)
+    small.merge(a)
+    assert small.estimate() == a.estimate()
     assert DistinctCounter().estimate() == 0

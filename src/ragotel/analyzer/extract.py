@@ -101,9 +101,22 @@ class LogBatch:
     accepted: int
 
 
+_LABELS: dict[bytes, Any] = {}
+_MISSING = object()
+_LABELS_MAX = 65_536
+
+
 def _text(raw: bytes | None, default: str) -> str:
-    value = any_value_text(raw)
-    return default if value is None or value == "" else value
+    """Decode a label value, memoised: the same few hundred values recur in every request."""
+    if raw is None:
+        return default
+    value = _LABELS.get(raw, _MISSING)  # one lookup: another receiver thread may clear the cache meanwhile
+    if value is _MISSING:
+        value = any_value_text(raw)
+        if len(_LABELS) >= _LABELS_MAX:
+            _LABELS.clear()
+        _LABELS[raw] = value
+    return value or default
 
 
 def extract_traces(message: Any) -> TraceBatch:

@@ -94,43 +94,77 @@ def _value(index: int) -> float:
 
 
 class DistinctCounter:
-    """HyperLogLog with 2**12 one-byte registers (about 1.6% standard error, exact-ish below a few hundred).
+    """Distinct count: exact up to ``EXACT_LIMIT`` items, then HyperLogLog with 2**12 one-byte registers
+    (about 1.6% standard error).
 
     Items are hashed with Python's ``hash`` (SipHash, randomised per process): estimates are meaningful only
-    within one process, which is all the in-memory windows need. Not thread-safe.
+    within one process, which is all the in-memory windows need. Small sets stay small (a set of hashes, not
+    4 KiB of registers). Not thread-safe.
     """
 
-    __slots__ = ("registers",)
+    __slots__ = ("exact", "registers")
 
     P = 12
     M = 1 << P
+    EXACT_LIMIT = 256
 
     def __init__(self) -> None:
-        self.registers = bytearray(self.M)
+        self.exact: set[int] | None = set()
+        self.registers: bytearray | None = None
 
     def add_all(self, items: Iterable[str]) -> None:
         """Count each item once, however often it repeats."""
+        hashes = [hash(item) & 0xFFFFFFFFFFFFFFFF for item in items]
+        if self.exact is not None:
+            self.exact.update(hashes)
+            if len(self.exact) <= self.EXACT_LIMIT:
+                return
+            hashes, self.exact = list(self.exact), None
+            self.registers = bytearray(self.M)
+        self._add_hashes(hashes)
+
+    def _add_hashes(self, hashes: Iterable[int]) -> None:
         regs = self.registers
+        assert regs is not None
         width = 64 - self.P
         low_mask = (1 << width) - 1
-        for item in items:
-            h = hash(item) & 0xFFFFFFFFFFFFFFFF
+        for h in hashes:
             idx = h >> width
-            rho = width - (h & low_mask).bit_length() + 1
-            regs[idx] = max(regs[idx], rho)
+            regs[idx] = max(regs[idx], width - (h & low_mask).bit_length() + 1)
 
     def merge(self, other: DistinctCounter) -> None:
-        """Take the register-wise maximum with ``other``."""
-        self.registers = bytearray(map(max, self.registers, other.registers))
+        """Add ``other``'s items to this counter."""
+        if other.exact is not None:
+            if self.exact is not None:
+                self.exact |= other.exact
+                if len(self.exact) > self.EXACT_LIMIT:
+                    hashes, self.exact = list(self.exact), None
+                    self.registers = bytearray(self.M)
+                    self._add_hashes(hashes)
+            else:
+                self._add_hashes(other.exact)
+            return
+        assert other.registers is not None
+        if self.exact is not None:
+            mine, self.exact = self.exact, None
+            self.registers = bytearray(other.registers)
+            self._add_hashes(mine)
+        else:
+            assert self.registers is not None
+            self.registers = bytearray(map(max, self.registers, other.registers))
 
     def estimate(self) -> int:
-        """Return the estimated number of distinct items added."""
-        m = self.M
+        """Return the (estimated, past ``EXACT_LIMIT``) number of distinct items added."""
+        if self.exact is not None:
+            return len(self.exact)
         regs = self.registers
+        assert regs is not None
+        m = self.M
         zeros = regs.count(0)
-        if zeros == m:
-            return 0
-        raw = (0.7213 / (1 + 1.079 / m)) * m * m / math.fsum(2.0**-r for r in regs)
+        raw = (0.7213 / (1 + 1.079 / m)) * m * m / math.fsum(map(_INVERSE_POWERS.__getitem__, regs))
         if raw <= 2.5 * m and zeros:
             return round(m * math.log(m / zeros))
         return round(raw)
+
+
+_INVERSE_POWERS = [2.0**-r for r in range(66)]

@@ -160,18 +160,23 @@ class Windows:
                 total = math.fsum(group.durations)
                 coarse: SpanKey = (group.service, group.stage, group.component, "", "")
                 fine: SpanKey = (group.service, group.stage, group.component, group.model, group.collection)
-                targets = {id(s): s for s in (self._span_series(k, n) for k in {coarse, fine})}
-                for series in targets.values():
+                targets = [self._span_series(coarse, n)]
+                if fine != coarse:
+                    series = self._span_series(fine, n)
+                    if series is not targets[0]:
+                        targets.append(series)
+                for series in targets:
                     pane = series.pane(index)
                     pane.count += n
                     pane.errors += group.errors
                     pane.empty += group.empty_retrievals
                     pane.duration_sum += total
                     pane.sketch.add_indices(bins)
-                    if group.users:
-                        if pane.users is None:
-                            pane.users = DistinctCounter()
-                        pane.users.add_all(group.users)
+                if group.users:  # distinct users are a pipeline-level figure: per-component series only
+                    pane = targets[0].panes[-1]
+                    if pane.users is None:
+                        pane.users = DistinctCounter()
+                    pane.users.add_all(group.users)
             self._totals["spans"] += batch.accepted
 
     def add_metrics(self, batch: MetricBatch, now: float | None = None) -> None:
@@ -266,8 +271,10 @@ class Windows:
         return max(min(span, now - self._started), min(1.0, span))
 
     def _summary(self, key: SpanKey, series: _SpanSeries, now: float) -> _Summary:
+        """Merge the panes in the window; cached for per-component series, which every rule tick reads."""
         first = self._first_pane(now)
-        cached = self._summaries.get(key)
+        cache = key[3] == "" and key[4] == ""
+        cached = self._summaries.get(key) if cache else None
         if cached is not None and cached[0] == series.version and cached[1] == first:
             return cached[2]
         summary = _Summary(0, 0, 0, 0.0, QuantileSketch(), None)
@@ -283,12 +290,19 @@ class Windows:
                 if summary.users is None:
                     summary.users = DistinctCounter()
                 summary.users.merge(pane.users)
-        self._summaries[key] = (series.version, first, summary)
+        if cache:
+            self._summaries[key] = (series.version, first, summary)
         return summary
 
-    def _span_rows(self, now: float, coarse: bool) -> Iterable[tuple[SpanKey, _Summary]]:
+    def _span_rows(
+        self, now: float, coarse: bool, service: str | None = None, stages: frozenset[str] | None = None
+    ) -> Iterable[tuple[SpanKey, _Summary]]:
         for key, series in self._spans.items():
-            if (key[3] == "" and key[4] == "") != coarse:
+            if (
+                (key[3] == "" and key[4] == "") != coarse
+                or (service is not None and key[0] != service)
+                or (stages is not None and key[1] not in stages)
+            ):
                 continue
             summary = self._summary(key, series, now)
             if summary.count:
@@ -380,8 +394,7 @@ class Windows:
         """
         now = self._clock() if now is None else now
         with self.lock:
-            rows = [(k, s) for k, s in self._span_rows(now, coarse=True) if k[0] == service]
-            return self._stage_rows(rows, now)
+            return self._stage_rows(list(self._span_rows(now, coarse=True, service=service)), now)
 
     def _stage_rows(self, rows: list[tuple[SpanKey, _Summary]], now: float) -> list[dict[str, Any]]:
         pipeline = sum(s.duration_sum for k, s in rows if k[1] == "pipeline")
@@ -416,35 +429,37 @@ class Windows:
         """The ``/api/v1/stats`` document: per service, per (stage, component), with finer model/collection rows."""
         now = self._clock() if now is None else now
         with self.lock:
+            # time_share needs the pipeline rows even when another stage is asked for
+            wanted = frozenset({stage, "pipeline"}) if stage is not None else None
             coarse: dict[str, list[tuple[SpanKey, _Summary]]] = {}
-            for key, summary in self._span_rows(now, coarse=True):
+            for key, summary in self._span_rows(now, coarse=True, service=service, stages=wanted):
                 coarse.setdefault(key[0], []).append((key, summary))
             fine: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-            for key, summary in self._span_rows(now, coarse=False):
+            only = frozenset({stage}) if stage is not None else None
+            for key, summary in self._span_rows(now, coarse=False, service=service, stages=only):
                 row = {"model": key[3], "collection": key[4], **self._row(summary, key[1], now)}
                 fine.setdefault(key[:3], []).append(row)
-            names = sorted(set(coarse) | set(self._logs) | self._metric_services())
+            names = set(coarse) | set(self._logs) | self._metric_services()
+            resources = {
+                signal: {v.labels["service"]: v.value for v in self._metric_signal(signal, now)}
+                for signal in ("cpu_utilization", "memory_utilization", "disk_utilization", "memory_growth")
+            }
             services = []
-            for name in names:
-                if service is not None and name != service:
-                    continue
+            for name in sorted(names if service is None else names & {service}):
                 stages = self._stage_rows(coarse.get(name, []), now)
+                if stage is not None:
+                    stages = [r for r in stages if r["stage"] == stage]
                 for row in stages:
                     row["series"] = sorted(
                         fine.get((name, row["stage"], row["component"]), []),
                         key=lambda r: (r["model"], r["collection"]),
                     )
-                if stage is not None:
-                    stages = [r for r in stages if r["stage"] == stage]
                 services.append(
                     {
                         "service": name,
                         "stages": stages,
                         "logs": self._log_row(name, now),
-                        "resources": {
-                            signal: _only(self._metric_signal(signal, now), name)
-                            for signal in ("cpu_utilization", "memory_utilization", "disk_utilization", "memory_growth")
-                        },
+                        "resources": {signal: values.get(name) for signal, values in resources.items()},
                     }
                 )
             return {
@@ -543,10 +558,6 @@ _QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
 
 def _labels(**labels: str) -> dict[str, str]:
     return {k: v for k, v in labels.items() if v}
-
-
-def _only(values: list[SignalValue], service: str) -> float | None:
-    return next((v.value for v in values if v.labels.get("service") == service), None)
 
 
 def _dependency_id(key: MetricKey) -> tuple[str, str, str]:
