@@ -20,7 +20,7 @@ from ragotel.instrumentation._base import RagotelInstrumentor, Target, argument
 __all__ = ["ChromaInstrumentor"]
 
 COMPONENT: Final = "chromadb"
-SYSTEM: Final = "chroma"
+SYSTEM: Final = sc.DB_SYSTEM_CHROMA
 
 
 @functools.lru_cache(maxsize=64)

@@ -481,7 +481,7 @@ class _StreamPatcher:
         self.seen.add(id(cls))
         for name in _STREAM_METHODS:
             original = vars(cls).get(name)
-            if original is None or not callable(original):
+            if original is None or not callable(original) or getattr(original, "__isabstractmethod__", False):
                 continue
             target = Target(
                 cls.__module__,

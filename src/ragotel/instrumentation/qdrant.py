@@ -20,7 +20,7 @@ from ragotel.instrumentation._base import RagotelInstrumentor, Target, argument
 __all__ = ["QdrantInstrumentor"]
 
 COMPONENT: Final = "qdrant"
-SYSTEM: Final = "qdrant"
+SYSTEM: Final = sc.DB_SYSTEM_QDRANT
 
 Position = tuple[int, str]  # (index after self, keyword name) of an argument
 
