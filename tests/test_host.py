@@ -324,7 +324,7 @@ def test_forked_child_reports_its_own_process(provider_and_reader: tuple[MeterPr
         assert child["threads"] == child["psutil_threads"] < parent_threads
         assert child["rss"] == pytest.approx(child["psutil_rss"], rel=0.2)
         assert h.observed_pid == os.getpid()  # the parent is unaffected
-        assert one(collect(rd), sc.M_PROCESS_THREAD_COUNT) == parent_threads
+        assert one(collect(rd), sc.M_PROCESS_THREAD_COUNT) >= 4  # main + the three parked threads, not the child's 1
     finally:
         stop.set()
         h.stop()

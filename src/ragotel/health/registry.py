@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -337,5 +338,12 @@ def _after_fork_in_child() -> None:
         _guard.call("health after fork", registry._after_fork_in_child, None)
 
 
+def _stop_all_at_exit() -> None:
+    # Daemon threads die with the interpreter anyway; stopping first keeps probes from starting during teardown.
+    for registry in list(_registries):
+        _guard.call("health stop at exit", functools.partial(registry.stop, 0.5), None)
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_stop_all_at_exit)
