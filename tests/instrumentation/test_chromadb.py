@@ -157,6 +157,8 @@ def test_every_operation_makes_one_client_span_with_db_semconv(cap: Capture) -> 
     assert isinstance(best, float)
     assert best == pytest.approx(float(result["distances"][0][0]))  # type: ignore[index]
     assert _attrs(cap, f"get {name}")[sc.DB_RESPONSE_RETURNED_ROWS] == 2
+    assert sc.RAGOTEL_DB_TOP_K not in _attrs(cap, f"get {name}")  # no limit sent: no default recorded
+    assert _attrs(cap, f"peek {name}")[sc.RAGOTEL_DB_TOP_K] == 3
     assert _attrs(cap, f"peek {name}")[sc.DB_RESPONSE_RETURNED_ROWS] == 3
 
 

@@ -82,7 +82,7 @@ def _query_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, An
     if queries is None:
         queries = _count(argument(args, kwargs, 1, "query_texts"))
     attrs[sc.DB_OPERATION_BATCH_SIZE] = _batch(queries)
-    n_results = argument(args, kwargs, 5, "n_results", 10)
+    n_results = argument(args, kwargs, 5, "n_results")  # only when sent, never the default
     if isinstance(n_results, int):
         attrs[sc.RAGOTEL_DB_TOP_K] = n_results
     return attrs
@@ -98,7 +98,7 @@ def _get_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 
 def _peek_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     attrs = _common(instance, "peek")
-    limit = argument(args, kwargs, 0, "limit", 10)
+    limit = argument(args, kwargs, 0, "limit")
     if isinstance(limit, int):
         attrs[sc.RAGOTEL_DB_TOP_K] = limit
     return attrs
