@@ -41,6 +41,7 @@ CAUSE_IDS: Final = frozenset(
 )
 """Every ``primary_cause`` a diagnosis can name (a recovery hook may bind to one)."""
 _SLOWER: Final = 1.5
+_CHILD_STAGES: Final = frozenset({"embedding", "vector_db", "rerank"})
 
 
 class StatsSource(SignalSource, Protocol):
@@ -342,25 +343,48 @@ class Diagnoser:
             )
         return out
 
-    def _latency_causes(self, shares: Sequence[StageShare], labels: Mapping[str, str]) -> list[Cause]:
-        out = []
-        target_stage = labels.get("stage")
+    @staticmethod
+    def _own(shares: Sequence[StageShare]) -> dict[tuple[str, str], tuple[float, float]]:
+        """(time share, failed calls) of each stage outside its child stages: a retrieval span encloses the
+        embedding and vector_db calls it makes, so their time and errors are theirs, not the retrieval's."""
+        children = [s for s in shares if s.stage in _CHILD_STAGES]
+        out = {}
         for s in shares:
-            if s.stage == "pipeline" and len(shares) > 1:
-                continue
+            share, errors = s.time_share, s.error_rate * s.count
+            if s.stage == "retrieval":
+                share = max(0.0, share - sum(c.time_share for c in children))
+                errors = max(0.0, errors - sum(c.error_rate * c.count for c in children))
+            out[(s.stage, s.component)] = (share, errors)
+        return out
+
+    def _latency_causes(self, shares: Sequence[StageShare], labels: Mapping[str, str]) -> list[Cause]:
+        """Rank stages by how much of the slowdown they explain (p95 over their own usual p95, outside their
+        child stages); without baselines yet, by their share of pipeline time."""
+        inner = [s for s in shares if s.stage != "pipeline"] or list(shares)
+        excess = {(s.stage, s.component): max(0.0, s.p95 - s.usual_p95) for s in inner if s.usual_p95 is not None}
+        children = sum(v for (stage, _), v in excess.items() if stage in _CHILD_STAGES)
+        excess = {k: max(0.0, v - children) if k[0] == "retrieval" else v for k, v in excess.items()}
+        total_excess = sum(excess.values())
+        own = self._own(shares)
+        out = []
+        for s in inner:
+            key = (s.stage, s.component)
             usual = f", usually {format_value(s.usual_p95, 's')}" if s.usual_p95 is not None else ""
-            if s.usual_p95 is not None and s.usual_p95 > 0:
-                anomaly = min(1.0, max(0.0, (s.p95 / s.usual_p95 - 1.0) / 2.0))
+            if total_excess > 0.01 and key in excess:
+                part = excess[key] / total_excess
+                confidence = 0.3 + 0.65 * part if part >= 0.05 else 0.1 * own[key][0]
+                why = f", {part * 100:.0f}% of the slowdown" if part >= 0.05 else ""
             else:
                 anomaly = 1.0 if s.status == "slow" else 0.5
-            confidence = s.time_share * (0.4 + 0.6 * anomaly)
-            if target_stage == s.stage and target_stage != "pipeline":
+                confidence = own[key][0] * (0.4 + 0.6 * anomaly)
+                why = ""
+            if labels.get("stage") == s.stage and s.stage != "pipeline":
                 confidence = max(confidence, 0.6)
             if confidence < 0.05:
                 continue
             summary = (
                 f"{s.stage}/{s.component} accounts for {s.time_share * 100:.0f}% of pipeline time "
-                f"(p95 {format_value(s.p95, 's')}{usual})"
+                f"(p95 {format_value(s.p95, 's')}{usual}{why})"
             )
             out.append(Cause(f"{s.stage}_latency", summary, confidence, _ACTIONS["latency"], s.stage, s.component))
         return out
@@ -368,11 +392,12 @@ class Diagnoser:
     def _error_causes(
         self, shares: Sequence[StageShare], labels: Mapping[str, str], weight: float = 1.0
     ) -> list[Cause]:
-        inner = [s for s in shares if s.stage != "pipeline" and s.error_rate > 0]
-        errors_total = sum(s.error_rate * s.count for s in inner)
+        own = self._own(shares)
+        inner = [s for s in shares if s.stage != "pipeline" and own[(s.stage, s.component)][1] > 0]
+        errors_total = sum(own[(s.stage, s.component)][1] for s in inner)
         out = []
         for s in inner:
-            share = s.error_rate * s.count / errors_total if errors_total else 0.0
+            share = own[(s.stage, s.component)][1] / errors_total if errors_total else 0.0
             confidence = weight * (0.3 + 0.6 * share)
             if labels.get("stage") == s.stage:
                 confidence = max(confidence, weight * 0.7)
