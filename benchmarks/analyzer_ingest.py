@@ -334,7 +334,9 @@ def main() -> int:
             ctx = mp.get_context("spawn")
             parent, child = ctx.Pipe()
             gen = ctx.Process(
-                target=_loadgen, args=(child, analyzer.addresses["otlp-http"], analyzer.addresses["otlp-grpc"], 16)
+                target=_loadgen,
+                args=(child, analyzer.addresses["otlp-http"], analyzer.addresses["otlp-grpc"], 16),
+                daemon=True,  # never outlives a failed run
             )
             gen.start()
             assert parent.recv() == "ready"
