@@ -13,7 +13,6 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -108,10 +107,9 @@ class Server:
         if self._state == "running":
             component.start()
 
-    def add_route(self, method: str, path: str, handler: Callable[..., Any]) -> None:
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
         """Serve ``handler`` (``Request -> Response``, see ``ragotel.analyzer.api``) at ``method path`` on the API."""
-        route: Handler = handler
-        self.router.add(method, path, route)
+        self.router.add(method, path, handler)
 
     # --- addresses -------------------------------------------------------------------------------------------
 

@@ -125,7 +125,9 @@ class Windows:
         self.lock = threading.RLock()
         self._clock = clock
         self._started = clock()
-        self._spans: dict[SpanKey, _SpanSeries] = {}
+        # Per-component series (what signals read every tick) apart from the finer model/collection ones.
+        self._coarse: dict[SpanKey, _SpanSeries] = {}
+        self._fine: dict[SpanKey, _SpanSeries] = {}
         self._metrics: dict[str, dict[MetricKey, _MetricSeries]] = {}
         self._metric_count = 0
         self._logs: dict[str, deque[list[int]]] = {}  # service -> panes of [index, records, errors]
@@ -136,17 +138,18 @@ class Windows:
     # --- writing ---------------------------------------------------------------------------------------------
 
     def _series_count(self) -> int:
-        return len(self._spans) + self._metric_count + len(self._logs)
+        return len(self._coarse) + len(self._fine) + self._metric_count + len(self._logs)
 
     def _span_series(self, key: SpanKey, n: int) -> _SpanSeries:
-        series = self._spans.get(key)
+        store = self._coarse if key[3] == "" and key[4] == "" else self._fine
+        series = store.get(key)
         if series is None:
             if self._series_count() >= self.max_series:
                 self._totals["overflow"] += n
-                key = _OVERFLOW_SPAN
-                series = self._spans.get(key)
+                key, store = _OVERFLOW_SPAN, self._coarse
+                series = store.get(key)
             if series is None:
-                series = self._spans[key] = _SpanSeries()
+                series = store[key] = _SpanSeries()
         return series
 
     def add_traces(self, batch: TraceBatch, now: float | None = None) -> None:
@@ -234,14 +237,15 @@ class Windows:
         horizon = now - self.window
         with self.lock:
             self._expired_through = first
-            for key, series in list(self._spans.items()):
-                panes = series.panes
-                while panes and panes[0].index < first:
-                    panes.popleft()
-                    series.version += 1
-                if not panes:
-                    del self._spans[key]
-                    self._summaries.pop(key, None)
+            for store in (self._coarse, self._fine):
+                for key, series in list(store.items()):
+                    panes = series.panes
+                    while panes and panes[0].index < first:
+                        panes.popleft()
+                        series.version += 1
+                    if not panes:
+                        del store[key]
+                        self._summaries.pop(key, None)
             for name, by_key in list(self._metrics.items()):
                 for mkey, metric in list(by_key.items()):
                     if metric.last_arrival < horizon:
@@ -297,12 +301,8 @@ class Windows:
     def _span_rows(
         self, now: float, coarse: bool, service: str | None = None, stages: frozenset[str] | None = None
     ) -> Iterable[tuple[SpanKey, _Summary]]:
-        for key, series in self._spans.items():
-            if (
-                (key[3] == "" and key[4] == "") != coarse
-                or (service is not None and key[0] != service)
-                or (stages is not None and key[1] not in stages)
-            ):
+        for key, series in (self._coarse if coarse else self._fine).items():
+            if (service is not None and key[0] != service) or (stages is not None and key[1] not in stages):
                 continue
             summary = self._summary(key, series, now)
             if summary.count:
@@ -545,7 +545,7 @@ class Windows:
     def services(self) -> list[str]:
         """Names of the services with any span, metric or log series held."""
         with self.lock:
-            return sorted({k[0] for k in self._spans} | set(self._logs) | self._metric_services())
+            return sorted({k[0] for k in self._coarse} | set(self._logs) | self._metric_services())
 
     def snapshot_counts(self) -> dict[str, int]:
         """Totals since start (spans, metric_points, logs, overflow) and the current number of series."""
