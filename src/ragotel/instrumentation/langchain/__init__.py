@@ -134,7 +134,15 @@ def _embedding_targets() -> dict[str, Target]:
 
 
 class _EmbeddingsHook:
-    """Wraps the embed methods of concrete ``Embeddings`` classes where each defines them, once per class."""
+    """Wraps the embed methods of concrete ``Embeddings`` classes where each defines them, once per class.
+
+    The ``__new__`` hook is installed once and stays: after ``remove()`` it only passes through. CPython cannot
+    give a class back its C-level constructor slot once a Python ``__new__`` was set on a base — deleting it makes
+    every subclass reject constructor arguments (``object.__new__() takes exactly one argument``) — so an inert
+    pass-through is the transparent way to uninstrument.
+    """
+
+    active: ClassVar[_EmbeddingsHook | None] = None  # the hook the installed __new__ reports to, if any
 
     def __init__(self, base: type) -> None:
         self.base = base
@@ -142,7 +150,6 @@ class _EmbeddingsHook:
         self.wrapped: list[tuple[weakref.ref[type], str]] = []
         self.seen: weakref.WeakSet[type] = weakref.WeakSet()
         self.lock = threading.Lock()
-        self.saved_new: Any = None
 
     def wrap_class(self, cls: type) -> None:
         """Wrap ``cls`` and its ``Embeddings`` bases (idempotent; thread-safe)."""
@@ -171,11 +178,16 @@ class _EmbeddingsHook:
             self.wrap_class(cls)
             pending.extend(cls.__subclasses__())
         base = self.base
-        self.saved_new = vars(base).get("__new__")
-        hook = self
+        _EmbeddingsHook.active = self
+        current = vars(base).get("__new__")
+        if getattr(getattr(current, "__func__", current), "__ragotel__", False):
+            return  # installed by an earlier instrument(): it now reports to this hook
+        if current is not None:
+            raise TypeError(f"{base.__qualname__} defines __new__ itself; not hooking it")
 
         def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
-            if cls not in hook.seen:
+            hook = _EmbeddingsHook.active
+            if hook is not None and cls not in hook.seen:
                 _guard.call("langchain: wrapping a new Embeddings class", lambda: hook.wrap_class(cls), None)
             following = super(base, cls).__new__  # type: ignore[arg-type]  # the next __new__ after Embeddings
             return following(cls) if following is object.__new__ else following(cls, *args, **kwargs)
@@ -184,14 +196,9 @@ class _EmbeddingsHook:
         base.__new__ = staticmethod(__new__)  # type: ignore[assignment,method-assign]
 
     def remove(self) -> None:
-        """Undo :meth:`install`."""
-        base = self.base
-        current = vars(base).get("__new__")
-        if getattr(getattr(current, "__func__", current), "__ragotel__", False):
-            if self.saved_new is None:
-                delattr(base, "__new__")
-            else:
-                base.__new__ = self.saved_new  # type: ignore[method-assign]
+        """Unwrap every wrapped method; the ``__new__`` hook turns into a pass-through (see the class docstring)."""
+        if _EmbeddingsHook.active is self:
+            _EmbeddingsHook.active = None
         with self.lock:
             for ref, name in reversed(self.wrapped):
                 klass = ref()
