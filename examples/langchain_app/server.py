@@ -18,23 +18,12 @@ _log = logging.getLogger("examples.langchain_app.server")
 MAX_BODY = 64 * 1024
 
 
-def _health_status() -> dict[str, Any]:
+def _health_report() -> dict[str, Any]:
+    """``ragotel.health.status()`` as JSON: overall ``status`` and each dependency's state, reason and timing."""
     from ragotel import health
 
-    status: Any = health.status()
-    if hasattr(status, "to_dict"):
-        status = status.to_dict()
-    return status if isinstance(status, dict) else {"dependencies": status}
-
-
-def _all_healthy(status: dict[str, Any]) -> bool:
-    deps = status.get("dependencies", status)
-    values = deps.values() if isinstance(deps, dict) else deps
-    for dep in values:
-        healthy = dep.get("healthy") if isinstance(dep, dict) else getattr(dep, "healthy", None)
-        if healthy is False:
-            return False
-    return True
+    report: dict[str, Any] = health.status().to_dict()
+    return report
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -72,8 +61,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         app = self.server.app
         if self.path == "/healthz":
-            status = _health_status()
-            self._send(HTTPStatus.OK if _all_healthy(status) else HTTPStatus.SERVICE_UNAVAILABLE, status)
+            report = _health_report()
+            healthy = report.get("status") == "healthy"
+            self._send(HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE, report)
         elif self.path == "/faults":
             self._send(HTTPStatus.OK, app.faults.snapshot())
         elif self.path == "/":
