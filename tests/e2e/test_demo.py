@@ -82,13 +82,16 @@ def test_demo_tells_the_whole_story_and_keeps_running_until_sigterm() -> None:
             r"resolved [\d.]+s after the fault was cleared \(webhook: resolved notification received\)", text
         )
         done = re.search(r"Done in ([\d.]+)s", text)
-        assert done and float(done.group(1)) < 60, text
+        assert done, text
+        assert float(done.group(1)) < 60, text
 
         app_url = re.search(r"app:\s+(http://127\.0\.0\.1:\d+)", text)
         api_url = re.search(r"analyzer: (http://127\.0\.0\.1:\d+)/api/v1/stats", text)
-        assert app_url and api_url, text
+        assert app_url, text
+        assert api_url, text
         answer = _get(f"{app_url.group(1)}/ask", json.dumps({"question": "What is ragotel?"}).encode())
-        assert answer["answer"] and answer["sources"]
+        assert answer["answer"]
+        assert answer["sources"]
         alerts = _get(f"{api_url.group(1)}/api/v1/alerts")
         assert any(a["rule"] == "high_response_time" and a["status"] == "resolved" for a in alerts["alerts"])  # type: ignore[attr-defined, index]
         recoveries = _get(f"{api_url.group(1)}/api/v1/recoveries")
