@@ -140,17 +140,27 @@ class Windows:
     def _series_count(self) -> int:
         return len(self._coarse) + len(self._fine) + self._metric_count + len(self._logs)
 
-    def _span_series(self, key: SpanKey, n: int) -> _SpanSeries:
+    def _span_series(self, key: SpanKey) -> _SpanSeries | None:
+        """The series of ``key``, created if the limit allows; None when it would exceed ``max_series``."""
         store = self._coarse if key[3] == "" and key[4] == "" else self._fine
         series = store.get(key)
-        if series is None:
-            if self._series_count() >= self.max_series:
-                self._totals["overflow"] += n
-                key, store = _OVERFLOW_SPAN, self._coarse
-                series = store.get(key)
-            if series is None:
-                series = store[key] = _SpanSeries()
+        if series is None and self._series_count() < self.max_series:
+            series = store[key] = _SpanSeries()
         return series
+
+    def _targets(self, coarse: SpanKey, fine: SpanKey, n: int) -> list[_SpanSeries]:
+        """The series a group of ``n`` spans feeds; what finds no room goes to the overflow series, counted once."""
+        targets = [self._span_series(coarse)]
+        if fine != coarse:
+            targets.append(self._span_series(fine))
+        found = [series for series in targets if series is not None]
+        if len(found) < len(targets):
+            self._totals["overflow"] += n
+            overflow = self._coarse.get(_OVERFLOW_SPAN)
+            if overflow is None:
+                overflow = self._coarse[_OVERFLOW_SPAN] = _SpanSeries()
+            found.append(overflow)
+        return found
 
     def add_traces(self, batch: TraceBatch, now: float | None = None) -> None:
         """Count a batch of spans into the current pane of each (fine and per-component) series."""
@@ -163,11 +173,7 @@ class Windows:
                 total = math.fsum(group.durations)
                 coarse: SpanKey = (group.service, group.stage, group.component, "", "")
                 fine: SpanKey = (group.service, group.stage, group.component, group.model, group.collection)
-                targets = [self._span_series(coarse, n)]
-                if fine != coarse:
-                    series = self._span_series(fine, n)
-                    if series is not targets[0]:
-                        targets.append(series)
+                targets = self._targets(coarse, fine, n)
                 for series in targets:
                     pane = series.pane(index)
                     pane.count += n
@@ -175,7 +181,7 @@ class Windows:
                     pane.empty += group.empty_retrievals
                     pane.duration_sum += total
                     pane.sketch.add_indices(bins)
-                if group.users:  # distinct users are a pipeline-level figure: per-component series only
+                if group.users:  # distinct users are a pipeline-level figure: the per-component series only
                     pane = targets[0].panes[-1]
                     if pane.users is None:
                         pane.users = DistinctCounter()
