@@ -18,6 +18,7 @@ from typing import Protocol
 import psutil
 
 from ragotel.analyzer.extract import LogBatch, MetricBatch, TraceBatch
+from ragotel.analyzer.logfmt import LogLimiter
 from ragotel.analyzer.selfmetrics import AnalyzerMetrics
 from ragotel.analyzer.windows import Windows
 
@@ -78,6 +79,7 @@ class Ingest:
         self._memory_over = False
         self._busy = False
         self._process = psutil.Process()
+        self._limiter = LogLimiter(_log)
         self._thread = threading.Thread(target=self._run, name="ragotel-analyzer-ingest", daemon=True)
 
     def start(self) -> None:
@@ -111,6 +113,20 @@ class Ingest:
             return Refused("queue_full", self._retry_after)
         return None
 
+    def check(self) -> Refused | None:
+        """Like ``refusal()``, but a refusal is counted and logged (at most once per reason every 10 s).
+
+        Receivers call it before decoding, so an overloaded analyzer sheds work cheaply.
+        """
+        refused = self.refusal()
+        if refused is not None:
+            self._refused(refused)
+        return refused
+
+    def _refused(self, refused: Refused) -> None:
+        self._metrics.refused.labels(refused.reason).inc()
+        self._limiter.warning(refused.reason, "refusing data (%s); clients are told to retry", refused.reason)
+
     def submit(self, signal: str, batch: Batch, protobuf: bytes) -> Refused | None:
         """Queue ``batch`` for the windows and forward ``protobuf`` downstream; return a refusal instead if overloaded.
 
@@ -124,7 +140,7 @@ class Ingest:
                 self._bytes += size
                 self._cond.notify()
         if refused is not None:
-            self._metrics.refused.labels(refused.reason).inc()
+            self._refused(refused)
             return refused
         if self._forwarder is not None:
             self._forwarder.forward(signal, protobuf)

@@ -1,14 +1,15 @@
-"""Structured log output for the daemon: logfmt (``key=value``) or JSON lines on stderr."""
+"""Structured log output for the daemon (logfmt or JSON lines on stderr), and rate-limited warnings."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import threading
 import time
 from typing import Any
 
-__all__ = ["configure_logging"]
+__all__ = ["LogLimiter", "configure_logging"]
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
@@ -52,3 +53,27 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("ragotel").setLevel(level.upper())
+
+
+class LogLimiter:
+    """Logs a warning per distinct reason at most once per ``interval``, counting what it held back."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._last: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        """Log ``message % args`` unless ``key`` was logged within the interval."""
+        now = time.monotonic()
+        with self._lock:
+            last, held = self._last.get(key, (-self._interval, 0))
+            if now - last < self._interval:
+                self._last[key] = (last, held + 1)
+                return
+            self._last[key] = (now, 0)
+            if len(self._last) > 1000:
+                self._last.clear()
+        suffix = f" ({held} similar suppressed)" if held else ""
+        self._logger.warning(message + suffix, *args)

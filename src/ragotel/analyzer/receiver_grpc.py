@@ -85,9 +85,8 @@ class OtlpGrpcServer:
             metadata = dict(context.invocation_metadata())
             if not self._auth.check(metadata.get("authorization")):
                 self._fail(context, signal, PayloadError(401, "UNAUTHENTICATED", "missing or invalid bearer token"))
-            refused = handler.ingest.refusal()
-            if refused is not None:  # checked before decoding: an overloaded analyzer must shed work cheaply
-                handler.metrics.refused.labels(refused.reason).inc()
+            refused = handler.ingest.check()
+            if refused is not None:
                 handler.metrics.requests.labels("grpc", signal, "error_503").inc()
                 _abort_unavailable(context, refused)
             try:

@@ -38,7 +38,8 @@ class OtlpHttpApp:
         try:
             status, body, extra = await self._handle(scope, headers, media, signal, receive)
         except PayloadError as exc:
-            peer = "%s:%s" % tuple(scope.get("client") or ("?", "?"))  # noqa: UP031  client may be absent
+            client = scope.get("client") or ("?", "?")
+            peer = f"{client[0]}:{client[1]}"
             self._handler.bad_request("http", signal, exc, peer)
             status, body, extra = exc.status, status_body(exc.grpc_code, exc.reason, media or JSON), []
             if exc.status in (405, 401):
@@ -78,9 +79,8 @@ class OtlpHttpApp:
             raise PayloadError(
                 413, "RESOURCE_EXHAUSTED", f"body of {int(declared)} bytes exceeds the limit of {self._limit}"
             )
-        refused = self._handler.ingest.refusal()
+        refused = self._handler.ingest.check()
         if refused is not None:
-            self._handler.metrics.refused.labels(refused.reason).inc()
             return _unavailable(refused, media)
         raw = await _read_body(receive, self._limit)
         encoding = headers.get(b"content-encoding")

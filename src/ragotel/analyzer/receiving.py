@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +17,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from ragotel.analyzer.extract import LogBatch, MetricBatch, TraceBatch, extract_logs, extract_metrics, extract_traces
 from ragotel.analyzer.ingest import Ingest, Refused
+from ragotel.analyzer.logfmt import LogLimiter
 from ragotel.analyzer.payload import JSON, PayloadError, decode
 from ragotel.analyzer.selfmetrics import AnalyzerMetrics
 
-__all__ = ["GRPC_CODES", "ExportHandler", "ExportResult", "LogLimiter", "status_body"]
+__all__ = ["GRPC_CODES", "ExportHandler", "ExportResult", "status_body"]
 
 _log = logging.getLogger("ragotel.analyzer.receiver")
 
@@ -77,36 +76,13 @@ def status_body(grpc_code: str, message: str, media: str) -> bytes:
     return bytes(status_pb2.Status(code=code, message=message).SerializeToString())
 
 
-class LogLimiter:
-    """Logs a warning per distinct reason at most once per ``interval``, counting what it held back."""
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self._interval = interval
-        self._last: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        """Log ``message % args`` unless ``key`` was logged within the interval."""
-        now = time.monotonic()
-        with self._lock:
-            last, held = self._last.get(key, (-self._interval, 0))
-            if now - last < self._interval:
-                self._last[key] = (last, held + 1)
-                return
-            self._last[key] = (now, 0)
-            if len(self._last) > 1000:
-                self._last.clear()
-        suffix = f" ({held} similar suppressed)" if held else ""
-        _log.warning(message + suffix, *args)
-
-
 class ExportHandler:
     """Turns one request body into windows input; thread-safe."""
 
     def __init__(self, ingest: Ingest, metrics: AnalyzerMetrics) -> None:
         self.ingest = ingest
         self.metrics = metrics
-        self.log = LogLimiter()
+        self.log = LogLimiter(_log)
 
     def export(self, signal: str, data: bytes, media: str) -> ExportResult | Refused:
         """Decode and admit ``data`` (already decompressed, within the size limit).
