@@ -150,6 +150,7 @@ class Alerting:
         self.outbox: Outbox | None = None
         self.recovery: RecoveryManager | None = None
         self.alert_counts: dict[tuple[str, str, str], int] = {}
+        self.active: list[dict[str, Any]] = []
         self._last_prune = 0.0
         registry.register(_StateCollector(self))
 
@@ -172,7 +173,7 @@ class Alerting:
             on_evaluation=self._metrics.evaluated,
         )
         self.engine.restore(now)
-        self._count()
+        self._publish()
         self.outbox.start()
         _log.info(
             "alerting started",
@@ -183,8 +184,8 @@ class Alerting:
         if self.engine is None or self.recovery is None or self.store is None:
             return
         self.engine.tick(now)
-        self.recovery.tick(now, [a.snapshot() for a in self.engine.firing()])
-        self._count()
+        self._publish()
+        self.recovery.tick(now, [a for a in self.active if a["status"] == "firing"])
         if now - self._last_prune >= _PRUNE_EVERY:
             self._last_prune = now
             removed = self.store.prune(now - self.config.state.retention)
@@ -192,19 +193,22 @@ class Alerting:
                 _log.info("pruned %d old alert/outbox/recovery records", removed)
 
     def stop(self) -> None:
-        if self.outbox is not None:
-            self.outbox.stop()
+        """Let running recovery actions record their result, stop delivery, close the state file."""
         if self.recovery is not None:
             self.recovery.close()
+        if self.outbox is not None:
+            self.outbox.stop()
         if self.store is not None:
             self.store.close()
 
-    def _count(self) -> None:
+    def _publish(self) -> None:
+        """Snapshots of the active alerts for other threads (API, scrapes): replaced whole, never mutated."""
+        active = [a.snapshot() for a in self.engine.active()] if self.engine is not None else []
         counts: dict[tuple[str, str, str], int] = {}
-        for alert in self.engine.active() if self.engine is not None else ():
-            key = (alert.rule, alert.state, alert.severity)
+        for alert in active:
+            key = (alert["rule"], alert["status"], alert["severity"])
             counts[key] = counts.get(key, 0) + 1
-        self.alert_counts = counts
+        self.active, self.alert_counts = active, counts
 
     # -- API -----------------------------------------------------------------------------------------------------
     def routes(self) -> Sequence[tuple[str, str, Any]]:
@@ -300,12 +304,11 @@ class Alerting:
             return Response.error(503, "alerting is not started")
         engine = self.engine
         active: dict[str, list[dict[str, Any]]] = {}
-        for alert in engine.active():
-            snap = alert.snapshot()
-            snap.pop("diagnosis", None)
+        for alert in self.active:
+            snap = {k: v for k, v in alert.items() if k != "diagnosis"}
             for key in ("active_since", "started_at", "resolved_at"):
                 snap[key] = iso_time(snap[key])
-            active.setdefault(alert.rule, []).append(snap)
+            active.setdefault(alert["rule"], []).append(snap)
         rules = []
         for rule in engine.rules:
             spec = rule.spec

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, Final, Protocol
@@ -319,12 +320,17 @@ class RecoveryManager:
         self._stats = stats
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ragotel-recovery")
         self._in_flight: set[tuple[str, str]] = set()
+        self._futures: set[futures.Future[None]] = set()
         self._capped: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self._verifications: dict[int, dict[str, Any]] = {r["id"]: r for r in store.pending_verifications()}
 
     def close(self, timeout: float = 5.0) -> None:
+        """Cancel queued runs and give running ones up to ``timeout`` to finish and record their result."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            running = list(self._futures)
+        futures.wait(running, timeout=timeout)
 
     @staticmethod
     def reasons(alert: Mapping[str, Any]) -> set[str]:
@@ -458,7 +464,14 @@ class RecoveryManager:
         with self._lock:
             self._in_flight.add((hook.spec.name, target))
         _log.warning("recovery %s: running %s %s for %s", hook.spec.name, hook.action.type, command, alert.get("rule"))
-        self._pool.submit(self._run, hook, dict(alert), dict(labels), target, rid)
+        future = self._pool.submit(self._run, hook, dict(alert), dict(labels), target, rid)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: futures.Future[None]) -> None:
+        with self._lock:
+            self._futures.discard(future)
 
     def _run(self, hook: _Hook, alert: dict[str, Any], labels: dict[str, str], target: str, rid: int) -> None:
         """On a pool thread: run, record, escalate on failure, arm verification on success."""

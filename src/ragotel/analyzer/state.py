@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -393,7 +392,7 @@ class StateStore:
 
     # -- housekeeping --------------------------------------------------------------------------------------------
     def prune(self, older_than: float) -> int:
-        """Drop resolved episodes, delivered/failed outbox rows and audit records older than a time."""
+        """Drop resolved episodes, delivered/failed outbox rows, audit records and cooldowns older than a time."""
         with self.transaction():
             n = self._conn.execute(
                 "DELETE FROM alerts WHERE state = 'resolved' AND updated_at < ?", (older_than,)
@@ -404,9 +403,5 @@ class StateStore:
             n += self._conn.execute(
                 "DELETE FROM recoveries WHERE started_at < ? AND verification IS NOT 'pending'", (older_than,)
             ).rowcount
+            n += self._conn.execute("DELETE FROM cooldowns WHERE last_notified_at < ?", (older_than,)).rowcount
         return n
-
-
-def now_wall() -> float:
-    """Wall-clock time: persisted timestamps must mean the same after a restart."""
-    return time.time()
