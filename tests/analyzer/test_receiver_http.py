@@ -336,3 +336,73 @@ def test_metrics_and_logs_endpoints_accept_protobuf(analyzer: Server) -> None:
     assert [(s["service"], s["healthy"], s["dependencies"][0]["name"]) for s in health] == [("svc", True, "redis")]
     logs = api(analyzer, "/api/v1/stats?service=svc").json()["services"][0]["logs"]
     assert (logs["count"], logs["errors"]) == (3, 2)
+
+
+def test_chunked_body_over_the_limit_is_cut_off_with_413(make_analyzer: Callable[..., Server]) -> None:
+    """A chunked body (no Content-Length) is counted as it streams in and refused once past max_body_size."""
+    server = make_analyzer({"receivers": {"http": {"max_body_size": "64KiB"}}})
+
+    def chunks() -> Any:
+        for _ in range(40):
+            yield bytes(4096)
+
+    response = httpx.post(f"http://{server.http_address}/v1/traces", content=chunks(), headers=PROTOBUF, timeout=10)
+    assert response.status_code == 413
+    assert "exceeds the limit of 65536" in _status(response).message
+
+
+def test_otlp_json_metrics_and_logs_with_hex_exemplar_and_record_ids(analyzer: Server) -> None:
+    """OTLP/JSON metrics (a gauge with a hex-id exemplar) and logs (hex trace/span ids) decode and are counted."""
+    metrics = {
+        "resourceMetrics": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "jm"}}]},
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": "system.memory.utilization",
+                                "gauge": {
+                                    "dataPoints": [
+                                        {
+                                            "asDouble": 0.5,
+                                            "timeUnixNano": "1800000000000000000",
+                                            "exemplars": [
+                                                {
+                                                    "asDouble": 0.5,
+                                                    "traceId": "5b8efff798038103d269b633813fc60c",
+                                                    "spanId": "eee19b7ec3c1b174",
+                                                }
+                                            ],
+                                        }
+                                    ]
+                                },
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    logs = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "jm"}}]},
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            {"severityNumber": "SEVERITY_NUMBER_ERROR", "traceId": "5b8efff798038103d269b633813fc60c"},
+                            {"severityNumber": 9, "spanId": "eee19b7ec3c1b174", "body": {"stringValue": "ok"}},
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    for path, doc in (("/v1/metrics", metrics), ("/v1/logs", logs)):
+        response = _post(analyzer, path, json.dumps(doc).encode(), {"Content-Type": "application/json"})
+        assert (response.status_code, response.json()) == (200, {})
+    assert analyzer.ingest.wait_idle()
+    service = api(analyzer, "/api/v1/stats?service=jm").json()["services"][0]
+    assert service["resources"]["memory_utilization"] == 0.5
+    assert (service["logs"]["count"], service["logs"]["errors"]) == (2, 1)
