@@ -1,0 +1,155 @@
+"""Zero-code: `opentelemetry-instrument python app.py` loads the `ragotel_*` entry points and yields the same spans.
+
+One child process runs every library's scenario under `opentelemetry-instrument` with the console span exporter;
+the spans it prints are checked against what the in-process tests expect. To cover another library, add one entry
+to SCENARIOS, keyed by its registry name (`ragotel_<name>` entry point): the code it runs (its own imports included;
+`FAKE_OPENAI_BASE_URL` is set) and the spans it must produce as `(span name, ragotel.stage, ragotel.component)`.
+Entry points of libraries without a scenario are disabled: importing them all (torch for sentence-transformers ...)
+costs tens of seconds here and adds nothing to what is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.servers import FakeOpenAI
+
+from ragotel import semconv as sc
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
+
+SECRET = "quokka-secret-2290"  # in every prompt/query: must never reach the output with content capture off
+
+SCENARIOS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
+    "openai": (
+        f"""
+        import openai
+        client = openai.OpenAI(base_url=os.environ["FAKE_OPENAI_BASE_URL"], api_key="sk-test", max_retries=0)
+        messages = [{{"role": "user", "content": "{SECRET}"}}]
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages, temperature=0.5)
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, stream=True, stream_options={{"include_usage": True}}
+        )
+        for _ in stream:
+            pass
+        client.embeddings.create(model="text-embedding-3-small", input=["{SECRET}"])
+        """,
+        [
+            ("chat gpt-4o-mini", "generation", "openai"),
+            ("chat gpt-4o-mini", "generation", "openai"),
+            ("embeddings text-embedding-3-small", "embedding", "openai"),
+        ],
+    ),
+    "langchain": (
+        f"""
+        from langchain_core.documents import Document
+        from langchain_core.embeddings import DeterministicFakeEmbedding
+        from langchain_core.output_parsers import StrOutputParser
+        from langchain_core.prompts import ChatPromptTemplate
+        from langchain_core.runnables import RunnablePassthrough
+        from langchain_core.vectorstores import InMemoryVectorStore
+        from langchain_openai import ChatOpenAI
+        store = InMemoryVectorStore(embedding=DeterministicFakeEmbedding(size=8))
+        store.add_documents([Document(id="d1", page_content="alpha"), Document(id="d2", page_content="beta")])
+        chat = ChatOpenAI(
+            model="gpt-4o-mini", base_url=os.environ["FAKE_OPENAI_BASE_URL"], api_key="sk-test", max_retries=0
+        )
+        prompt = ChatPromptTemplate.from_messages([("human", "{{context}} {{question}}")])
+        retriever = store.as_retriever(search_kwargs={{"k": 1}})
+        chain = {{"context": retriever, "question": RunnablePassthrough()}} | prompt | chat | StrOutputParser()
+        chain.invoke("{SECRET}", config={{"run_name": "zero-code-chain"}})
+        """,
+        [
+            ("add InMemoryVectorStore", "vector_db", "langchain"),
+            ("embeddings", "embedding", "langchain"),
+            ("pipeline zero-code-chain", "pipeline", "langchain"),
+            ("retrieval InMemoryVectorStore", "retrieval", "langchain"),
+            ("embeddings", "embedding", "langchain"),
+            ("query InMemoryVectorStore", "vector_db", "langchain"),
+            ("chat gpt-4o-mini", "generation", "langchain"),
+        ],
+    ),
+}
+
+
+def _script() -> str:
+    parts = ["import os\n"]
+    for name, (code, _) in SCENARIOS.items():
+        parts.append(f"\ndef scenario_{name}():\n{textwrap.indent(textwrap.dedent(code).strip(), '    ')}\n")
+    parts.append("\n" + "".join(f"scenario_{name}()\n" for name in SCENARIOS))
+    return "".join(parts)
+
+
+def _console_spans(stdout: str) -> list[dict[str, Any]]:
+    """The JSON objects the console exporter printed (one per span), in order."""
+    decoder = json.JSONDecoder()
+    spans, i = [], 0
+    while (start := stdout.find("{", i)) != -1:
+        try:
+            obj, i = decoder.raw_decode(stdout, start)
+        except json.JSONDecodeError:
+            i = start + 1
+            continue
+        if isinstance(obj, dict) and "context" in obj and "attributes" in obj:
+            spans.append(obj)
+    return spans
+
+
+def test_opentelemetry_instrument_runs_the_same_spans(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    """Under `opentelemetry-instrument` (no code change) every scenario yields its spans, nested and counted once."""
+    command = shutil.which("opentelemetry-instrument")
+    assert command is not None, "opentelemetry-instrument missing: pip install 'ragotel[test]' (opentelemetry-distro)"
+    ours = {e.name for e in entry_points(group="opentelemetry_instrumentor") if e.name.startswith("ragotel_")}
+    assert {f"ragotel_{name}" for name in SCENARIOS} <= ours
+    wanted = {f"ragotel_{name}" for name in SCENARIOS}
+    others = sorted(e.name for e in entry_points(group="opentelemetry_instrumentor") if e.name not in wanted)
+    script = tmp_path / "app.py"
+    script.write_text(_script(), encoding="utf-8")
+    env = {
+        **os.environ,
+        "FAKE_OPENAI_BASE_URL": fake_openai.base_url,
+        "OTEL_SERVICE_NAME": "zero-code-app",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(others),  # no scenario, or other vendors' instrumentations
+        "HF_HUB_OFFLINE": "1",
+        "ANONYMIZED_TELEMETRY": "False",
+    }
+    env.pop("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", None)
+    proc = subprocess.run(
+        [command, "--traces_exporter", "console", "--metrics_exporter", "none", "--logs_exporter", "none",
+         sys.executable, str(script)],
+        env=env, capture_output=True, text=True, timeout=150, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    spans = _console_spans(proc.stdout)
+    got = Counter(
+        (s["name"], s["attributes"].get(sc.RAGOTEL_STAGE), s["attributes"].get(sc.RAGOTEL_COMPONENT)) for s in spans
+    )
+    expected = Counter(span for _, wanted in SCENARIOS.values() for span in wanted)
+    assert got == expected, f"missing {expected - got}, unexpected {got - expected}"
+    assert {s["resource"]["attributes"]["service.name"] for s in spans} == {"zero-code-app"}
+    assert SECRET not in proc.stdout  # content capture is off by default
+
+    by_name = {s["name"]: s for s in spans}
+    stream = [s for s in spans if s["attributes"].get(sc.GEN_AI_REQUEST_STREAM) is True]
+    assert len(stream) == 1
+    assert stream[0]["attributes"][sc.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+    if "langchain" in SCENARIOS:
+        root = by_name["pipeline zero-code-chain"]
+        chain_spans = [s for s in spans if s["context"]["trace_id"] == root["context"]["trace_id"]]
+        assert len(chain_spans) == 5  # pipeline, retrieval, query embedding, store query, chat
+        chat = next(s for s in chain_spans if s["name"] == "chat gpt-4o-mini")
+        assert chat["parent_id"] == root["context"]["span_id"]
+        assert chat["attributes"][sc.GEN_AI_PROVIDER_NAME] == "openai"  # merged OpenAI call, one span
+        assert chat["attributes"][sc.GEN_AI_USAGE_INPUT_TOKENS] > 0
