@@ -307,3 +307,20 @@ def test_hanging_python_action_times_out_without_blocking(tmp_path: Path, monkey
     hang_actions.EVENT.set()
     h.close()
     sys.modules.pop("hang_actions", None)
+
+
+def test_command_gets_a_minimal_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command sees PATH, the variables it inherits by name and its own env, never the analyzer's secrets."""
+    monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
+    monkeypatch.setenv("KUBECONFIG", "/etc/kube/config")
+    action = {"type": "command", "argv": ["env"], "inherit_env": ["KUBECONFIG"], "env": {"TARGET": "{x}"}}
+    hook = {"name": "show-env", "on": ["database_connection"], "action": action}
+    h = harness(tmp_path, [hook])
+    fire(h)
+    (record,) = wait(lambda: finished(h))
+    lines = set(record["detail"]["stdout"].splitlines())
+    assert "KUBECONFIG=/etc/kube/config" in lines
+    assert "TARGET={x}" in lines, "env values are literal: no label substitution there"
+    assert any(line.startswith("PATH=") for line in lines)
+    assert "s3cret" not in record["detail"]["stdout"]
+    h.close()

@@ -261,7 +261,8 @@ class Alerting:
         if rows:
             for n in self.store.notifications(alert_ids=[r["id"] for r in rows], limit=limit * 20):
                 deliveries.setdefault(int(n["alert_id"]), []).append(_notification(n))
-        alerts = [_alert(row, deliveries.get(int(row["id"]), [])) for row in rows]
+        live = {a["id"]: a for a in self.active}
+        alerts = [_alert(row, deliveries.get(int(row["id"]), []), live.get(row["id"])) for row in rows]
         return Response(200, _finite({"alerts": alerts, "count": len(alerts)}))
 
     def api_recoveries(self, request: Request) -> Response:
@@ -334,8 +335,11 @@ class _BadQuery(ValueError):
     pass
 
 
-def _alert(row: Mapping[str, Any], deliveries: list[dict[str, Any]]) -> dict[str, Any]:
+def _alert(row: Mapping[str, Any], deliveries: list[dict[str, Any]], live: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An episode as stored; for an active one, value, threshold and severity as of the last evaluation."""
     labels = row["labels"] or {}
+    if live is not None:
+        row = {**row, "value": live["value"], "threshold": live["threshold"], "severity": live["severity"]}
     return {
         "id": row["id"],
         "fingerprint": row["fingerprint"],

@@ -55,6 +55,7 @@ __all__ = [
 
 _log = logging.getLogger("ragotel.analyzer.recovery")
 _TAIL: Final = 2000
+_BASE_ENV: Final = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
 class UnsafeLabelError(ValueError):
@@ -97,7 +98,8 @@ class RecoveryAction(Protocol):
 
 
 class CommandAction:
-    """A program started without a shell, in its own process group (killed whole on timeout)."""
+    """A program started without a shell, in its own process group (killed whole on timeout), with a minimal
+    environment (PATH, HOME, LANG, LC_ALL, TZ, TMPDIR, the variables named in ``inherit_env``, then ``env``)."""
 
     type = "command"
 
@@ -109,7 +111,9 @@ class CommandAction:
 
     def run(self, labels: Mapping[str, str], alert: Mapping[str, Any], timeout: float) -> ActionResult:
         argv = self.describe(labels)["argv"]
-        env = {**os.environ, **self._spec.env}
+        # The analyzer's environment holds secrets (SMTP, tokens): a command gets only what it is given.
+        inherited = {k: os.environ[k] for k in (*_BASE_ENV, *self._spec.inherit_env) if k in os.environ}
+        env = {**inherited, **self._spec.env}
         # Output goes to files, not pipes: a restart script that starts a daemon leaves it holding the
         # descriptors, and reading a pipe to EOF would then wait for the daemon to exit.
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -321,7 +325,7 @@ class RecoveryManager:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ragotel-recovery")
         self._in_flight: set[tuple[str, str]] = set()
         self._futures: set[futures.Future[None]] = set()
-        self._capped: set[tuple[str, str, str]] = set()
+        self._not_before: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._verifications: dict[int, dict[str, Any]] = {r["id"]: r for r in store.pending_verifications()}
 
@@ -400,18 +404,19 @@ class RecoveryManager:
             target = labels.get("service") or "-"
             key = (spec.name, target)
             with self._lock:
-                if key in self._in_flight:
+                # Known to be in cooldown or capped until then: no need to ask the audit trail every tick.
+                if key in self._in_flight or now < self._not_before.get(key, 0.0):
                     continue
             last = self._store.last_run(spec.name, target)
             if last is not None:
                 wait = spec.cooldown if last["status"] in ("succeeded", "dry_run") else spec.failure_cooldown
                 if now - float(last["started_at"]) < wait:
+                    self._not_before[key] = float(last["started_at"]) + wait
                     continue
-            if len(self._store.runs(spec.name, target, now - spec.attempts_window)) >= spec.max_attempts:
-                capped = (spec.name, target, str(alert["fingerprint"]))
-                if capped not in self._capped:
-                    self._capped.add(capped)
-                    self._audit_skip(hook, alert, labels, target, now, "attempt cap reached")
+            runs = self._store.runs(spec.name, target, now - spec.attempts_window)
+            if len(runs) >= spec.max_attempts:
+                self._not_before[key] = float(runs[0]["started_at"]) + spec.attempts_window
+                self._audit_skip(hook, alert, labels, target, now, "attempt cap reached")
                 continue
             self._start(hook, alert, labels, target, now)
 

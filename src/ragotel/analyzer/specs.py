@@ -282,6 +282,7 @@ class CommandActionSpec(_Spec):
     argv: list[Template] = Field(min_length=1)
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    inherit_env: list[str] = Field(default_factory=list)
 
 
 class WebhookActionSpec(_Spec):
