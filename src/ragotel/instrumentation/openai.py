@@ -9,7 +9,7 @@ placeholders and its internal defaults never are). Prompts and completions are r
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Final
 
 import wrapt
@@ -43,7 +43,7 @@ def _given(value: Any) -> bool:
 
 def _get(obj: Any, key: str) -> Any:
     """``obj[key]`` for mappings (request params are TypedDicts), ``obj.key`` for response models."""
-    if isinstance(obj, Mapping):
+    if isinstance(obj, dict):  # TypedDict params are plain dicts
         return obj.get(key)
     return getattr(obj, key, None)
 
@@ -56,19 +56,30 @@ def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+# base URL object -> its attributes; the URL is immutable and parsing it costs more than the rest of the extractor.
+_server_cache: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
 def _client_attributes(instance: Any) -> dict[str, Any]:
     """Provider and server address/port of the client a resource belongs to."""
     client = getattr(instance, "_client", None)
+    url = getattr(client, "base_url", None)
+    cached = _server_cache.get(id(url))
+    if cached is not None and cached[0] is url:
+        return dict(cached[1])
     attrs: dict[str, Any] = {
         sc.GEN_AI_PROVIDER_NAME: PROVIDER_AZURE if "Azure" in type(client).__name__ else PROVIDER_OPENAI
     }
-    url = getattr(client, "base_url", None)
     host = getattr(url, "host", None)
     if host:
         attrs[sc.SERVER_ADDRESS] = host
         port = getattr(url, "port", None) or _DEFAULT_PORTS.get(getattr(url, "scheme", ""))
         if port:
             attrs[sc.SERVER_PORT] = port
+    if url is not None:
+        if len(_server_cache) >= 256:  # bounded: clients are few; a process making many just recomputes
+            _server_cache.clear()
+        _server_cache[id(url)] = (url, dict(attrs))
     return attrs
 
 
@@ -136,14 +147,19 @@ def _usage(usage: Any) -> dict[str, Any]:
 
 
 def _is_stream(result: Any) -> bool:
-    return hasattr(result, "__next__") or hasattr(result, "__anext__")
+    # An ABC check (cached per class), not hasattr: a missing attribute on a pydantic model raises expensively.
+    return isinstance(result, Iterator | AsyncIterator)
+
+
+_ENVELOPES: Final = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
 
 
 def envelope(result: Any) -> str | None:
     """Raw responses: a ``with_raw_response`` body is in memory unless streamed; a streaming response's is not."""
-    if not (hasattr(result, "http_response") and hasattr(result, "parse")):
+    name = type(result).__name__
+    if name not in _ENVELOPES:
         return None
-    if type(result).__name__ == "LegacyAPIResponse" and not getattr(result, "_stream", True):
+    if name == "LegacyAPIResponse" and not getattr(result, "_stream", True):
         return ENVELOPE_READY
     return ENVELOPE_LAZY
 
