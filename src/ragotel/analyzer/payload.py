@@ -18,7 +18,6 @@ __all__ = [
     "JSON",
     "PROTOBUF",
     "PayloadError",
-    "Signal",
     "decode",
     "decompress",
     "media_type",
@@ -26,8 +25,6 @@ __all__ = [
 
 PROTOBUF: Final = "application/x-protobuf"
 JSON: Final = "application/json"
-SIGNALS: Final = ("traces", "metrics", "logs")
-Signal = str  # one of SIGNALS
 
 _FULL: dict[str, Any] = {
     "traces": ExportTraceServiceRequest,
@@ -91,12 +88,12 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
 class Decoded:
     """A decoded export request: the message and its protobuf encoding (what pass-through forwards)."""
 
-    signal: Signal
+    signal: str  # traces | metrics | logs
     message: Any
     protobuf: bytes
 
 
-def decode(signal: Signal, data: bytes, media: str) -> Decoded:
+def decode(signal: str, data: bytes, media: str) -> Decoded:
     """Decode an uncompressed body; traces use the lean schema, metrics and logs the full one.
 
     Raises PayloadError(400) naming what could not be decoded.

@@ -15,7 +15,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-__all__ = ["ERROR_STATUS", "LeanTraceRequest", "any_value_number", "any_value_text", "string_value_bytes"]
+__all__ = ["ERROR_STATUS", "LeanTraceRequest", "any_value_text"]
 
 _F = descriptor_pb2.FieldDescriptorProto
 _PKG = "ragotel.analyzer.lean"
@@ -75,24 +75,6 @@ ERROR_STATUS = b"\x18\x02"
 """Serialized ``Status{code: STATUS_CODE_ERROR}`` without a message."""
 
 
-def string_value_bytes(text: str) -> bytes:
-    """Return the canonical serialized ``AnyValue{string_value: text}`` (for comparisons on the hot path)."""
-    raw = text.encode()
-    return b"\x0a" + _varint(len(raw)) + raw
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
@@ -146,15 +128,4 @@ def any_value_text(raw: bytes | None) -> str | None:
                 return None
         return value
     except (ValueError, UnicodeDecodeError, struct.error):
-        return None
-
-
-def any_value_number(raw: bytes | None) -> float | None:
-    """Return an int or double ``AnyValue`` as a float; None for anything else."""
-    text = any_value_text(raw)
-    if text is None or raw is None or raw[:1] == b"\x0a":
-        return None
-    try:
-        return float(text)
-    except ValueError:
         return None
