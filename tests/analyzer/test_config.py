@@ -115,3 +115,11 @@ def test_invalid_file_at_startup_exits_2(tmp_path: Path, capsys: pytest.CaptureF
     assert caught.value.problems == [
         "command line: api.endpoint: expected HOST:PORT (port 0 picks a free port) (got 'x')"
     ]
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the command name and the installed ragotel version."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("ragotel-analyzer 0.")

@@ -91,13 +91,20 @@ def test_sigterm_drains_everything_accepted_then_exits_0(tmp_path: Path, http_re
     assert all(r.body == body for r in forwarded)
 
 
-def test_sigint_stops_the_daemon_too(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT) is a graceful shutdown with exit code 0, like SIGTERM."""
-    daemon = Daemon(tmp_path, free_ports_config(tmp_path))
-    daemon.addresses()
+def test_sigint_stops_the_daemon_too_and_text_logs_are_logfmt(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) is a graceful shutdown with exit code 0; --log-format text (beating the file) gives logfmt."""
+    daemon = Daemon(tmp_path, free_ports_config(tmp_path), "--log-format", "text")
+    deadline = time.monotonic() + 30
+    while not any("msg=listening service=otlp-grpc" in line for line in daemon.raw):
+        assert time.monotonic() < deadline, "".join(daemon.raw)
+        assert daemon.proc.poll() is None, "".join(daemon.raw)
+        time.sleep(0.02)
     daemon.proc.send_signal(signal.SIGINT)
     assert daemon.finish() == 0
-    assert [r["msg"] for r in daemon.records][-2:] == ["shutting down", "stopped"]
+    assert daemon.records == []
+    last = daemon.raw[-1]
+    assert last.startswith("ts=")
+    assert " level=info logger=ragotel.analyzer.server msg=stopped spans=0 " in last
 
 
 def test_port_in_use_exits_1_without_starting_anything(tmp_path: Path) -> None:

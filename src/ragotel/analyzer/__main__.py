@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import sys
 from collections.abc import Sequence
@@ -43,7 +44,15 @@ def _parser() -> argparse.ArgumentParser:
         "--check-config", nargs="+", metavar="FILE", help="validate config files and exit (2 when any is invalid)"
     )
     parser.add_argument("--print-default-config", action="store_true", help="print the built-in configuration")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ragotel")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
