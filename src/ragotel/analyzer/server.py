@@ -62,7 +62,9 @@ class Server:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = AnalyzerMetrics(self.registry)
         self.windows = Windows(config.window, max_series=config.limits.max_series)
+        # Everything the configuration points at is checked before anything holds a resource.
         self._receiver_auth = TokenAuth.from_config(config.receivers.auth, "receivers.auth")
+        api_auth = TokenAuth.from_config(config.api.auth, "api.auth")
         self._receiver_tls = load_tls(config.receivers.tls, "receivers.tls")
         self._api_tls = load_tls(config.api.tls, "api.tls")
         self.passthrough = Passthrough(config.passthrough, self.metrics) if config.passthrough.endpoint else None
@@ -78,7 +80,7 @@ class Server:
         )
         self.metrics.watch(self.windows, self.ingest.state)
         self._handler = ExportHandler(self.ingest, self.metrics)
-        self.router = Router(TokenAuth.from_config(config.api.auth, "api.auth"))
+        self.router = Router(api_auth)
         add_builtin_routes(self.router, self.windows, self.registry, self.readiness)
         self._components: list[Component] = []
         self._grpc: OtlpGrpcServer | None = None
