@@ -150,8 +150,9 @@ def test_slow_generation_fires_high_response_time_naming_generation(
 def test_failing_vector_db_fires_database_connection(
     analyzer_with_hook: Callable[..., Server], http_receiver: HttpReceiver
 ) -> None:
-    """Vector DB errors fire database_connection with vector_db_errors first and restart_service recommended."""
-    server = analyzer_with_hook()
+    """Vector DB errors fire database_connection with vector_db_errors first; the restart hook runs and is audited."""
+    hook = {"name": "restart", "on": ["restart_service"], "action": {"type": "command", "argv": ["true", "{service}"]}}
+    server = analyzer_with_hook(recovery=[hook])
     with App(server.http_address or "") as app:
         app.vector_db_down = True
         firing = _wait(http_receiver, "database_connection", "firing")
@@ -160,8 +161,19 @@ def test_failing_vector_db_fires_database_connection(
         assert firing["diagnosis"]["recommended_actions"][0] == "restart_service"
         metrics = api(server, "/metrics").text
         assert 'ragotel_analyzer_alerts{rule="database_connection",severity="critical",state="firing"} 1.0' in metrics
+        deadline = time.monotonic() + 10
+        while (
+            not (runs := api(server, "/api/v1/recoveries?since=1h").json()["recoveries"])
+            or runs[0]["status"] == "running"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (run,) = runs
+        assert (run["hook"], run["status"], run["command"]["argv"]) == ("restart", "succeeded", ["true", "rag-app"])
+        assert run["reason"] == "database_connection firing; primary cause vector_db_errors"
         app.vector_db_down = False
         _wait(http_receiver, "database_connection", "resolved")
+    assert api(server, "/api/v1/recoveries").json()["recoveries"][0]["verification"] == "resolved"
     assert 'ragotel_analyzer_notifications_sent_total{channel="ops"}' in api(server, "/metrics").text
 
 

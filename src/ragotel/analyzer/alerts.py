@@ -427,7 +427,3 @@ class AlertEngine:
             "" if notify else " (no notification: cooldown)" if kind == "firing" else " (not notified)",
             alert.value,
         )
-
-    # -- queries ---------------------------------------------------------------------------------------------------
-    def spec(self, rule: str) -> RuleSpec | None:
-        return self._specs.get(rule)

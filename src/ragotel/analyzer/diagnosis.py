@@ -126,7 +126,7 @@ class Diagnosis:
 class _Baseline:
     samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=240))
 
-    def usual(self, now: float, exclude_after: float) -> float | None:
+    def usual(self, exclude_after: float) -> float | None:
         values = [v for t, v in self.samples if t <= exclude_after]
         return float(statistics.median(values)) if len(values) >= 3 else None
 
@@ -181,7 +181,7 @@ class Diagnoser:
 
     def _usual_p95(self, service: str, stage: str, component: str, now: float) -> float | None:
         baseline = self._p95.get((service, stage, component))
-        return baseline.usual(now, now - self._window) if baseline else None
+        return baseline.usual(now - self._window) if baseline else None
 
     # -- evidence ------------------------------------------------------------------------------------------------
     def _attribution(self, service: str, now: float) -> tuple[list[StageShare], dict[str, Any]]:
@@ -417,7 +417,7 @@ class Diagnoser:
     def _load_causes(self, service: str | None, now: float, weight: float = 1.0) -> list[Cause]:
         if not service or service not in self._rate:
             return []
-        usual = self._rate[service].usual(now, now - self._window)
+        usual = self._rate[service].usual(now - self._window)
         samples = self._rate[service].samples
         current_rate = samples[-1][1] if samples else None
         if usual is None or current_rate is None or usual <= 0:
