@@ -123,3 +123,16 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith("ragotel-analyzer 0.")
+
+
+def test_unreadable_tls_files_exit_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Certificate files that cannot be loaded are a configuration error (exit 2) naming the key, before any bind."""
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    config = _write(
+        tmp_path,
+        "tls.yaml",
+        f"api: {{tls: {{cert_file: {tmp_path / 'cert.pem'}, key_file: {tmp_path / 'missing.key'}}}}}\n",
+    )
+    assert main(["--config", config]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("api.tls: expected a readable PEM certificate chain and matching key (")
