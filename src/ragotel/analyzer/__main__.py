@@ -93,12 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = load_config(args.config, _overrides(args))
-        configure_logging(config.log.level, config.log.format)
         server = Server(config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    configure_logging(config.log.level, config.log.format)  # only now: a refused config leaves logging untouched
     try:
         return server.run()
     except (OSError, RuntimeError) as exc:
