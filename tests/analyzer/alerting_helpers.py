@@ -85,7 +85,9 @@ class Harness:
         self.now = max(self.now + advance, time.time()) if self.realtime else self.now + advance
         self.windows.expire(self.now)
         self.engine.tick(self.now)
-        self.recovery.tick(self.now, [a.snapshot() for a in self.engine.firing()])
+        firing = [a.snapshot() for a in self.engine.firing()]
+        self.outbox.refresh(self.now, firing)
+        self.recovery.tick(self.now, firing)
 
     def states(self) -> dict[str, str]:
         """rule -> state of the active alerts."""

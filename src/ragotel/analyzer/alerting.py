@@ -181,11 +181,13 @@ class Alerting:
         )
 
     def tick(self, now: float) -> None:
-        if self.engine is None or self.recovery is None or self.store is None:
+        if self.engine is None or self.recovery is None or self.outbox is None or self.store is None:
             return
         self.engine.tick(now)
         self._publish()
-        self.recovery.tick(now, [a for a in self.active if a["status"] == "firing"])
+        firing = [a for a in self.active if a["status"] == "firing"]
+        self.outbox.refresh(now, firing)
+        self.recovery.tick(now, firing)
         if now - self._last_prune >= _PRUNE_EVERY:
             self._last_prune = now
             removed = self.store.prune(now - self.config.state.retention)

@@ -123,8 +123,6 @@ class Notifier(Protocol):
         targets: Sequence[str] | None = None,
     ) -> None: ...
 
-    def refresh(self, now: float, firing: Sequence[Mapping[str, Any]]) -> None: ...
-
     def wake(self) -> None: ...
 
 
@@ -249,7 +247,6 @@ class AlertEngine:
                 health.last_error = None
             if self._on_evaluation is not None:
                 self._on_evaluation(spec.name, health.last_duration, error)
-        self._notifier.refresh(now, [a.snapshot() for a in self.firing()])
 
     def _apply(self, spec: RuleSpec, samples: Sequence[Sample], now: float) -> None:
         alerts = self._by_rule[spec.name]
