@@ -75,16 +75,35 @@ def provider_of(instance: Any) -> str | None:
     return provider
 
 
+_model_attrs_cache: dict[type, tuple[str, ...]] = {}
+
+
 def model_of(instance: Any, kwargs: Mapping[str, Any]) -> str | None:
     """The model a call asks for: a per-call ``model=`` override, else the model object's model field."""
     model = kwargs.get("model")
     if isinstance(model, str) and model:
         return model
-    for attr in _MODEL_ATTRS:
+    cls = type(instance)
+    attrs = _model_attrs_cache.get(cls)
+    if attrs is None:
+        # Which model attributes this class has, found once: a miss on a pydantic model is a costly exception.
+        attrs = tuple(a for a in _MODEL_ATTRS if hasattr(instance, a))
+        if len(_model_attrs_cache) < 1024:
+            _model_attrs_cache[cls] = attrs
+    for attr in attrs:
         value = getattr(instance, attr, None)
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def field(obj: Any, name: str) -> Any:
+    """``obj.name`` or None, read from the instance dict first: a miss on a pydantic model is a costly exception."""
+    values = getattr(obj, "__dict__", None)
+    if isinstance(values, dict) and name in values:
+        return values[name]
+    cls_attr = getattr(type(obj), name, None)  # properties and class attributes
+    return getattr(obj, name, None) if cls_attr is not None else None
 
 
 def _explicit(instance: Any) -> frozenset[str]:
@@ -158,7 +177,7 @@ def _usage_attrs(usage: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _metadata(generation: Any) -> dict[str, Any]:
-    message = getattr(generation, "message", None)
+    message = field(generation, "message")
     merged: dict[str, Any] = {}
     info = getattr(generation, "generation_info", None)
     if isinstance(info, Mapping):
@@ -190,7 +209,7 @@ def generate_response(instance: Any, result: Any) -> dict[str, Any]:
             reason = _finish_reason(meta)
             if reason:
                 reasons.append(reason)
-            usage = getattr(getattr(generation, "message", None), "usage_metadata", None)
+            usage = field(field(generation, "message"), "usage_metadata")
             if i == 0 and isinstance(usage, Mapping):  # every choice of one prompt carries the same usage
                 seen_usage = True
                 usage_in += _int(usage.get("input_tokens")) or 0
@@ -281,7 +300,7 @@ def generate_response_content(instance: Any, result: Any) -> dict[str, Any]:
     out = []
     for per_prompt in getattr(result, "generations", None) or []:
         for generation in per_prompt:
-            message = getattr(generation, "message", None)
+            message = field(generation, "message")
             semconv = message_to_semconv(message) if message is not None else message_to_semconv(generation.text)
             semconv["role"] = "assistant"
             semconv["finish_reason"] = _finish_reason(_metadata(generation))

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ragotel import semconv as sc
-from ragotel.instrumentation.langchain.models import model_of, provider_of
+from ragotel.instrumentation.langchain.models import field, model_of, provider_of
 
 # Where retrievers and rerankers leave a document's score in its metadata.
 _SCORE_KEYS: Final = ("score", "relevance_score", "_similarity_score", "similarity_score")
@@ -49,20 +49,20 @@ def _query(args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> Any:
 # -- retrievers ---------------------------------------------------------------------------------------------------
 def retriever_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``BaseRetriever.invoke(input, config=None, **kwargs)``: data source and the k the caller configured."""
-    store = getattr(instance, "vectorstore", None)
+    store = field(instance, "vectorstore")
     attrs: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: sc.OP_RETRIEVAL}
     if store is not None:
         attrs[sc.GEN_AI_DATA_SOURCE_ID] = store_name(store)
-        search_kwargs = getattr(instance, "search_kwargs", None)
+        search_kwargs = field(instance, "search_kwargs")
         k = kwargs.get("k")
         if k is None and isinstance(search_kwargs, Mapping):
             k = search_kwargs.get("k")
         attrs[sc.GEN_AI_RETRIEVAL_TOP_K] = _int(k)
     else:
-        attrs[sc.GEN_AI_DATA_SOURCE_ID] = getattr(instance, "name", None) or type(instance).__name__
+        attrs[sc.GEN_AI_DATA_SOURCE_ID] = field(instance, "name") or type(instance).__name__
         fields = getattr(instance, "model_fields_set", None) or ()
         if "k" in fields:  # only a k the user set, never the class default
-            attrs[sc.GEN_AI_RETRIEVAL_TOP_K] = _int(getattr(instance, "k", None))
+            attrs[sc.GEN_AI_RETRIEVAL_TOP_K] = _int(field(instance, "k"))
     return attrs
 
 
