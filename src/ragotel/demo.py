@@ -41,19 +41,26 @@ __all__ = [
 
 DEMO_SERVICE: Final = "ragotel-example-rag"
 EXTRAS_COMMAND: Final = "pip install -e '.[example]'"
-# Modules the demo imports, and the distribution that provides each (all in the `example` extra).
+# What the demo imports (the analyzer's server pulls in the rest of the analyzer extra), and the distribution
+# providing each top-level module when its name differs; everything is in the `example` extra.
 _REQUIRED: Final = (
-    ("langchain_core", "langchain-core"),
-    ("langchain_text_splitters", "langchain-text-splitters"),
-    ("langchain_chroma", "langchain-chroma"),
-    ("chromadb", "chromadb"),
-    ("yaml", "pyyaml"),
-    ("pydantic", "pydantic"),
-    ("grpc", "grpcio"),
-    ("opentelemetry.proto", "opentelemetry-proto"),
-    ("prometheus_client", "prometheus-client"),
-    ("httpx", "httpx"),
+    "langchain_core",
+    "langchain_text_splitters",
+    "langchain_chroma",
+    "chromadb",
+    "httpx",
+    "ragotel.analyzer.server",
 )
+_DISTRIBUTIONS: Final = {
+    "langchain_core": "langchain-core",
+    "langchain_text_splitters": "langchain-text-splitters",
+    "langchain_chroma": "langchain-chroma",
+    "yaml": "pyyaml",
+    "grpc": "grpcio",
+    "google": "protobuf",
+    "opentelemetry": "opentelemetry-proto",
+    "prometheus_client": "prometheus-client",
+}
 _STAGE_ORDER: Final = ("pipeline", "retrieval", "embedding", "vector_db", "rerank", "generation")
 _QUESTIONS: Final = (
     "How do I instrument my RAG application with ragotel?",
@@ -124,12 +131,15 @@ def analyzer_overrides(state_path: Path, webhook_url: str, *, window: float = 6.
 
 def missing_extras() -> list[str]:
     """Distributions the demo needs that cannot be imported (empty when all are there)."""
-    missing = []
-    for module, distribution in _REQUIRED:
+    missing: list[str] = []
+    for module in _REQUIRED:
         try:
             importlib.import_module(module)
-        except ImportError:
-            missing.append(distribution)
+        except ImportError as exc:
+            name = (getattr(exc, "name", None) or module).split(".")[0]
+            distribution = _DISTRIBUTIONS.get(name, name.replace("_", "-"))
+            if distribution not in missing:
+                missing.append(distribution)
     return missing
 
 
