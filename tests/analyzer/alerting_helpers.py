@@ -11,17 +11,27 @@ from typing import Any
 from tests.analyzer.analyzer_helpers import encoded_spans, gauge_request
 
 from ragotel.analyzer.alerts import AlertEngine
+from ragotel.analyzer.channels import build_channel
 from ragotel.analyzer.diagnosis import Diagnoser
 from ragotel.analyzer.extract import extract_metrics, extract_traces
 from ragotel.analyzer.outbox import Channel, Outbox
 from ragotel.analyzer.payload import PROTOBUF, decode
 from ragotel.analyzer.recovery import RecoveryManager
 from ragotel.analyzer.rules import build_rule
-from ragotel.analyzer.specs import RecoverySpec, RuleSpec
+from ragotel.analyzer.specs import RecoverySpec, RuleSpec, WebhookChannelSpec
 from ragotel.analyzer.state import StateStore
 from ragotel.analyzer.windows import Windows
 
 T0 = 1_800_000_000.0
+DB_RULE = {
+    "name": "database_connection",
+    "signal": "error_rate",
+    "match": {"stage": "vector_db"},
+    "threshold": 0.1,
+    "severity": "critical",
+    "cooldown": "0s",
+}
+"""Vector DB client errors, firing at once (``for: 0s``), no cooldown."""
 
 
 def feed(windows: Windows, signal: str, body: bytes, now: float) -> None:
@@ -41,7 +51,7 @@ class Harness:
         tmp_path: Path,
         rules: Sequence[Mapping[str, Any]],
         *,
-        channels: Sequence[Channel] = (),
+        channels: Sequence[Channel] | None = None,
         hooks: Sequence[Mapping[str, Any]] = (),
         window: float = 10.0,
         db: str = "state.db",
@@ -53,6 +63,8 @@ class Harness:
         self.window = window
         self.windows = Windows(window, clock=lambda: self.now)
         self.store = StateStore(tmp_path / db)
+        if channels is None:  # a channel to queue for; delivery threads are only started by tests that deliver
+            channels = [build_channel(WebhookChannelSpec(name="hook", type="webhook", url="http://127.0.0.1:9/"))]
         self.outbox = Outbox(self.store, channels)
         self.recovery = RecoveryManager([RecoverySpec.model_validate(h) for h in hooks], self.store, self.outbox)
         self.specs = [RuleSpec.model_validate(r) for r in rules]

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.analyzer.alerting_helpers import Harness
 
-from ragotel.analyzer.channels import WebhookChannel
-from ragotel.analyzer.specs import WebhookChannelSpec
-
 LATENCY = {"name": "high_response_time", "signal": "latency_p95", "match": {"stage": "pipeline"}, "threshold": 1.0}
 DB = {"name": "database_connection", "signal": "error_rate", "match": {"stage": "vector_db"}, "threshold": 0.1}
 CPU = {"name": "cpu_saturation", "signal": "cpu_utilization", "threshold": 0.8}
-
-
-@pytest.fixture
-def channel() -> Iterator[WebhookChannel]:
-    ch = WebhookChannel(WebhookChannelSpec(name="hook", type="webhook", url="http://127.0.0.1:9/none"))
-    yield ch
-    ch.close()
 
 
 def request(h: Harness, n: int, *, generation: float = 0.4, vector_db: float = 0.05, db_errors: int = 0) -> None:
@@ -46,9 +35,9 @@ def diagnosis(h: Harness, rule: str) -> dict[str, Any]:
     return alert.diagnosis
 
 
-def test_slow_generation_is_attributed_against_its_baseline(tmp_path: Path, channel: WebhookChannel) -> None:
+def test_slow_generation_is_attributed_against_its_baseline(tmp_path: Path) -> None:
     """When generation slows, it is the primary cause, compared with its usual p95; other stages are normal."""
-    h = Harness(tmp_path, [LATENCY], channels=[channel], window=4.0)
+    h = Harness(tmp_path, [LATENCY], window=4.0)
     warm_up(h)
     for _ in range(3):
         request(h, 5, generation=2.0)
@@ -70,9 +59,9 @@ def test_slow_generation_is_attributed_against_its_baseline(tmp_path: Path, chan
     h.close()
 
 
-def test_slow_vector_db_beats_a_bigger_but_usual_generation(tmp_path: Path, channel: WebhookChannel) -> None:
+def test_slow_vector_db_beats_a_bigger_but_usual_generation(tmp_path: Path) -> None:
     """A stage that became slower than usual outranks a stage that is big but as slow as always."""
-    h = Harness(tmp_path, [LATENCY], channels=[channel], window=4.0)
+    h = Harness(tmp_path, [LATENCY], window=4.0)
     for _ in range(40):
         request(h, 5, generation=0.8)
         h.tick(1.0)
@@ -87,10 +76,10 @@ def test_slow_vector_db_beats_a_bigger_but_usual_generation(tmp_path: Path, chan
 
 
 def test_vector_db_errors_with_failing_health_check_point_at_the_dependency(
-    tmp_path: Path, channel: WebhookChannel
+    tmp_path: Path,
 ) -> None:
     """Client errors plus a failing health check of that dependency rank dependency_down first (failover)."""
-    h = Harness(tmp_path, [DB], channels=[channel], window=4.0)
+    h = Harness(tmp_path, [DB], window=4.0)
     request(h, 5, db_errors=5)
     dep = {"ragotel.dependency.name": "chroma-prod", "ragotel.dependency.kind": "vector_db"}
     h.gauge("api", "ragotel.dependency.health", 0, **dep)
@@ -103,9 +92,9 @@ def test_vector_db_errors_with_failing_health_check_point_at_the_dependency(
     h.close()
 
 
-def test_load_spike_is_a_possible_cause_of_latency(tmp_path: Path, channel: WebhookChannel) -> None:
+def test_load_spike_is_a_possible_cause_of_latency(tmp_path: Path) -> None:
     """Latency arriving with a request rate several times the usual names load_spike (scale_up)."""
-    h = Harness(tmp_path, [LATENCY], channels=[channel], window=4.0)
+    h = Harness(tmp_path, [LATENCY], window=4.0)
     warm_up(h)
     for _ in range(3):
         request(h, 40, generation=1.5)
@@ -117,9 +106,9 @@ def test_load_spike_is_a_possible_cause_of_latency(tmp_path: Path, channel: Webh
     h.close()
 
 
-def test_cpu_saturation_diagnosis_and_symptoms(tmp_path: Path, channel: WebhookChannel) -> None:
+def test_cpu_saturation_diagnosis_and_symptoms(tmp_path: Path) -> None:
     """A resource rule names its saturation as the primary cause and keeps the host readings as symptoms."""
-    h = Harness(tmp_path, [CPU], channels=[channel], window=4.0)
+    h = Harness(tmp_path, [CPU], window=4.0)
     h.gauge("api", "system.cpu.utilization", 0.95)
     h.gauge("api", "system.memory.utilization", 0.4)
     h.tick()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.analyzer.alerting_helpers import Harness
+from tests.analyzer.alerting_helpers import DB_RULE, Harness
 from tests.servers import HangingServer, HttpReceiver, SmtpServer
 
 from ragotel.analyzer.channels import build_channel
@@ -18,14 +18,6 @@ from ragotel.analyzer.specs import ChannelSpec
 
 pytestmark = pytest.mark.timeout(60)
 
-RULE = {
-    "name": "database_connection",
-    "signal": "error_rate",
-    "match": {"stage": "vector_db"},
-    "threshold": 0.1,
-    "severity": "critical",
-    "cooldown": "0s",
-}
 FAST_RETRY = {"initial": "50ms", "max": "200ms", "give_up_after": "1h"}
 
 
@@ -36,7 +28,7 @@ def channel(**spec: Any) -> Channel:
 
 
 def start(tmp_path: Path, channels: list[Channel], db: str = "state.db") -> Harness:
-    h = Harness(tmp_path, [RULE], channels=channels, realtime=True, db=db)
+    h = Harness(tmp_path, [DB_RULE], channels=channels, realtime=True, db=db)
     h.outbox.start()
     return h
 

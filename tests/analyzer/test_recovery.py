@@ -15,22 +15,13 @@ from typing import Any
 
 import pytest
 import redis
-from tests.analyzer.alerting_helpers import Harness
+from tests.analyzer.alerting_helpers import DB_RULE, Harness
 from tests.servers import HttpReceiver, RedisServer
 
 from ragotel.analyzer.channels import build_channel
 from ragotel.analyzer.specs import WebhookChannelSpec
 
 pytestmark = pytest.mark.timeout(60)
-
-RULE = {
-    "name": "database_connection",
-    "signal": "error_rate",
-    "match": {"stage": "vector_db"},
-    "threshold": 0.1,
-    "severity": "critical",
-    "cooldown": "0s",
-}
 
 
 def wait(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -47,7 +38,7 @@ def harness(tmp_path: Path, hooks: list[dict[str, Any]], receiver: HttpReceiver 
     channels = []
     if receiver is not None:
         channels.append(build_channel(WebhookChannelSpec(name="ops", type="webhook", url=f"{receiver.url}/hook")))
-    h = Harness(tmp_path, [RULE], channels=channels, hooks=hooks, realtime=True)
+    h = Harness(tmp_path, [DB_RULE], channels=channels, hooks=hooks, realtime=True)
     h.outbox.start()
     return h
 

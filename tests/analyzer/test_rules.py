@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.analyzer.alerting_helpers import Harness
 
-from ragotel.analyzer.channels import WebhookChannel
 from ragotel.analyzer.rules import Sample, SignalSource
-from ragotel.analyzer.specs import RuleSpec, WebhookChannelSpec
+from ragotel.analyzer.specs import RuleSpec
 
 ERRORS = {
     "name": "db_errors",
@@ -25,20 +23,13 @@ ERRORS = {
 }
 
 
-@pytest.fixture
-def hook_channel() -> Iterator[WebhookChannel]:
-    channel = WebhookChannel(WebhookChannelSpec(name="hook", type="webhook", url="http://127.0.0.1:9/none"))
-    yield channel
-    channel.close()
+def make(tmp_path: Path, *rules: dict[str, Any], **kw: Any) -> Harness:
+    return Harness(tmp_path, list(rules), **kw)
 
 
-def make(tmp_path: Path, channel: WebhookChannel, *rules: dict[str, Any], **kw: Any) -> Harness:
-    return Harness(tmp_path, list(rules), channels=[channel], **kw)
-
-
-def test_pending_then_firing_after_for_then_resolved(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_pending_then_firing_after_for_then_resolved(tmp_path: Path) -> None:
     """An alert is pending until its condition held for `for`, fires once, and resolves when the window clears."""
-    h = make(tmp_path, hook_channel, ERRORS)
+    h = make(tmp_path, ERRORS)
     h.spans("api", "vector_db", "chroma", [0.01] * 4, errors=4)
     h.tick()
     assert h.states() == {"db_errors": "pending"}
@@ -63,9 +54,9 @@ def test_pending_then_firing_after_for_then_resolved(tmp_path: Path, hook_channe
     h.close()
 
 
-def test_pending_that_clears_never_notifies(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_pending_that_clears_never_notifies(tmp_path: Path) -> None:
     """A condition that stops holding before `for` elapses leaves no notification and no history."""
-    h = make(tmp_path, hook_channel, ERRORS)
+    h = make(tmp_path, ERRORS)
     h.spans("api", "vector_db", "chroma", [0.01] * 2, errors=2)
     h.tick()
     assert h.states() == {"db_errors": "pending"}
@@ -78,10 +69,10 @@ def test_pending_that_clears_never_notifies(tmp_path: Path, hook_channel: Webhoo
     h.close()
 
 
-def test_keep_firing_for_holds_the_alert(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_keep_firing_for_holds_the_alert(tmp_path: Path) -> None:
     """With keep_firing_for, a firing alert stays firing that long after its condition stopped holding."""
     rule = {**ERRORS, "for": "0s", "keep_firing_for": "5s"}
-    h = make(tmp_path, hook_channel, rule)
+    h = make(tmp_path, rule)
     h.spans("api", "vector_db", "chroma", [0.01] * 3, errors=3)
     h.tick()
     assert h.states() == {"db_errors": "firing"}
@@ -95,10 +86,10 @@ def test_keep_firing_for_holds_the_alert(tmp_path: Path, hook_channel: WebhookCh
     h.close()
 
 
-def test_cooldown_suppresses_a_refire_and_defers_it(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_cooldown_suppresses_a_refire_and_defers_it(tmp_path: Path) -> None:
     """Inside the cooldown a re-fire is not notified (nor its resolution); once it ends, a still-firing alert is."""
     rule = {**ERRORS, "for": "0s", "cooldown": "30s", "repeat_interval": "1h"}
-    h = make(tmp_path, hook_channel, rule, window=4.0)
+    h = make(tmp_path, rule, window=4.0)
     h.spans("api", "vector_db", "chroma", [0.01], errors=1)
     h.tick()
     h.spans("api", "vector_db", "chroma", [0.01] * 10)
@@ -122,10 +113,10 @@ def test_cooldown_suppresses_a_refire_and_defers_it(tmp_path: Path, hook_channel
     h.close()
 
 
-def test_repeat_interval_renotifies(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_repeat_interval_renotifies(tmp_path: Path) -> None:
     """A long-firing alert is notified again every repeat_interval, marked as a repeat."""
     rule = {**ERRORS, "for": "0s", "cooldown": "2s", "repeat_interval": "5s"}
-    h = make(tmp_path, hook_channel, rule)
+    h = make(tmp_path, rule)
     for _ in range(12):
         h.spans("api", "vector_db", "chroma", [0.01], errors=1)
         h.tick(1.0)
@@ -136,7 +127,7 @@ def test_repeat_interval_renotifies(tmp_path: Path, hook_channel: WebhookChannel
     h.close()
 
 
-def test_selector_any_of_and_conditions(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_selector_any_of_and_conditions(tmp_path: Path) -> None:
     """Selector lists mean any-of; equals / not_equals / less_than compare as written."""
     rules = [
         {"name": "slow_any", "signal": "latency_p95", "match": {"stage": ["generation", "embedding"]},
@@ -145,7 +136,7 @@ def test_selector_any_of_and_conditions(tmp_path: Path, hook_channel: WebhookCha
         {"name": "dep_not_up", "signal": "dependency_health", "condition": "not_equals", "threshold": 1},
         {"name": "dep_low", "signal": "dependency_health", "condition": "less_than", "threshold": 0.5},
     ]  # fmt: skip
-    h = make(tmp_path, hook_channel, *rules)
+    h = make(tmp_path, *rules)
     h.spans("api", "generation", "openai", [2.0] * 5)
     h.spans("api", "embedding", "openai", [0.01] * 5)
     h.spans("api", "retrieval", "custom", [3.0] * 5)
@@ -169,11 +160,11 @@ def test_selector_any_of_and_conditions(tmp_path: Path, hook_channel: WebhookCha
     h.close()
 
 
-def test_warning_ratio_levels_and_escalation(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_warning_ratio_levels_and_escalation(tmp_path: Path) -> None:
     """Within 1.2x of the threshold the alert is a warning; crossing it escalates to critical at once."""
     rule = {"name": "cpu", "signal": "cpu_utilization", "threshold": 0.8, "warning_ratio": 1.2,
             "severity": "critical", "cooldown": "5m"}  # fmt: skip
-    h = make(tmp_path, hook_channel, rule)
+    h = make(tmp_path, rule)
     h.gauge("api", "system.cpu.utilization", 0.5)
     h.tick()
     assert h.states() == {}
@@ -188,11 +179,11 @@ def test_warning_ratio_levels_and_escalation(tmp_path: Path, hook_channel: Webho
     h.close()
 
 
-def test_guard_must_hold_for_the_same_service(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_guard_must_hold_for_the_same_service(tmp_path: Path) -> None:
     """A guarded rule (memory growth with a usage guard) fires only while the guard holds for that service."""
     rule = {"name": "leak", "signal": "memory_growth", "threshold": 1000.0,
             "guard": [{"signal": "memory_utilization", "condition": "greater_than", "threshold": 0.5}]}  # fmt: skip
-    h = make(tmp_path, hook_channel, rule)
+    h = make(tmp_path, rule)
     for i in range(5):
         h.gauge("api", "process.memory.usage", 100e6 + i * 5e6)
         h.gauge("api", "system.memory.utilization", 0.3)
@@ -206,10 +197,10 @@ def test_guard_must_hold_for_the_same_service(tmp_path: Path, hook_channel: Webh
     h.close()
 
 
-def test_absent_series_resolves_only_after_grace(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_absent_series_resolves_only_after_grace(tmp_path: Path) -> None:
     """A firing series that disappears (no data) resolves after the absent grace, not at once."""
     rule = {**ERRORS, "for": "0s"}
-    h = make(tmp_path, hook_channel, rule, window=4.0)
+    h = make(tmp_path, rule, window=4.0)
     h.spans("api", "vector_db", "chroma", [0.01], errors=1)
     seen_until = h.now
     while h.windows.signal("error_rate"):
@@ -229,9 +220,9 @@ class _Broken:
         raise RuntimeError("rule bug")
 
 
-def test_a_failing_rule_never_stops_the_others(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_a_failing_rule_never_stops_the_others(tmp_path: Path) -> None:
     """A rule that raises is recorded as unhealthy while every other rule still evaluates and fires."""
-    h = make(tmp_path, hook_channel, {**ERRORS, "for": "0s"})
+    h = make(tmp_path, {**ERRORS, "for": "0s"})
     h.engine.rules.insert(0, _Broken())
     h.engine.health["broken"] = type(h.engine.health["db_errors"])()
     h.engine._by_rule["broken"] = {}
@@ -245,12 +236,12 @@ def test_a_failing_rule_never_stops_the_others(tmp_path: Path, hook_channel: Web
     h.close()
 
 
-def test_burn_rate_multiwindow(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_burn_rate_multiwindow(tmp_path: Path) -> None:
     """The burn-rate rule pages only when both the long and the short window burn faster than the factor."""
     rule = {"name": "burn", "type": "burn_rate", "match": {"stage": "pipeline"}, "objective": 0.9,
             "burn_windows": [{"long": "20s", "short": "4s", "factor": 5, "severity": "critical"},
                              {"long": "40s", "short": "8s", "factor": 2, "severity": "warning"}]}  # fmt: skip
-    h = make(tmp_path, hook_channel, rule, window=2.0)
+    h = make(tmp_path, rule, window=2.0)
     for _ in range(30):  # healthy: 2% errors (burn 0.2)
         h.spans("api", "pipeline", "custom", [0.1] * 50, errors=1)
         h.tick(1.0)
@@ -274,11 +265,11 @@ def test_burn_rate_multiwindow(tmp_path: Path, hook_channel: WebhookChannel) -> 
     h.close()
 
 
-def test_latency_regression_against_own_baseline(tmp_path: Path, hook_channel: WebhookChannel) -> None:
+def test_latency_regression_against_own_baseline(tmp_path: Path) -> None:
     """The regression rule fires when p95 doubles over the series' own trailing median, with no static threshold."""
     rule = {"name": "regress", "type": "regression", "signal": "latency_p95", "match": {"stage": "pipeline"},
             "factor": 2.0, "min_delta": 0.1, "baseline": "60s", "min_history": "10s"}  # fmt: skip
-    h = make(tmp_path, hook_channel, rule, window=2.0)
+    h = make(tmp_path, rule, window=2.0)
     for _ in range(20):
         h.spans("api", "pipeline", "custom", [0.3] * 10)
         h.tick(1.0)

@@ -190,6 +190,24 @@ class StateStore:
         with self._lock:
             return [_decode(row) for row in self._conn.execute(sql, params).fetchall()]
 
+    def _newest(self, select: str, filters: Sequence[tuple[str, Any]], limit: int) -> list[dict[str, Any]]:
+        """``select`` with the filters whose value is given (None, "" and [] skip one), newest id first.
+
+        A filter is a constant SQL condition with ``?`` (or ``{}`` for a list, expanded to one ``?`` per item).
+        """
+        where, params = ["1 = 1"], []
+        for condition, value in filters:
+            if value is None or value == "" or (isinstance(value, list) and not value):
+                continue
+            if isinstance(value, list):
+                where.append(condition.format(", ".join("?" for _ in value)))
+                params.extend(value)
+            else:
+                where.append(condition)
+                params.append(value)
+        sql = f"{select} WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
+        return self._query(sql, [*params, limit])
+
     # -- alerts ------------------------------------------------------------------------------------------------
     def save_alert(self, alert_id: int | None, fields: Mapping[str, Any]) -> int:
         """Insert an episode (``alert_id`` None) or update one; returns its id."""
@@ -225,22 +243,16 @@ class StateStore:
         limit: int = 500,
     ) -> list[dict[str, Any]]:
         """Episodes active now or updated since ``since``, newest first."""
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        if since is not None:
-            where.append("(state IN ('pending', 'firing') OR updated_at >= ?)")
-            params.append(since)
-        if states:
-            where.append(f"state IN ({', '.join('?' for _ in states)})")
-            params.extend(states)
-        if rule:
-            where.append("rule = ?")
-            params.append(rule)
-        if service:
-            where.append("service = ?")
-            params.append(service)
-        sql = f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"  # noqa: S608  fixed fragments
-        return self._query(sql, [*params, limit])
+        return self._newest(
+            "SELECT * FROM alerts",
+            [
+                ("(state IN ('pending', 'firing') OR updated_at >= ?)", since),
+                ("state IN ({})", list(states)),
+                ("rule = ?", rule),
+                ("service = ?", service),
+            ],
+            limit,
+        )
 
     # -- cooldowns -----------------------------------------------------------------------------------------------
     def set_cooldown(self, fingerprint: str, notified_at: float) -> None:
@@ -328,17 +340,11 @@ class StateStore:
         self, *, alert_ids: Sequence[int] = (), status: str | None = None, limit: int = 500
     ) -> list[dict[str, Any]]:
         """Outbox rows without payload, newest first, for the API."""
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        if alert_ids:
-            where.append(f"alert_id IN ({', '.join('?' for _ in alert_ids)})")
-            params.extend(alert_ids)
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        columns = "id, channel, fingerprint, alert_id, kind, status, attempts, created_at, next_attempt_at, last_error"
-        sql = f"SELECT {columns}, delivered_at FROM outbox WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"  # noqa: S608  fixed fragments
-        return self._query(sql, [*params, limit])
+        select = (
+            "SELECT id, channel, fingerprint, alert_id, kind, status, attempts, created_at, next_attempt_at, "
+            "last_error, delivered_at FROM outbox"
+        )
+        return self._newest(select, [("alert_id IN ({})", list(alert_ids)), ("status = ?", status)], limit)
 
     # -- recoveries ----------------------------------------------------------------------------------------------
     def insert_recovery(self, fields: Mapping[str, Any]) -> int:
@@ -357,19 +363,9 @@ class StateStore:
     def recoveries(
         self, *, since: float | None = None, hook: str | None = None, service: str | None = None, limit: int = 500
     ) -> list[dict[str, Any]]:
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        if since is not None:
-            where.append("started_at >= ?")
-            params.append(since)
-        if hook:
-            where.append("hook = ?")
-            params.append(hook)
-        if service:
-            where.append("service = ?")
-            params.append(service)
-        sql = f"SELECT * FROM recoveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"  # noqa: S608  fixed fragments
-        return self._query(sql, [*params, limit])
+        """Audit records started since ``since``, newest first."""
+        filters = [("started_at >= ?", since), ("hook = ?", hook), ("service = ?", service)]
+        return self._newest("SELECT * FROM recoveries", filters, limit)
 
     def runs(self, hook: str, target: str, since: float) -> list[dict[str, Any]]:
         """Executed (not dry-run) attempts of a hook on a target since a time, oldest first."""
