@@ -90,3 +90,14 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     """A local OpenAI API stand-in; point the real client at `base_url=fake_openai.base_url` with `max_retries=0`."""
     with FakeOpenAI() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_chroma_systems() -> Iterator[None]:
+    """Chroma caches one system per path/ephemeral identity and refuses other settings for it: start each test clean."""
+    yield
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+    except ImportError:  # chromadb is part of the test extra; without it the Chroma tests fail on their own
+        return
+    SharedSystemClient.clear_system_cache()

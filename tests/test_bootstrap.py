@@ -203,7 +203,7 @@ def test_hanging_endpoint_does_not_block_the_app(hanging_server: HangingServer) 
     assert float(proc.stdout.strip().splitlines()[-1]) < 10
 
 
-def test_bad_environment_warns_and_runs() -> None:
+def test_bad_environment_warns_and_runs(http_receiver: HttpReceiver) -> None:
     """Unknown protocol, malformed headers and non-numeric limits each give one warning naming the variable."""
     proc = run_child(
         _PIPELINE
@@ -217,7 +217,7 @@ def test_bad_environment_warns_and_runs() -> None:
     handle.uninstrument()
     """,
         env={
-            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.url,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon",
             "OTEL_EXPORTER_OTLP_HEADERS": "no-equals-sign",
             "OTEL_BSP_MAX_QUEUE_SIZE": "lots",
@@ -319,3 +319,30 @@ def test_settings_are_json_serialisable_for_debugging() -> None:
         "capture_content": False,
         "max_queue_size": 2048,
     }
+
+
+def test_libraries_are_instrumented_when_the_app_imports_them() -> None:
+    """instrument() imports no library itself: each is patched the moment the app imports it, and never after
+    uninstrument()."""
+    proc = run_child(
+        """
+    import sys
+    import ragotel
+    handle = ragotel.instrument(endpoint="http://127.0.0.1:9")
+    heavy = [m for m in ("openai", "chromadb", "torch", "sentence_transformers", "langchain_core") if m in sys.modules]
+    assert heavy == [], heavy
+    assert {"openai", "chromadb", "qdrant"} <= handle.pending, handle.pending
+    import openai
+    from openai.resources.chat.completions import Completions
+    assert "openai" in handle.libraries and "openai" not in handle.pending
+    import wrapt
+    assert isinstance(Completions.__dict__["create"], wrapt.FunctionWrapper)
+    handle.uninstrument()
+    assert not isinstance(Completions.__dict__["create"], wrapt.FunctionWrapper)
+    import chromadb
+    from chromadb.api.models.Collection import Collection
+    assert not isinstance(Collection.__dict__["query"], wrapt.FunctionWrapper)
+    print("ok")
+    """
+    )
+    assert proc.stdout.strip() == "ok"

@@ -6,11 +6,13 @@ import functools
 import importlib
 import importlib.util
 import logging
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+import wrapt
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
@@ -72,12 +74,13 @@ class Instrumentation:
         self.owns_providers = owns_providers
         self.instrumentors: dict[str, Any] = {}
         self.failed: dict[str, str] = {}
+        self.pending: set[str] = set()  # installed libraries instrumented when the app imports them
         self._stoppables: list[Stoppable] = []
         self._active = True
 
     @property
     def libraries(self) -> tuple[str, ...]:
-        """Names of the libraries currently instrumented."""
+        """Names of the libraries instrumented so far (see ``pending`` for those waiting for their import)."""
         return tuple(self.instrumentors)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -92,6 +95,9 @@ class Instrumentation:
     def uninstrument(self) -> None:
         """Restore every patched library callable and stop the gauges. Never raises."""
         global _current
+        with _lock:
+            self._active = False
+            self.pending.clear()
         for name, instrumentor in list(self.instrumentors.items()):
             _guard.call(f"uninstrument {name}", instrumentor.uninstrument, None)
         self.instrumentors.clear()
@@ -116,6 +122,11 @@ class Instrumentation:
             self.force_flush()
 
     def _instrument_libraries(self) -> None:
+        """Instrument each wanted library now if the app already imported it, else the moment it is imported.
+
+        Deferring through a post-import hook keeps ``instrument()`` cheap: an installed but unused library (torch
+        behind sentence-transformers takes seconds to import) is never imported by ragotel.
+        """
         wanted = self.settings.libraries
         names = list(LIBRARIES) if wanted is None else [n.removeprefix("ragotel_") for n in wanted]
         for name in names:
@@ -125,21 +136,37 @@ class Instrumentation:
             if lib is None:
                 _log.warning("ragotel: unknown library %r in libraries=; known: %s", name, ", ".join(LIBRARIES))
                 continue
+            if lib.module in sys.modules:
+                self._instrument_library(name, lib)
+                continue
             if _guard.call("find_spec", functools.partial(importlib.util.find_spec, lib.module), None) is None:
                 continue  # not installed: skipped quietly
-            try:
-                module_name, _, class_name = lib.instrumentor.partition(":")
-                instrumentor = getattr(importlib.import_module(module_name), class_name)()
-                instrumentor.instrument(
-                    tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, skip_dep_check=False
-                )
-                if instrumentor.is_instrumented_by_opentelemetry:
-                    self.instrumentors[name] = instrumentor
-                else:
-                    self.failed[name] = "dependency check failed (version not supported)"
-            except Exception as exc:  # noqa: BLE001 - one library failing must not stop the others
-                self.failed[name] = repr(exc)
-                _guard.warn(f"instrumenting {name}", exc)
+            self.pending.add(name)
+            hook = functools.partial(self._on_import, name, lib)
+            wrapt.register_post_import_hook(hook, lib.module)
+
+    def _on_import(self, name: str, lib: Library, _module: Any) -> None:
+        """Post-import hook: instrument ``name`` unless this handle was uninstrumented meanwhile. Never raises."""
+        with _lock:
+            if not self._active or name not in self.pending:
+                return
+            self.pending.discard(name)
+            _guard.call(f"instrumenting {name}", functools.partial(self._instrument_library, name, lib), None)
+
+    def _instrument_library(self, name: str, lib: Library) -> None:
+        try:
+            module_name, _, class_name = lib.instrumentor.partition(":")
+            instrumentor = getattr(importlib.import_module(module_name), class_name)()
+            instrumentor.instrument(
+                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, skip_dep_check=False
+            )
+            if instrumentor.is_instrumented_by_opentelemetry:
+                self.instrumentors[name] = instrumentor
+            else:
+                self.failed[name] = "dependency check failed (version not supported)"
+        except Exception as exc:  # noqa: BLE001 - one library failing must not stop the others
+            self.failed[name] = repr(exc)
+            _guard.warn(f"instrumenting {name}", exc)
 
     def _start_gauges(self) -> None:
         hooks: list[tuple[str, str]] = []
