@@ -95,11 +95,10 @@ def _instrument(config: str, library: str, tracer_provider: Any, meter_provider:
     if config == "ragotel":
         import ragotel
 
-        handle = ragotel.instrument(
+        # Instruments the library now if imported, else when the workload imports it (see _check_ragotel).
+        ragotel.instrument(
             tracer_provider=tracer_provider, meter_provider=meter_provider, libraries=[library], host_metrics=False
         )
-        if library not in handle.instrumentors:
-            raise RuntimeError(f"ragotel did not instrument {library}: {handle.failed or 'instrumentation missing'}")
         return f"ragotel.instrument(libraries=[{library!r}])"
     if config == "openllmetry":
         if library == "chromadb":
@@ -150,6 +149,16 @@ class _StubBindings:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+
+def _check_ragotel(library: str) -> None:
+    """After the workload imported its library: ragotel must have instrumented it (not silently skipped it)."""
+    from ragotel.bootstrap import current_instrumentation
+
+    handle = current_instrumentation()
+    if handle is None or library not in handle.instrumentors:
+        failed = handle.failed if handle is not None else "no instrument() handle"
+        raise RuntimeError(f"ragotel did not instrument {library}: {failed or 'instrumentation missing'}")
 
 
 def _chroma_workload(stub: bool) -> Callable[[], Any]:
@@ -333,6 +342,8 @@ def worker(workload: str, config: str, openai_url: str) -> int:
         metrics.set_meter_provider(setup.meter_provider)
         description = _instrument(config, WORKLOADS[workload].library, setup.tracer_provider, setup.meter_provider)
         call = _build(workload, openai_url)
+        if config == "ragotel":
+            _check_ragotel(WORKLOADS[workload].library)
         for _ in range(5):
             call()
     except NotApplicable as exc:
