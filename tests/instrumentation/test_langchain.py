@@ -6,6 +6,8 @@ import asyncio
 import gc
 import inspect
 import json
+import logging
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -525,3 +527,16 @@ def test_extractor_failure_keeps_the_result(cap: Capture, monkeypatch: pytest.Mo
     span = _one(cap)
     assert span.status.status_code is StatusCode.UNSET
     assert sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT not in _attrs(span)
+
+
+def test_missing_library_is_silent(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """With langchain-core not importable (as under `opentelemetry-instrument`), instrumenting logs no warning."""
+    for name in [n for n in sys.modules if n == "langchain_core" or n.startswith("langchain_core.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # `import` now raises ImportError
+    before = inspect.getattr_static(BaseRetriever, "invoke")
+    inst = LangChainInstrumentor()
+    with caplog.at_level(logging.WARNING, logger="ragotel"):
+        inst.instrument()
+        inst.uninstrument()
+    assert caplog.records == []
+    assert inspect.getattr_static(BaseRetriever, "invoke") is before

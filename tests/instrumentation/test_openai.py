@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import inspect
 import json
+import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -669,3 +671,16 @@ def test_stage_api_around_openai_counts_once(cap: Capture, client: openai.OpenAI
     attrs = _attrs(_one(cap))
     assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == result.usage.prompt_tokens
     assert _tokens(cap)["output"] == (1, result.usage.completion_tokens)
+
+
+def test_missing_library_is_silent(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """With openai not importable (as under `opentelemetry-instrument`), instrumenting logs no warning."""
+    for name in [n for n in sys.modules if n == "openai" or n.startswith("openai.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # `import` now raises ImportError
+    before = inspect.getattr_static(Completions, "create")
+    inst = OpenAIInstrumentor()
+    with caplog.at_level(logging.WARNING, logger="ragotel"):
+        inst.instrument()
+        inst.uninstrument()
+    assert caplog.records == []
+    assert inspect.getattr_static(Completions, "create") is before

@@ -219,7 +219,10 @@ class LangChainInstrumentor(RagotelInstrumentor):
         self._ragotel_embeddings: _EmbeddingsHook | None = None
         try:
             from langchain_core.embeddings import Embeddings  # noqa: PLC0415  only once langchain is being instrumented
-
+        except ImportError as exc:  # not installed (e.g. loaded by opentelemetry-instrument anyway): quietly nothing
+            _guard.report("langchain: langchain_core not importable", exc)
+            return
+        try:
             hook = _EmbeddingsHook(Embeddings)
             hook.install()
             self._ragotel_embeddings = hook
