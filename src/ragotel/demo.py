@@ -487,11 +487,7 @@ class _Demo:
                 "RAGOTEL_HEALTH_INTERVAL": "1",
             }
         )
-        # Only what the app uses: instrumenting every installed library would also import torch and llama-index.
-        libraries = ["langchain", "chromadb", "openai"]
-        if self.args.embedding != "hash":
-            libraries.append("sentence_transformers")
-        handle = ragotel.instrument(service_name=DEMO_SERVICE, libraries=libraries)
+        handle = ragotel.instrument(service_name=DEMO_SERVICE)  # each library is instrumented as the app imports it
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}  # never a paid API in the demo
         config = self.example.AppConfig.from_env(
             env, store_dir=self.tmp / "chroma", embedding=self.args.embedding, service_name=DEMO_SERVICE
