@@ -22,7 +22,7 @@ from tests.servers import FakeOpenAI
 
 import ragotel
 from ragotel import semconv as sc
-from ragotel.instrumentation import openai as oai
+from ragotel.instrumentation.openai import extract as oai
 from ragotel.instrumentation.openai import OpenAIInstrumentor
 from ragotel.testing import Capture, capture
 
@@ -626,7 +626,7 @@ def test_extractor_failure_keeps_the_result(monkeypatch: pytest.MonkeyPatch, ser
     def broken(usage: Any) -> dict[str, Any]:
         raise RuntimeError("extractor bug")
 
-    monkeypatch.setattr(oai, "_usage", broken)
+    monkeypatch.setattr(oai, "usage_attributes", broken)
     client = openai.OpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0)
     with capture() as cap:
         inst = OpenAIInstrumentor()
@@ -635,7 +635,7 @@ def test_extractor_failure_keeps_the_result(monkeypatch: pytest.MonkeyPatch, ser
             result = _chat(client)
             first = seen["result"]
             request_broken = pytest.MonkeyPatch()
-            request_broken.setattr(oai, "_client_attributes", broken)
+            request_broken.setattr(oai, "client_attributes", broken)
             second = _chat(client)
             request_broken.undo()
         finally:
