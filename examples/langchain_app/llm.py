@@ -20,6 +20,7 @@ from .text import terms
 __all__ = ["ExtractiveChatModel", "LLMChoice", "choose_llm"]
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n{1,}")
+_CONTINUATION = re.compile(r"\n(?!\n|\s*(?:[-*|#>]|\d+\.|```))")
 _BLOCK = re.compile(r"^\[(\d+)\] \(([^)]*)\)\n", re.MULTILINE)
 
 
@@ -90,7 +91,9 @@ class ExtractiveChatModel(BaseChatModel):
         for i, mark in enumerate(marks):
             end = marks[i + 1].start() if i + 1 < len(marks) else len(context)
             source = mark.group(2)
-            for raw in _SENTENCE.split(context[mark.end() : end]):
+            # Markdown wraps paragraphs: join continuation lines (not list items, tables, headings) before splitting.
+            block = _CONTINUATION.sub(" ", context[mark.end() : end]).replace("`", "")
+            for raw in _SENTENCE.split(block):
                 sentence = raw.strip(" #*-|`>")
                 terms = _terms(sentence)
                 if not terms or not _prose(sentence):
