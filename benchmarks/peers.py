@@ -41,10 +41,11 @@ ROOT = HERE.parent
 DEFAULT_VENV = os.environ.get("RAGOTEL_PEERS_VENV", "/tmp/ragotel-peers-venv")
 PRICING_JSON = HERE / "openlit_pricing.json"
 
-CONFIGS = ("uninstrumented", "ragotel", "openllmetry", "openinference", "openlit", "contrib")
+CONFIGS = ("uninstrumented", "floor", "ragotel", "openllmetry", "openinference", "openlit", "contrib")
 PEERS = ("openllmetry", "openinference", "openlit", "contrib")
 LABELS = {
     "uninstrumented": "uninstrumented",
+    "floor": "SDK floor for ragotel's telemetry",
     "ragotel": "ragotel",
     "openllmetry": "OpenLLMetry 0.62",
     "openinference": "OpenInference",
@@ -100,6 +101,8 @@ def _instrument(config: str, library: str, tracer_provider: Any, meter_provider:
             tracer_provider=tracer_provider, meter_provider=meter_provider, libraries=[library], host_metrics=False
         )
         return f"ragotel.instrument(libraries=[{library!r}])"
+    if config == "floor":
+        return "hand-written wrapt wrapper: ragotel's span and metric records as constants (see _install_floor)"
     if config == "openllmetry":
         if library == "chromadb":
             from opentelemetry.instrumentation.chromadb import ChromaInstrumentor as Inst
@@ -149,6 +152,83 @@ class _StubBindings:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+
+def _floor_target(workload: str) -> tuple[Any, str] | None:
+    """The class and method ragotel hooks for the workload's call (single-span workloads only)."""
+    if workload in ("W1", "W1s"):
+        from chromadb.api.models.Collection import Collection
+
+        return Collection, "query"
+    if workload == "W3":
+        from openai.resources.chat.completions import Completions
+
+        return Completions, "create"
+    return None
+
+
+def _install_floor(workload: str, call: Callable[[], Any], tracer_provider: Any, meter_provider: Any) -> None:
+    """The OTel SDK floor of ragotel's telemetry for this call: the cheapest code making the same span and metrics.
+
+    One call is first made under ``ragotel.testing.capture()`` with ragotel's instrumentor, to read back exactly
+    what ragotel emits (span name, kind, attributes; each metric point's instrument, unit, buckets and
+    attributes). A plain wrapt wrapper on the same method then emits that span with those attributes as
+    constants (no extraction from arguments or results) and records the same histograms: durations with the
+    measured time, token counts with the captured values. ragotel minus this floor is ragotel's own code.
+    """
+    import wrapt
+    from opentelemetry.trace import SpanKind
+
+    from ragotel.bootstrap import LIBRARIES
+    from ragotel.testing import capture
+
+    found = _floor_target(workload)
+    if found is None:
+        raise NotApplicable("the floor is defined for the single-span workloads (W1, W1s, W3)")
+    owner, method = found
+    module_name, _, class_name = LIBRARIES[WORKLOADS[workload].library].instrumentor.partition(":")
+    import importlib
+
+    inst = getattr(importlib.import_module(module_name), class_name)()
+    with capture() as cap:
+        inst.instrument()
+        try:
+            call()
+        finally:
+            inst.uninstrument()
+        spans = cap.spans()
+        points = cap.metrics()
+    if len(spans) != 1:
+        raise RuntimeError(f"expected one ragotel span per call, got {[s.name for s in spans]}")
+    span = spans[0]
+    name, kind, attributes = span.name, span.kind or SpanKind.INTERNAL, dict(span.attributes or {})
+    tracer = tracer_provider.get_tracer("floor")
+    meter = meter_provider.get_meter("floor")
+    durations = []
+    constants = []
+    for p in points:
+        histogram = meter.create_histogram(
+            p.name, unit=p.unit, explicit_bucket_boundaries_advisory=list(p.explicit_bounds)
+        )
+        labels = dict(p.attributes)
+        if p.unit == "s":
+            durations.append((histogram, labels))
+        else:
+            constants.append((histogram, p.sum, labels))
+    perf_counter = time.perf_counter
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        t0 = perf_counter()
+        with tracer.start_as_current_span(name, kind=kind, attributes=attributes):
+            result = wrapped(*args, **kwargs)
+        duration = perf_counter() - t0
+        for histogram, labels in durations:
+            histogram.record(duration, labels)
+        for histogram, value, labels in constants:
+            histogram.record(value, labels)
+        return result
+
+    wrapt.wrap_function_wrapper(owner, method, wrapper)
 
 
 def _check_ragotel(library: str) -> None:
@@ -309,6 +389,8 @@ def profile(workload: str, config: str, openai_url: str, calls: int) -> int:
     metrics.set_meter_provider(setup.meter_provider)
     _instrument(config, WORKLOADS[workload].library, setup.tracer_provider, setup.meter_provider)
     call = _build(workload, openai_url)
+    if config == "floor":
+        _install_floor(workload, call, setup.tracer_provider, setup.meter_provider)
     for _ in range(max(5, calls // 10)):
         call()
     prof = cProfile.Profile()
@@ -344,6 +426,8 @@ def worker(workload: str, config: str, openai_url: str) -> int:
         call = _build(workload, openai_url)
         if config == "ragotel":
             _check_ragotel(WORKLOADS[workload].library)
+        if config == "floor":
+            _install_floor(workload, call, setup.tracer_provider, setup.meter_provider)
         for _ in range(5):
             call()
     except NotApplicable as exc:
@@ -599,7 +683,7 @@ def workload_table(out: Outcome, stats: dict[str, dict[str, float]]) -> str:
 
 
 def summary_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Per workload: each peer's wall overhead, then ragotel against the best peer on wall time and on CPU time."""
+    """Per workload: each peer's wall overhead, ragotel and the SDK floor of its telemetry against the best peer."""
     from _harness import render_table
 
     headers = [
@@ -608,20 +692,29 @@ def summary_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
         "ragotel",
         "ragotel / best peer (wall)",
         "ragotel / best peer (CPU)",
+        "SDK floor",
+        "floor / best peer (wall)",
         "ragotel RSS above baseline MB",
     ]
     rows = []
     for name, stats in results.items():
         cells = [name, *[f"{stats[c]['over']:+,.0f}" if c in stats else "—" for c in PEERS]]
-        rag = stats.get("ragotel")
-        if rag is None:
-            rows.append([*cells, "—", "—", "—", "—"])
-            continue
-        ratios = []
-        for key in ("over", "cpu_over"):
-            best = min((stats[c][key] for c in PEERS if c in stats), default=float("nan"))
-            ratios.append(f"{rag[key] / best:.2f} (best {best:+,.0f})" if best > 0 else "n/a")
-        rows.append([*cells, f"{rag['over']:+,.0f}", *ratios, f"{rag['rss_above']:+.1f}"])
+        best = {
+            key: min((stats[c][key] for c in PEERS if c in stats), default=float("nan")) for key in ("over", "cpu_over")
+        }
+
+        def against_best(value: float, key: str, best: dict[str, float] = best) -> str:
+            return f"{value / best[key]:.2f} (best {best[key]:+,.0f})" if best[key] > 0 else "n/a"
+
+        rag, floor = stats.get("ragotel"), stats.get("floor")
+        cells += (
+            [f"{rag['over']:+,.0f}", against_best(rag["over"], "over"), against_best(rag["cpu_over"], "cpu_over")]
+            if rag is not None
+            else ["—", "—", "—"]
+        )
+        cells += [f"{floor['over']:+,.0f}", against_best(floor["over"], "over")] if floor is not None else ["—", "—"]
+        cells.append(f"{rag['rss_above']:+.1f}" if rag is not None else "—")
+        rows.append(cells)
     return render_table(headers, rows)
 
 
