@@ -341,7 +341,10 @@ def _span_tree(spans: list[Any]) -> list[str]:
     def walk(parent: int | None, depth: int) -> None:
         for s in sorted(children.get(parent, []), key=lambda s: s.start_time or 0):
             stage = (s.attributes or {}).get("ragotel.stage")
-            lines.append("  " * depth + s.name + (f"  [ragotel.stage={stage}]" if stage else ""))
+            n = len(s.attributes or {})
+            lines.append(
+                "  " * depth + s.name + (f"  [ragotel.stage={stage}]" if stage else "") + f"  ({n} attributes)"
+            )
             walk(s.context.span_id, depth + 1)
 
     walk(None, 0)
@@ -405,6 +408,18 @@ def profile(workload: str, config: str, openai_url: str, calls: int) -> int:
     return 0
 
 
+def _histogram_records(reader: Any) -> int:
+    """Total count over every histogram point the reader holds (cumulative): measurements recorded so far."""
+    data = reader.get_metrics_data()
+    total = 0
+    for rm in data.resource_metrics if data is not None else ():
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    total += getattr(point, "count", 0) or 0
+    return total
+
+
 def worker(workload: str, config: str, openai_url: str) -> int:
     """One configuration's process: set up, warm up, then answer ``run``/``finish`` commands on stdin."""
     proto = os.fdopen(os.dup(1), "w", buffering=1)
@@ -454,14 +469,17 @@ def worker(workload: str, config: str, openai_url: str) -> int:
             peak = peak_rss_mb()
             setup.tracer_provider.force_flush()
             before = setup.exporter.count
+            records_before = _histogram_records(setup.reader)
             setup.exporter.kept.clear()
             call()
             setup.tracer_provider.force_flush()
+            records = _histogram_records(setup.reader) - records_before
             spans = list(setup.exporter.kept)
             send(
                 {
                     "peak_rss_mb": peak,
                     "spans_per_call": setup.exporter.count - before,
+                    "records_per_call": records,
                     "tree": _span_tree(spans),
                     "shape": _linked(spans),
                 }
@@ -639,6 +657,7 @@ def analyse(out: Outcome) -> dict[str, dict[str, float]]:
             "cpu_iqr": cpu.iqr,
             "rss_above": out.finish[config]["peak_rss_mb"] - base_rss,
             "spans": out.finish[config]["spans_per_call"],
+            "records": out.finish[config].get("records_per_call", float("nan")),
         }
     peers = [stats[c]["over"] for c in PEERS if c in stats]
     best = min(peers) if peers else float("nan")
@@ -658,6 +677,7 @@ def workload_table(out: Outcome, stats: dict[str, dict[str, float]]) -> str:
         "CPU overhead µs/call (IQR)",
         "peak RSS above baseline MB",
         "spans/call",
+        "histogram records/call",
         "overhead vs best peer",
     ]
     rows = []
@@ -674,11 +694,12 @@ def workload_table(out: Outcome, stats: dict[str, dict[str, float]]) -> str:
                     "—" if base else f"{s['cpu_over']:+,.0f} ({s['cpu_iqr']:,.0f})",
                     "—" if base else f"{s['rss_above']:+.1f}",
                     f"{s['spans']:.0f}",
+                    f"{s['records']:.0f}",
                     "—" if base else f"{s['vs_best']:.2f}",
                 ]
             )
         elif config in out.notes:
-            rows.append([LABELS[config], out.notes[config], "", "", "", "", "", ""])
+            rows.append([LABELS[config], out.notes[config], "", "", "", "", "", "", ""])
     return render_table(headers, rows)
 
 
@@ -793,10 +814,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n## {name}: {workload.title}")
             print(f"{calls} calls per repetition, {time.monotonic() - started:.0f}s\n")
             print(workload_table(out, stats))
+            print("\nspans of one call:")
+            for config in CONFIGS:
+                if config in out.finish and config != "uninstrumented":
+                    print(f"  {LABELS[config]}:")
+                    print("\n".join("    " + line for line in out.finish[config]["tree"]) or "    (none)")
             if "ragotel" in out.finish:
                 fin = out.finish["ragotel"]
-                print("\nragotel spans for one call:")
-                print("\n".join("    " + line for line in fin["tree"]))
                 if name == "W2":
                     linked = fin["shape"]["linked"]
                     print(f"ragotel W2 trace linked pipeline -> retrieval -> generation: {'yes' if linked else 'NO'}")
