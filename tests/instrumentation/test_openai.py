@@ -22,8 +22,8 @@ from tests.servers import FakeOpenAI
 
 import ragotel
 from ragotel import semconv as sc
-from ragotel.instrumentation.openai import extract as oai
 from ragotel.instrumentation.openai import OpenAIInstrumentor
+from ragotel.instrumentation.openai import extract as oai
 from ragotel.testing import Capture, capture
 
 pytestmark = pytest.mark.timeout(60)
