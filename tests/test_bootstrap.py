@@ -346,3 +346,19 @@ def test_libraries_are_instrumented_when_the_app_imports_them() -> None:
     """
     )
     assert proc.stdout.strip() == "ok"
+
+
+def test_log_level_variable(caplog: pytest.LogCaptureFixture) -> None:
+    """RAGOTEL_LOG_LEVEL sets the ragotel logger's level; a bad value warns naming the variable."""
+    from ragotel.config import apply_log_level
+
+    logger = logging.getLogger("ragotel")
+    before = logger.level
+    try:
+        apply_log_level({"RAGOTEL_LOG_LEVEL": "debug"})
+        assert logger.level == logging.DEBUG
+        caplog.set_level(logging.WARNING, logger="ragotel")
+        apply_log_level({"RAGOTEL_LOG_LEVEL": "loud"})
+        assert "RAGOTEL_LOG_LEVEL='loud'" in caplog.text
+    finally:
+        logger.setLevel(before)

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from ragotel import _guard
 from ragotel import telemetry as _telemetry
-from ragotel.config import Settings
+from ragotel.config import Settings, apply_log_level
 
 __all__ = ["LIBRARIES", "Instrumentation", "current_instrumentation", "instrument", "uninstrument"]
 
@@ -216,6 +216,7 @@ def instrument(
     with _lock:
         if _current is not None:
             return _current
+        _guard.call("reading RAGOTEL_LOG_LEVEL", apply_log_level, None)
         settings = _guard.call(
             "reading settings",
             lambda: Settings.from_env(

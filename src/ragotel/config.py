@@ -105,6 +105,22 @@ def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: flo
     return value
 
 
+_LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+
+
+def apply_log_level(env: Mapping[str, str] | None = None) -> None:
+    """Set the ``ragotel`` logger's level from RAGOTEL_LOG_LEVEL (debug|info|warning|error|critical) when set."""
+    env = os.environ if env is None else env
+    raw = env.get(ENV_LOG_LEVEL)
+    if raw is None or not raw.strip():
+        return
+    level = raw.strip().lower()
+    if level not in _LOG_LEVELS:
+        _warn(ENV_LOG_LEVEL, raw, "one of " + ", ".join(_LOG_LEVELS), "the logging configuration's level")
+        return
+    _log.setLevel(level.upper())
+
+
 def parse_headers(raw: str, *, source: str) -> dict[str, str] | None:
     """Parse W3C-baggage-style ``k1=v1,k2=v2`` headers; return None (after one warning) when malformed."""
     headers: dict[str, str] = {}
