@@ -471,3 +471,21 @@ def test_stability_aliases_on_spans() -> None:
     assert gen_attrs["gen_ai.system"] == "openai"
     assert db_attrs["db.system"] == "chroma"
     assert sc.DB_SYSTEM_NAME not in db_attrs
+
+
+def test_time_to_first_chunk_only_for_generation(cap: Capture) -> None:
+    """A streamed generation records time to first chunk; a retrieval generator does not (it is a GenAI measure)."""
+
+    @ragotel.generation("g")
+    def tokens() -> Iterator[int]:
+        yield 1
+
+    @ragotel.retrieval("kb")
+    def docs() -> Iterator[int]:
+        yield 1
+
+    list(tokens())
+    list(docs())
+    assert sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in (cap.span("chat g").attributes or {})
+    assert sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK not in (cap.span("retrieval kb").attributes or {})
+    assert [p.count for p in cap.metrics(sc.M_GEN_AI_TIME_TO_FIRST_CHUNK)] == [1]

@@ -353,8 +353,11 @@ class Operation:
         self.set_attributes({sc.GEN_AI_RESPONSE_MODEL: model})
 
     def first_chunk(self) -> None:
-        """Mark the arrival of a stream's first chunk (only the first call counts)."""
-        if self._tel is None or self._ended or self._ttfc is not None:
+        """Mark the arrival of a streamed generation's first chunk (only the first call counts).
+
+        Time to first chunk is a GenAI measure: other streamed stages (a retrieval generator) do not record it.
+        """
+        if self._tel is None or self._ended or self._ttfc is not None or self.stage != sc.STAGE_GENERATION:
             return
         self._ttfc = time.perf_counter() - self._start
         self.span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._ttfc)
