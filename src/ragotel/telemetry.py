@@ -124,9 +124,20 @@ class Telemetry:
         one span, counted once in every metric, carrying the inner step's more precise attributes.
         Never raises.
         """
+        if not is_instrumentation_enabled():
+            return NOOP
+        return self._open(stage, component, attributes, name, attach)
+
+    def _open(
+        self,
+        stage: str,
+        component: str,
+        attributes: dict[str, Any] | None,
+        name: str | None = None,
+        attach: bool = True,
+    ) -> Operation:
+        """:meth:`start` for callers that have just checked instrumentation is not suppressed (the wrappers)."""
         try:
-            if not is_instrumentation_enabled():
-                return NOOP
             parent = otel_context.get_value(_OP_KEY)
             if (
                 isinstance(parent, Operation)
@@ -379,28 +390,21 @@ class Operation:
             duration = time.perf_counter() - self._start
             self.detach()
             span = self.span
+            final: dict[str, Any] = {}
             if exc is not None:
                 error_type = _error_type(exc)
-                self._metric_attrs[sc.ERROR_TYPE] = error_type
-                span.set_attribute(sc.ERROR_TYPE, error_type)
+                self._metric_attrs[sc.ERROR_TYPE] = final[sc.ERROR_TYPE] = error_type
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"[:1024]))
             if ended_early:
-                span.set_attribute(sc.RAGOTEL_STREAM_ENDED_EARLY, True)
+                final[sc.RAGOTEL_STREAM_ENDED_EARLY] = True
             if self._usage_in is not None or self._usage_out is not None:
-                span.set_attributes(
-                    _aliased(
-                        self._tel,  # type: ignore[arg-type]  # not None: checked through _lock above
-                        {
-                            k: v
-                            for k, v in (
-                                (sc.GEN_AI_USAGE_INPUT_TOKENS, self._usage_in),
-                                (sc.GEN_AI_USAGE_OUTPUT_TOKENS, self._usage_out),
-                            )
-                            if v is not None
-                        },
-                    )
-                )
+                usage = {sc.GEN_AI_USAGE_INPUT_TOKENS: self._usage_in, sc.GEN_AI_USAGE_OUTPUT_TOKENS: self._usage_out}
+                tel = self._tel
+                assert tel is not None  # only an operation with a Telemetry has a lock
+                final.update(_aliased(tel, {k: v for k, v in usage.items() if v is not None}))
+            if final:
+                span.set_attributes(final)
             span.end()
         except Exception as err:  # noqa: BLE001 - telemetry must not raise into the instrumented call
             _guard.report("Operation.end", err)
@@ -478,14 +482,8 @@ class _MergedOperation(Operation):
         self._tel = outer._tel
         self._ended = False
         self._token = None
-        self._ttfc = None
-        self._lock = None
-        self._metric_attrs = {}
-        self._usage_in = self._usage_out = None
-        self._usage_depth = 0
-        self._docs = None
-        self._start = outer._start
         self._depth = outer._depth + 1
+        # The timer, usage, document and metric slots stay unset: every method reading them is forwarded.
         if attributes:
             self._set_attributes_at(attributes, self._depth)
             new_name = name or span_name(outer.stage, attributes)

@@ -93,12 +93,12 @@ def argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name:
 
 
 def _begin(target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operation | None:
-    """Start the operation; None means call through untraced (extractor said "not ours")."""
+    """Start the operation (instrumentation known not suppressed); None means call through untraced ("not ours")."""
     try:
         attrs = target.request(instance, args, kwargs) if target.request is not None else {}
         if attrs is None:
             return None
-        op = _telemetry.current().start(target.stage, target.component, attrs)
+        op = _telemetry.current()._open(target.stage, target.component, attrs)  # suppression checked
         if target.request_content is not None and op.capture_content:
             content = target.request_content(instance, args, kwargs)
             if content:
@@ -176,11 +176,13 @@ def make_wrapper(target: Target, original: Any) -> Callable[..., Any]:
 
 
 # -- streams ----------------------------------------------------------------------------------------------------
-def _end_dropped(op: Operation, reader: StreamReader | None) -> None:
-    """Finalizer of a stream proxy collected before it finished: end the span, marked as ended early."""
+def _end_stream_op(
+    op: Operation, reader: StreamReader | None, exc: BaseException | None = None, early: bool = True
+) -> None:
+    """Let the reader finish, then end the operation; with the defaults, the finalizer of a proxy collected early."""
     if reader is not None:
         _guard.call("stream reader on_end", lambda: reader.on_end(op), None)
-    op.end(ended_early=True)
+    op.end(exc, ended_early=early)
 
 
 class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only in wrapt's stubs, not at runtime
@@ -197,7 +199,7 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
         self._self_op = op
         self._self_reader = reader
         self._self_seen = False
-        self._self_finalizer = weakref.finalize(self, _end_dropped, op, reader)
+        self._self_finalizer = weakref.finalize(self, _end_stream_op, op, reader)
 
     # -- ending ----------------------------------------------------------------------------------------------------
     def _self_end(self, exc: BaseException | None = None, *, early: bool = False) -> None:
@@ -205,11 +207,20 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
         if not finalizer.alive:
             return
         finalizer.detach()
-        reader = self._self_reader
-        if reader is not None:
-            op = self._self_op
-            _guard.call("stream reader on_end", lambda: reader.on_end(op), None)
-        self._self_op.end(exc, ended_early=early)
+        _end_stream_op(self._self_op, self._self_reader, exc, early)
+
+    def _self_stopped(self, exc: BaseException, done: type[BaseException]) -> None:
+        """End on an exception out of a step: ``done`` (the stream's end) normally, ``GeneratorExit`` early."""
+        if isinstance(exc, done):
+            self._self_end()
+        elif isinstance(exc, GeneratorExit):
+            self._self_end(early=True)
+        else:
+            self._self_end(exc)
+
+    def _self_exited(self, exc: BaseException | None) -> None:
+        """End on context exit: early without an exception, failed with one (not on KeyboardInterrupt & co)."""
+        self._self_end(exc if isinstance(exc, Exception) else None, early=exc is None)
 
     def _self_chunk(self, chunk: Any) -> None:
         op = self._self_op
@@ -242,14 +253,8 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
         with self._self_op.activated():
             try:
                 chunk = step()
-            except StopIteration:
-                self._self_end()
-                raise
-            except GeneratorExit:
-                self._self_end(early=True)
-                raise
             except BaseException as exc:
-                self._self_end(exc)
+                self._self_stopped(exc, StopIteration)
                 raise
         self._self_chunk(chunk)
         return chunk
@@ -273,7 +278,7 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
             exit_ = getattr(self.__wrapped__, "__exit__", None)
             return exit_(exc_type, exc, tb) if exit_ is not None else None
         finally:
-            self._self_end(exc if isinstance(exc, Exception) else None, early=exc is None)
+            self._self_exited(exc)
 
     # -- async -----------------------------------------------------------------------------------------------------
     def __aiter__(self) -> StreamProxy:
@@ -294,14 +299,8 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
         with self._self_op.activated():
             try:
                 chunk = await step()
-            except StopAsyncIteration:
-                self._self_end()
-                raise
-            except GeneratorExit:
-                self._self_end(early=True)
-                raise
             except BaseException as exc:
-                self._self_end(exc)
+                self._self_stopped(exc, StopAsyncIteration)
                 raise
         self._self_chunk(chunk)
         return chunk
@@ -328,7 +327,7 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
             exit_ = getattr(self.__wrapped__, "__aexit__", None)
             return await exit_(exc_type, exc, tb) if exit_ is not None else None
         finally:
-            self._self_end(exc if isinstance(exc, Exception) else None, early=exc is None)
+            self._self_exited(exc)
 
 
 def end_stream(proxy: Any, *, early: bool = True) -> None:
@@ -360,14 +359,14 @@ class EnvelopeProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic onl
         self._self_finish = finish
         self._self_parsed: Any = None
         self._self_result: Callable[[], Any] | None = None
-        self._self_finalizer = weakref.finalize(self, _end_dropped, op, None)
+        self._self_finalizer = weakref.finalize(self, _end_stream_op, op, None)
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
         """Forward ``parse()``; the first result is followed as the call's real result."""
         try:
             parsed = self.__wrapped__.parse(*args, **kwargs)
         except BaseException as exc:
-            self._self_fail(exc)
+            self._self_end(exc)
             raise
         if inspect.isawaitable(parsed):
             return self._self_await(parsed)
@@ -377,7 +376,7 @@ class EnvelopeProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic onl
         try:
             parsed = await awaitable
         except BaseException as exc:
-            self._self_fail(exc)
+            self._self_end(exc)
             raise
         return self._self_take(parsed)
 
@@ -398,11 +397,11 @@ class EnvelopeProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic onl
         )
         return out
 
-    def _self_fail(self, exc: BaseException) -> None:
+    def _self_end(self, exc: BaseException | None = None, *, early: bool = False) -> None:
         finalizer = self._self_finalizer
         if finalizer.alive:
             finalizer.detach()
-            self._self_op.fail(exc)
+            self._self_op.end(exc, ended_early=early)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_self_"):
@@ -415,10 +414,7 @@ class EnvelopeProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic onl
             try:
                 return attr(*args, **kwargs)
             finally:
-                finalizer = self._self_finalizer
-                if finalizer.alive:
-                    finalizer.detach()
-                    self._self_op.end(ended_early=True)
+                self._self_end(early=True)
 
         return close
 

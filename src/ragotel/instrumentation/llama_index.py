@@ -326,7 +326,7 @@ class _Calls:
         if _inside_llama_step(step.stage):
             return
         args = bound_args.arguments
-        op = _telemetry.current().start(step.stage, COMPONENT, step.request(instance, method, args))
+        op = _telemetry.current()._open(step.stage, COMPONENT, step.request(instance, method, args))
         if not op.recording:
             return
         if step.request_content is not None and op.capture_content:
