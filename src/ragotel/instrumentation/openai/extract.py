@@ -84,17 +84,53 @@ def _output_type(response_format: Any) -> str | None:
     return "text" if kind == "text" else None
 
 
-def _sampling(kwargs: Mapping[str, Any], attrs: dict[str, Any]) -> None:
-    """Sampling parameters shared by chat and completions, each only when the caller passed it."""
-    for key, name in (
-        ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
-        ("top_p", sc.GEN_AI_REQUEST_TOP_P),
-        ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY),
-        ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY),
-    ):
+_FLOAT_PARAMETERS: Final = (
+    ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+    ("top_p", sc.GEN_AI_REQUEST_TOP_P),
+    ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY),
+    ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY),
+)
+
+
+def _request(
+    instance: Any, kwargs: Mapping[str, Any], operation: str, max_tokens_keys: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """What every request extractor starts with: client, operation, model and the first max-tokens key passed."""
+    attrs = client_attributes(instance)
+    attrs[sc.GEN_AI_OPERATION_NAME] = operation
+    model = kwargs.get("model")
+    if given(model):
+        attrs[sc.GEN_AI_REQUEST_MODEL] = str(model)
+    for key in max_tokens_keys:
+        max_tokens = kwargs.get(key)
+        if given(max_tokens):
+            attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = _int(max_tokens)
+            break
+    return attrs
+
+
+def _floats(kwargs: Mapping[str, Any], attrs: dict[str, Any], parameters: tuple[tuple[str, str], ...]) -> None:
+    for key, name in parameters:
         value = kwargs.get(key)
         if given(value):
             attrs[name] = _float(value)
+
+
+def _stream(kwargs: Mapping[str, Any], attrs: dict[str, Any]) -> None:
+    stream = kwargs.get("stream")
+    if given(stream):
+        attrs[sc.GEN_AI_REQUEST_STREAM] = bool(stream)
+
+
+def _service_tier(kwargs: Mapping[str, Any], attrs: dict[str, Any]) -> None:
+    tier = kwargs.get("service_tier")
+    if given(tier) and tier != "auto":
+        attrs[sc.GEN_AI_OPENAI_REQUEST_SERVICE_TIER] = str(tier)
+
+
+def _sampling(kwargs: Mapping[str, Any], attrs: dict[str, Any]) -> None:
+    """Sampling parameters shared by chat and completions, each only when the caller passed it."""
+    _floats(kwargs, attrs, _FLOAT_PARAMETERS)
     seed = kwargs.get("seed")
     if given(seed):
         attrs[sc.GEN_AI_REQUEST_SEED] = _int(seed)
@@ -104,9 +140,7 @@ def _sampling(kwargs: Mapping[str, Any], attrs: dict[str, Any]) -> None:
     n = kwargs.get("n")
     if given(n) and n != 1:
         attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = _int(n)
-    stream = kwargs.get("stream")
-    if given(stream):
-        attrs[sc.GEN_AI_REQUEST_STREAM] = bool(stream)
+    _stream(kwargs, attrs)
 
 
 def usage_attributes(usage: Any) -> dict[str, Any]:
@@ -151,20 +185,9 @@ def envelope(result: Any) -> str | None:
 # -- request / response extractors --------------------------------------------------------------------------------
 def chat_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``chat.completions.create``/``parse``: operation, provider, server, model and the parameters passed."""
-    attrs = client_attributes(instance)
-    attrs[sc.GEN_AI_OPERATION_NAME] = sc.OP_CHAT
-    model = kwargs.get("model")
-    if given(model):
-        attrs[sc.GEN_AI_REQUEST_MODEL] = str(model)
-    max_tokens = kwargs.get("max_completion_tokens")
-    if not given(max_tokens):
-        max_tokens = kwargs.get("max_tokens")
-    if given(max_tokens):
-        attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = _int(max_tokens)
+    attrs = _request(instance, kwargs, sc.OP_CHAT, ("max_completion_tokens", "max_tokens"))
     _sampling(kwargs, attrs)
-    tier = kwargs.get("service_tier")
-    if given(tier) and tier != "auto":
-        attrs[sc.GEN_AI_OPENAI_REQUEST_SERVICE_TIER] = str(tier)
+    _service_tier(kwargs, attrs)
     response_format = kwargs.get("response_format")
     if given(response_format):
         attrs[sc.GEN_AI_OUTPUT_TYPE] = _output_type(response_format)
@@ -173,25 +196,14 @@ def chat_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 
 def completion_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Legacy ``completions.create``."""
-    attrs = client_attributes(instance)
-    attrs[sc.GEN_AI_OPERATION_NAME] = sc.OP_TEXT_COMPLETION
-    model = kwargs.get("model")
-    if given(model):
-        attrs[sc.GEN_AI_REQUEST_MODEL] = str(model)
-    max_tokens = kwargs.get("max_tokens")
-    if given(max_tokens):
-        attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = _int(max_tokens)
+    attrs = _request(instance, kwargs, sc.OP_TEXT_COMPLETION, ("max_tokens",))
     _sampling(kwargs, attrs)
     return attrs
 
 
 def embeddings_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``embeddings.create``: model, batch size, requested dimensions and encoding format."""
-    attrs = client_attributes(instance)
-    attrs[sc.GEN_AI_OPERATION_NAME] = sc.OP_EMBEDDINGS
-    model = kwargs.get("model")
-    if given(model):
-        attrs[sc.GEN_AI_REQUEST_MODEL] = str(model)
+    attrs = _request(instance, kwargs, sc.OP_EMBEDDINGS)
     value = kwargs.get("input")
     if isinstance(value, str) or (isinstance(value, list) and value and isinstance(value[0], int)):
         attrs[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] = 1
@@ -208,24 +220,10 @@ def embeddings_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str
 
 def responses_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``responses.create``/``parse``."""
-    attrs = client_attributes(instance)
-    attrs[sc.GEN_AI_OPERATION_NAME] = sc.OP_CHAT
-    model = kwargs.get("model")
-    if given(model):
-        attrs[sc.GEN_AI_REQUEST_MODEL] = str(model)
-    max_tokens = kwargs.get("max_output_tokens")
-    if given(max_tokens):
-        attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = _int(max_tokens)
-    for key, name in (("temperature", sc.GEN_AI_REQUEST_TEMPERATURE), ("top_p", sc.GEN_AI_REQUEST_TOP_P)):
-        value = kwargs.get(key)
-        if given(value):
-            attrs[name] = _float(value)
-    stream = kwargs.get("stream")
-    if given(stream):
-        attrs[sc.GEN_AI_REQUEST_STREAM] = bool(stream)
-    tier = kwargs.get("service_tier")
-    if given(tier) and tier != "auto":
-        attrs[sc.GEN_AI_OPENAI_REQUEST_SERVICE_TIER] = str(tier)
+    attrs = _request(instance, kwargs, sc.OP_CHAT, ("max_output_tokens",))
+    _floats(kwargs, attrs, _FLOAT_PARAMETERS[:2])  # temperature, top_p
+    _stream(kwargs, attrs)
+    _service_tier(kwargs, attrs)
     text_format = kwargs.get("text_format")
     if given(text_format):
         attrs[sc.GEN_AI_OUTPUT_TYPE] = "json"
