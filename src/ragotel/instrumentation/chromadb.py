@@ -88,20 +88,18 @@ def _query_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, An
     return attrs
 
 
-def _get_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    attrs = _common(instance, "get")
-    limit = argument(args, kwargs, 2, "limit")
-    if isinstance(limit, int):
-        attrs[sc.RAGOTEL_DB_TOP_K] = limit
-    return attrs
+def _read(operation: str, limit_index: int) -> Any:
+    """``get(ids, where, limit, ...)`` / ``peek(limit)``: the ``limit`` passed is the top-k."""
 
+    def request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        attrs = _common(instance, operation)
+        limit = argument(args, kwargs, limit_index, "limit")
+        if isinstance(limit, int):
+            attrs[sc.RAGOTEL_DB_TOP_K] = limit
+        return attrs
 
-def _peek_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    attrs = _common(instance, "peek")
-    limit = argument(args, kwargs, 0, "limit")
-    if isinstance(limit, int):
-        attrs[sc.RAGOTEL_DB_TOP_K] = limit
-    return attrs
+    request.__name__ = f"_{operation}_request"
+    return request
 
 
 def _count_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,12 +193,12 @@ def _targets(module: str, cls: str) -> tuple[Target, ...]:
         ),
         target(
             "get",
-            _get_request,
+            _read("get", 2),
             response=_get_response,
             request_content=_get_content,
             response_content=_get_result_content,
         ),
-        target("peek", _peek_request, response=_get_response, response_content=_get_result_content),
+        target("peek", _read("peek", 0), response=_get_response, response_content=_get_result_content),
         target("count", _count_request),
     )
 

@@ -5,10 +5,11 @@ Query text, document ids/scores and texts to embed are read only with content ca
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ragotel import semconv as sc
+from ragotel.instrumentation._base import argument
 from ragotel.instrumentation.langchain.models import field, model_of, provider_of
 
 # Where retrievers and rerankers leave a document's score in its metadata.
@@ -157,31 +158,23 @@ def in_memory_query_response(instance: Any, result: Any) -> dict[str, Any]:
     }
 
 
-def in_memory_add_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``add_documents(documents, ids=None)``."""
-    attrs = _db(instance, "add")
-    documents = kwargs.get("documents", args[0] if args else None)
-    if isinstance(documents, list | tuple):
-        attrs[sc.DB_OPERATION_BATCH_SIZE] = len(documents)
-    return attrs
+def _batch_request(operation: str, keyword: str | None) -> Callable[..., dict[str, Any]]:
+    """An ``InMemoryVectorStore`` call whose first argument (or ``keyword``, unless positional-only) is the batch."""
+
+    def request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        attrs = _db(instance, operation)
+        batch = argument(args, kwargs, 0, keyword) if keyword is not None else (args[0] if args else None)
+        if isinstance(batch, list | tuple):
+            attrs[sc.DB_OPERATION_BATCH_SIZE] = len(batch)
+        return attrs
+
+    request.__name__ = f"in_memory_{operation}_request"
+    return request
 
 
-def in_memory_delete_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``delete(ids=None)``."""
-    attrs = _db(instance, "delete")
-    ids = kwargs.get("ids", args[0] if args else None)
-    if isinstance(ids, list | tuple):
-        attrs[sc.DB_OPERATION_BATCH_SIZE] = len(ids)
-    return attrs
-
-
-def in_memory_get_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``get_by_ids(ids)``."""
-    attrs = _db(instance, "get")
-    ids = args[0] if args else None
-    if isinstance(ids, list | tuple):
-        attrs[sc.DB_OPERATION_BATCH_SIZE] = len(ids)
-    return attrs
+in_memory_add_request = _batch_request("add", "documents")  # add_documents(documents, ids=None)
+in_memory_delete_request = _batch_request("delete", "ids")  # delete(ids=None)
+in_memory_get_request = _batch_request("get", None)  # get_by_ids(ids, /)
 
 
 def rows_response(instance: Any, result: Any) -> dict[str, Any]:
