@@ -8,9 +8,9 @@ import importlib.util
 import logging
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import wrapt
 from opentelemetry import metrics, trace
@@ -27,6 +27,7 @@ from ragotel.config import Settings, apply_log_level
 __all__ = ["LIBRARIES", "Instrumentation", "current_instrumentation", "instrument", "uninstrument"]
 
 _log = logging.getLogger("ragotel")
+_P = TypeVar("_P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,24 +258,29 @@ def uninstrument() -> None:
 def _build(
     settings: Settings, tracer_provider: trace.TracerProvider | None, meter_provider: metrics.MeterProvider | None
 ) -> Instrumentation:
-    owns = False
-    if tracer_provider is None:
-        existing = trace.get_tracer_provider()
-        if isinstance(existing, TracerProvider):
-            tracer_provider = existing
-        else:
-            tracer_provider = _new_tracer_provider(settings)
-            trace.set_tracer_provider(tracer_provider)
-            owns = True
-    if meter_provider is None:
-        existing_m = metrics.get_meter_provider()
-        if isinstance(existing_m, MeterProvider):
-            meter_provider = existing_m
-        else:
-            meter_provider = _new_meter_provider(settings)
-            metrics.set_meter_provider(meter_provider)
-            owns = True
-    return Instrumentation(settings, tracer_provider, meter_provider, owns_providers=owns)
+    tracer, owns_tracer = _provider(
+        tracer_provider, trace.get_tracer_provider, TracerProvider, lambda: _new_tracer_provider(settings)
+    )
+    if owns_tracer:
+        trace.set_tracer_provider(tracer)
+    meter, owns_meter = _provider(
+        meter_provider, metrics.get_meter_provider, MeterProvider, lambda: _new_meter_provider(settings)
+    )
+    if owns_meter:
+        metrics.set_meter_provider(meter)
+    return Instrumentation(settings, tracer, meter, owns_providers=owns_tracer or owns_meter)
+
+
+def _provider(
+    given: _P | None, installed: Callable[[], _P], sdk_type: type[_P], new: Callable[[], _P]
+) -> tuple[_P, bool]:
+    """The provider to use and whether ragotel made it: the one given, else an installed SDK one, else a new one."""
+    if given is not None:
+        return given, False
+    existing = installed()
+    if isinstance(existing, sdk_type):
+        return existing, False
+    return new(), True
 
 
 def _resource(settings: Settings) -> Resource:
