@@ -18,6 +18,7 @@ from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
+from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
 from tests.servers._process import ManagedProcess, ProcessServer
 
 from ragotel import semconv as sc
@@ -83,25 +84,13 @@ def chroma_server() -> Iterator[ChromaServer]:
 
 
 @pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as c:
-        inst = ChromaInstrumentor()
-        inst.instrument()
-        try:
-            yield c
-        finally:
-            inst.uninstrument()
+def cap(instrumented: Instrumented) -> Capture:
+    return instrumented(ChromaInstrumentor)
 
 
 @pytest.fixture
-def cap_content() -> Iterator[Capture]:
-    with capture(capture_content=True) as c:
-        inst = ChromaInstrumentor()
-        inst.instrument()
-        try:
-            yield c
-        finally:
-            inst.uninstrument()
+def cap_content(instrumented: Instrumented) -> Capture:
+    return instrumented(ChromaInstrumentor, capture_content=True)
 
 
 def _collection(client: Any, **kwargs: Any) -> Collection:
@@ -116,10 +105,6 @@ def _filled(client: Any) -> Collection:
 
 def _attrs(cap: Capture, name: str) -> dict[str, Any]:
     return dict(cap.span(name).attributes or {})
-
-
-def _all_values(cap: Capture) -> str:
-    return repr([(s.name, dict(s.attributes or {}), [dict(e.attributes or {}) for e in s.events]) for s in cap.spans()])
 
 
 def test_every_operation_makes_one_client_span_with_db_semconv(cap: Capture) -> None:
@@ -325,7 +310,7 @@ def test_content_off_records_no_documents_vectors_or_queries(cap: Capture) -> No
     col.get(where={"t": "tenant-filter"}, include=["documents", "embeddings"])
     col.delete(where={"t": "tenant-filter"})
     assert len(cap.spans()) == 5
-    dump = _all_values(cap)
+    dump = exported_values(cap)
     for secret in SECRETS:
         assert secret not in dump
 
@@ -343,6 +328,6 @@ def test_content_on_records_texts_and_documents_but_never_vectors(cap_content: C
     assert "secret-query" in attrs[sc.DB_QUERY_TEXT]
     assert "tenant-filter" in attrs[sc.DB_QUERY_TEXT]
     assert "secret-doc" in attrs[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
-    dump = _all_values(cap_content)
+    dump = exported_values(cap_content)
     for vector_digits in ("1234567", "7654321", "1111119", "9999917"):
         assert vector_digits not in dump

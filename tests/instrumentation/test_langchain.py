@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,6 +26,15 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
+from tests.instrumentation.instrumentation_helpers import (
+    Instrumented,
+    break_and_collect,
+    close,
+    dropped,
+    exhaust,
+    exported_values,
+    raise_in_loop,
+)
 
 import ragotel
 from ragotel import semconv as sc
@@ -42,24 +50,14 @@ ANSWER = "mango-answer-8812 with several words"
 
 
 # -- fixtures and helpers -----------------------------------------------------------------------------------------
-def _instrumented(capture_content: bool) -> Iterator[Capture]:
-    with capture(capture_content=capture_content) as c:
-        inst = LangChainInstrumentor()
-        inst.instrument()
-        try:
-            yield c
-        finally:
-            inst.uninstrument()
+@pytest.fixture
+def cap(instrumented: Instrumented) -> Capture:
+    return instrumented(LangChainInstrumentor)
 
 
 @pytest.fixture
-def cap() -> Iterator[Capture]:
-    yield from _instrumented(False)
-
-
-@pytest.fixture
-def cap_content() -> Iterator[Capture]:
-    yield from _instrumented(True)
+def cap_content(instrumented: Instrumented) -> Capture:
+    return instrumented(LangChainInstrumentor, capture_content=True)
 
 
 def _store(n: int = len(DOCS), cls: type[InMemoryVectorStore] = InMemoryVectorStore) -> InMemoryVectorStore:
@@ -91,10 +89,6 @@ def _by_name(cap: Capture) -> dict[str, ReadableSpan]:
 
 def _parent(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent else None
-
-
-def _dump(cap: Capture) -> str:
-    return repr([(s.name, _attrs(s), [dict(e.attributes or {}) for e in s.events]) for s in cap.spans()])
 
 
 def _chain(store: InMemoryVectorStore, model: BaseChatModel) -> Any:
@@ -335,43 +329,9 @@ def test_chat_model_error(cap: Capture) -> None:
     assert _attrs(span)[sc.ERROR_TYPE] == "StopIteration"
 
 
-def _exhaust(stream: Any) -> None:
-    for _ in stream:
-        pass
-
-
-def _break_and_collect(stream: Any) -> None:
-    for _ in stream:
-        break
-    del stream
-    gc.collect()
-
-
-def _close(stream: Any) -> None:
-    next(stream)
-    stream.close()
-
-
-def _dropped(stream: Any) -> None:
-    del stream
-    gc.collect()
-
-
-def _loop_that_raises(stream: Any) -> None:
-    for _ in stream:
-        raise KeyError("caller")
-
-
-def _raise_in_loop(stream: Any) -> None:
-    with pytest.raises(KeyError):
-        _loop_that_raises(stream)
-    del stream
-    gc.collect()
-
-
 @pytest.mark.parametrize(
     ("consume", "early"),
-    [(_exhaust, False), (_break_and_collect, True), (_close, True), (_dropped, True), (_raise_in_loop, True)],
+    [(exhaust, False), (break_and_collect, True), (close, True), (dropped, True), (raise_in_loop, True)],
     ids=["exhausted", "break-gc", "close", "dropped", "exception-in-loop"],
 )
 def test_chat_stream_exit_paths(cap: Capture, consume: Callable[[Any], None], early: bool) -> None:
@@ -458,8 +418,8 @@ def test_content_capture_off_records_no_text(cap: Capture) -> None:
     store = _store()
     chain = _chain(store, _model(3))
     chain.invoke(QUESTION)
-    _exhaust(chain.stream(QUESTION))
-    dump = _dump(cap)
+    exhaust(chain.stream(QUESTION))
+    dump = exported_values(cap)
     for text in ("walrus-question", "kiwi-document", "mango-answer"):
         assert text not in dump
 

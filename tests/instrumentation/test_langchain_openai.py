@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -17,13 +16,14 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
+from tests.instrumentation.instrumentation_helpers import Instrumented
 from tests.servers import FakeOpenAI
 
 import ragotel
 from ragotel import semconv as sc
 from ragotel.instrumentation.langchain import LangChainInstrumentor
 from ragotel.instrumentation.openai import OpenAIInstrumentor
-from ragotel.testing import Capture, capture
+from ragotel.testing import Capture
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,21 +39,9 @@ def server(fake_openai: FakeOpenAI) -> FakeOpenAI:
     return fake_openai
 
 
-def _instrumented(capture_content: bool) -> Iterator[Capture]:
-    with capture(capture_content=capture_content) as c:
-        instrumentors = [OpenAIInstrumentor(), LangChainInstrumentor()]
-        for inst in instrumentors:
-            inst.instrument()
-        try:
-            yield c
-        finally:
-            for inst in instrumentors:
-                inst.uninstrument()
-
-
 @pytest.fixture
-def cap() -> Iterator[Capture]:
-    yield from _instrumented(False)
+def cap(instrumented: Instrumented) -> Capture:
+    return instrumented(OpenAIInstrumentor, LangChainInstrumentor)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from llama_index.core.llms.custom import CustomLLM
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
+from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
 
 import ragotel
 from ragotel import semconv as sc
@@ -78,25 +79,13 @@ def index() -> VectorStoreIndex:
 
 
 @pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as c:
-        inst = LlamaIndexInstrumentor()
-        inst.instrument()
-        try:
-            yield c
-        finally:
-            inst.uninstrument()
+def cap(instrumented: Instrumented) -> Capture:
+    return instrumented(LlamaIndexInstrumentor)
 
 
 @pytest.fixture
-def cap_content() -> Iterator[Capture]:
-    with capture(capture_content=True) as c:
-        inst = LlamaIndexInstrumentor()
-        inst.instrument()
-        try:
-            yield c
-        finally:
-            inst.uninstrument()
+def cap_content(instrumented: Instrumented) -> Capture:
+    return instrumented(LlamaIndexInstrumentor, capture_content=True)
 
 
 def _attrs(span: ReadableSpan) -> dict[str, Any]:
@@ -108,10 +97,6 @@ def _parent(cap: Capture, span: ReadableSpan) -> str | None:
         return None
     names = {s.context.span_id: s.name for s in cap.spans()}
     return names.get(span.parent.span_id, "<outside>")
-
-
-def _dump(cap: Capture) -> str:
-    return repr([(s.name, dict(s.attributes or {}), [dict(e.attributes or {}) for e in s.events]) for s in cap.spans()])
 
 
 def _check_rag_trace(cap: Capture) -> None:
@@ -386,7 +371,7 @@ def test_content_off_records_no_query_documents_prompts_or_vectors(cap: Capture,
     index.as_query_engine(llm=MockLLM(), similarity_top_k=2).query(QUESTION)
     ScriptedLLM().chat([ChatMessage(role="user", content="secret-prompt")])
     list(ScriptedLLM().stream_complete("secret-prompt"))
-    dump = _dump(cap)
+    dump = exported_values(cap)
     for secret in ("secret-question", "secret-doc", "secret-prompt", "secret-answer", "secret-stream", "0.5, 0.5"):
         assert secret not in dump
 
@@ -402,4 +387,4 @@ def test_content_on_records_query_documents_and_messages(cap_content: Capture, i
     assert "secret-answer" in generation[sc.GEN_AI_OUTPUT_MESSAGES]
     pipeline = _attrs(cap_content.span("pipeline RetrieverQueryEngine"))
     assert pipeline[sc.RAGOTEL_INPUT] == QUESTION
-    assert "0.5, 0.5" not in _dump(cap_content)  # MockEmbedding's vectors are never recorded
+    assert "0.5, 0.5" not in exported_values(cap_content)  # MockEmbedding's vectors are never recorded

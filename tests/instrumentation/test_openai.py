@@ -18,6 +18,16 @@ from openai.resources.embeddings import Embeddings
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
+from tests.instrumentation.instrumentation_helpers import (
+    Instrumented,
+    break_and_collect,
+    close,
+    context_exit,
+    dropped,
+    exhaust,
+    exported_values,
+    raise_in_loop,
+)
 from tests.servers import FakeOpenAI
 
 import ragotel
@@ -35,24 +45,14 @@ USAGE_OPTIONS = {"include_usage": True}
 
 
 # -- fixtures and helpers -----------------------------------------------------------------------------------------
-def _instrumented(capture_content: bool) -> Iterator[Capture]:
-    with capture(capture_content=capture_content) as c:
-        inst = OpenAIInstrumentor()
-        inst.instrument()
-        try:
-            yield c
-        finally:
-            inst.uninstrument()
+@pytest.fixture
+def cap(instrumented: Instrumented) -> Capture:
+    return instrumented(OpenAIInstrumentor)
 
 
 @pytest.fixture
-def cap() -> Iterator[Capture]:
-    yield from _instrumented(False)
-
-
-@pytest.fixture
-def cap_content() -> Iterator[Capture]:
-    yield from _instrumented(True)
+def cap_content(instrumented: Instrumented) -> Capture:
+    return instrumented(OpenAIInstrumentor, capture_content=True)
 
 
 @pytest.fixture
@@ -94,10 +94,6 @@ def _tokens(cap: Capture) -> dict[str, tuple[int, float]]:
         str(p.attributes[sc.GEN_AI_TOKEN_TYPE]): (p.count or 0, p.sum or 0.0)
         for p in cap.metrics(sc.M_GEN_AI_TOKEN_USAGE)
     }
-
-
-def _dump(cap: Capture) -> str:
-    return repr([(s.name, _attrs(s), [dict(e.attributes or {}) for e in s.events]) for s in cap.spans()])
 
 
 def _chat(client: openai.OpenAI, **kwargs: Any) -> Any:
@@ -235,54 +231,15 @@ def test_structured_parse_is_one_span(cap: Capture, client: openai.OpenAI, serve
 
 
 # -- streams: every exit path ends the span exactly once ----------------------------------------------------------
-def _exhaust(stream: Any) -> None:
-    for _ in stream:
-        pass
-
-
-def _break_and_collect(stream: Any) -> None:
-    for _ in stream:
-        break
-    del stream
-    gc.collect()
-
-
-def _close(stream: Any) -> None:
-    next(stream)
-    stream.close()
-
-
-def _context_exit(stream: Any) -> None:
-    with stream:
-        next(stream)
-
-
-def _dropped(stream: Any) -> None:
-    del stream
-    gc.collect()
-
-
-def _loop_that_raises(stream: Any) -> None:
-    for _ in stream:
-        raise KeyError("in the caller's loop")
-
-
-def _raise_in_loop(stream: Any) -> None:
-    with pytest.raises(KeyError):
-        _loop_that_raises(stream)
-    del stream
-    gc.collect()
-
-
 @pytest.mark.parametrize(
     ("consume", "early"),
     [
-        (_exhaust, False),
-        (_break_and_collect, True),
-        (_close, True),
-        (_context_exit, True),
-        (_dropped, True),
-        (_raise_in_loop, True),
+        (exhaust, False),
+        (break_and_collect, True),
+        (close, True),
+        (context_exit, True),
+        (dropped, True),
+        (raise_in_loop, True),
     ],
     ids=["exhausted", "break-gc", "close", "context-exit", "dropped", "exception-in-loop"],
 )
@@ -308,7 +265,7 @@ def test_stream_exit_paths(cap: Capture, client: openai.OpenAI, consume: Callabl
 def test_stream_time_to_first_chunk(cap: Capture, client: openai.OpenAI, server: FakeOpenAI) -> None:
     """Time to first chunk is measured when the first chunk arrives (after the server's first-chunk delay)."""
     server.first_chunk_delay = 0.05
-    _exhaust(_chat(client, stream=True))
+    exhaust(_chat(client, stream=True))
     ttfc = _attrs(_one(cap))[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
     assert isinstance(ttfc, float)
     assert ttfc >= 0.05
@@ -318,7 +275,7 @@ def test_stream_time_to_first_chunk(cap: Capture, client: openai.OpenAI, server:
 
 def test_stream_without_usage_option_records_no_usage(cap: Capture, client: openai.OpenAI) -> None:
     """Without `include_usage` there is no usage to report, and none is guessed."""
-    _exhaust(_chat(client, stream=True))
+    exhaust(_chat(client, stream=True))
     attrs = _attrs(_one(cap))
     assert sc.GEN_AI_USAGE_INPUT_TOKENS not in attrs
     assert cap.metrics(sc.M_GEN_AI_TOKEN_USAGE) == []
@@ -328,7 +285,7 @@ def test_stream_error_midway(cap: Capture, client: openai.OpenAI) -> None:
     """An error event in the middle of a stream raises to the caller and marks the span ERROR."""
     stream = client.chat.completions.create(model="error-midstream", messages=MESSAGES, stream=True)
     with pytest.raises(openai.APIError):
-        _exhaust(stream)
+        exhaust(stream)
     span = _one(cap)
     assert span.status.status_code is StatusCode.ERROR
     assert _attrs(span)[sc.ERROR_TYPE] == "openai.APIError"
@@ -438,7 +395,7 @@ def test_streaming_response(cap: Capture, client: openai.OpenAI) -> None:
     with client.chat.completions.with_streaming_response.create(
         model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options=USAGE_OPTIONS
     ) as resp:
-        _exhaust(resp.parse())
+        exhaust(resp.parse())
     assert _attrs(_one(cap))[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == len(REPLY.split())
 
 
@@ -497,7 +454,7 @@ def test_legacy_completions(cap: Capture, client: openai.OpenAI) -> None:
     assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("length",)
     assert attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
     cap.clear()
-    _exhaust(
+    exhaust(
         client.completions.create(
             model="gpt-3.5-turbo-instruct", prompt=PROMPT, stream=True, stream_options=USAGE_OPTIONS
         )
@@ -521,7 +478,7 @@ def test_responses_api(cap: Capture, client: openai.OpenAI, server: FakeOpenAI) 
     assert attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 4
     assert sc.GEN_AI_SYSTEM_INSTRUCTIONS not in attrs
     cap.clear()
-    _exhaust(client.responses.create(model="gpt-4o-mini", input=PROMPT, stream=True))
+    exhaust(client.responses.create(model="gpt-4o-mini", input=PROMPT, stream=True))
     attrs = _attrs(_one(cap))
     assert attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == len(REPLY.split())
     assert attrs[sc.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"
@@ -540,11 +497,11 @@ async def test_async_responses_stream_helper(cap: Capture, aclient: openai.Async
 def test_content_capture_off_records_no_text(cap: Capture, client: openai.OpenAI) -> None:
     """With capture off, no prompt, completion or embedding input appears anywhere in the exported spans."""
     _chat(client)
-    _exhaust(_chat(client, stream=True))
+    exhaust(_chat(client, stream=True))
     client.embeddings.create(model="text-embedding-3-small", input=[PROMPT])
     client.responses.create(model="gpt-4o-mini", input=PROMPT, instructions="secret-instructions-9")
     client.completions.create(model="gpt-3.5-turbo-instruct", prompt=PROMPT)
-    dump = _dump(cap)
+    dump = exported_values(cap)
     assert len(cap.spans()) == 5
     for text in ("zebra-prompt", "orchid-reply", "secret-instructions"):
         assert text not in dump
@@ -561,7 +518,7 @@ def test_content_capture_on(cap_content: Capture, client: openai.OpenAI) -> None
         {"role": "assistant", "parts": [{"type": "text", "content": REPLY}], "finish_reason": "stop"}
     ]
     cap_content.clear()
-    _exhaust(_chat(client, stream=True))
+    exhaust(_chat(client, stream=True))
     output = json.loads(_attrs(_one(cap_content))[sc.GEN_AI_OUTPUT_MESSAGES])
     assert output == [{"role": "assistant", "parts": [{"type": "text", "content": REPLY}], "finish_reason": "stop"}]
 
@@ -578,7 +535,7 @@ def test_suppressed_makes_no_spans(cap: Capture, client: openai.OpenAI) -> None:
     """Inside `suppress_instrumentation()` the client works and nothing is recorded."""
     with suppress_instrumentation():
         _chat(client)
-        _exhaust(_chat(client, stream=True))
+        exhaust(_chat(client, stream=True))
     assert cap.spans() == []
 
 

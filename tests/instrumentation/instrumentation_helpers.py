@@ -1,0 +1,62 @@
+"""Helpers shared by the instrumentation tests: every exported value as one string, and ways to end a stream."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any, Protocol
+
+import pytest
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from ragotel.testing import Capture
+
+
+class Instrumented(Protocol):
+    """The `instrumented` fixture: install these instrumentors over a fresh Capture until the test ends."""
+
+    def __call__(self, *instrumentors: type[BaseInstrumentor], capture_content: bool = False) -> Capture: ...
+
+
+def exported_values(cap: Capture) -> str:
+    """Every span's name, attributes and event attributes as one string, to search for leaked content."""
+    return repr([(s.name, dict(s.attributes or {}), [dict(e.attributes or {}) for e in s.events]) for s in cap.spans()])
+
+
+# -- ways a caller ends a stream ----------------------------------------------------------------------------------
+def exhaust(stream: Any) -> None:
+    for _ in stream:
+        pass
+
+
+def break_and_collect(stream: Any) -> None:
+    for _ in stream:
+        break
+    del stream
+    gc.collect()
+
+
+def close(stream: Any) -> None:
+    next(stream)
+    stream.close()
+
+
+def context_exit(stream: Any) -> None:
+    with stream:
+        next(stream)
+
+
+def dropped(stream: Any) -> None:
+    del stream
+    gc.collect()
+
+
+def _loop_that_raises(stream: Any) -> None:
+    for _ in stream:
+        raise KeyError("in the caller's loop")
+
+
+def raise_in_loop(stream: Any) -> None:
+    with pytest.raises(KeyError):
+        _loop_that_raises(stream)
+    del stream
+    gc.collect()
