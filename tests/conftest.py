@@ -18,6 +18,8 @@ from tests.servers import (
     SmtpServer,
 )
 
+pytest_plugins = ("tests.health_support",)  # the health tests' `reg` and `reader` fixtures
+
 
 def _fail_if_missing(factory: Callable[[], Any]) -> Any:
     try:

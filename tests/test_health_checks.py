@@ -13,8 +13,8 @@ import psycopg
 import pytest
 import redis
 import sqlalchemy
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from tests.health_support import metric_points
 from tests.servers import FakeOpenAI, HangingServer, HttpReceiver, PostgresServer, RedisServer, self_signed_cert
 
 from ragotel import semconv as sc
@@ -28,7 +28,6 @@ from ragotel.health import (
     sql_check,
 )
 from ragotel.health import checks as checks_module
-from ragotel.health.gauges import bind
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -37,34 +36,11 @@ TIMEOUT = 1.0
 GRACE = 1.0  # scheduling slack on a shared 2-core machine
 
 
-@pytest.fixture
-def reg() -> Iterator[HealthRegistry]:
-    registry = HealthRegistry()
-    yield registry
-    registry.stop()
-
-
-@pytest.fixture
-def reader(reg: HealthRegistry) -> Iterator[InMemoryMetricReader]:
-    rd = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[rd])
-    binding = bind(reg, provider)
-    yield rd
-    binding.stop()
-    provider.shutdown()
-
-
 def health_value(rd: InMemoryMetricReader, name: str) -> float | None:
     """The ragotel.dependency.health value for dependency ``name`` (None: no point)."""
-    data = rd.get_metrics_data()
-    for rm in data.resource_metrics if data else ():
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                if m.name != sc.M_DEPENDENCY_HEALTH:
-                    continue
-                for p in m.data.data_points:
-                    if (p.attributes or {}).get(sc.RAGOTEL_DEPENDENCY_NAME) == name:
-                        return float(p.value)  # type: ignore[union-attr]
+    for attrs, value in metric_points(rd, sc.M_DEPENDENCY_HEALTH):
+        if attrs.get(sc.RAGOTEL_DEPENDENCY_NAME) == name:
+            return float(value)
     return None
 
 

@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
+from tests.health_support import metric_points, wait_until
 
 import ragotel
 from ragotel import health
@@ -48,22 +49,10 @@ def names(rd: InMemoryMetricReader) -> set[str]:
 
 
 def health_values(rd: InMemoryMetricReader) -> dict[str, float]:
-    data = rd.get_metrics_data()
-    out: dict[str, float] = {}
-    for rm in data.resource_metrics if data else ():
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                if m.name == sc.M_DEPENDENCY_HEALTH:
-                    for p in m.data.data_points:
-                        out[str((p.attributes or {})[sc.RAGOTEL_DEPENDENCY_NAME])] = float(p.value)  # type: ignore[union-attr]
-    return out
-
-
-def wait_until(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+    return {
+        str(attrs[sc.RAGOTEL_DEPENDENCY_NAME]): float(value)
+        for attrs, value in metric_points(rd, sc.M_DEPENDENCY_HEALTH)
+    }
 
 
 def test_instrument_reports_host_and_health_through_the_apps_provider(

@@ -8,59 +8,25 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from tests.health_support import metric_points, wait_until
 
 import ragotel
 from ragotel import health
 from ragotel import semconv as sc
 from ragotel.health import HealthRegistry, time_left
-from ragotel.health.gauges import bind
 from ragotel.testing import capture
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def reg() -> Iterator[HealthRegistry]:
-    registry = HealthRegistry()
-    yield registry
-    registry.stop()
-
-
-@pytest.fixture
-def reader(reg: HealthRegistry) -> Iterator[InMemoryMetricReader]:
-    rd = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[rd])
-    binding = bind(reg, provider)
-    yield rd
-    binding.stop()
-    provider.shutdown()
-
-
 def gauge(rd: InMemoryMetricReader, name: str) -> dict[str, tuple[dict[str, Any], float]]:
     """{dependency name: (attributes, value)} of one metric, collected now."""
-    out: dict[str, tuple[dict[str, Any], float]] = {}
-    data = rd.get_metrics_data()
-    for rm in data.resource_metrics if data else ():
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                if m.name == name:
-                    for p in m.data.data_points:
-                        attrs = dict(p.attributes or {})
-                        out[str(attrs[sc.RAGOTEL_DEPENDENCY_NAME])] = (attrs, p.value)  # type: ignore[union-attr]
-    return out
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.02)
+    return {str(attrs[sc.RAGOTEL_DEPENDENCY_NAME]): (attrs, value) for attrs, value in metric_points(rd, name)}
 
 
 def state(reg: HealthRegistry, name: str) -> str:
@@ -149,7 +115,9 @@ def test_verdicts_from_results_and_reason_logged_once(
         for name, check in checks.items():
             # an async function hidden behind a lambda passes validation and must fail at run time
             reg.register(name, (lambda c=check: c()) if name == "awaitable" else check, kind="test", interval=0.05)
-        wait_for(lambda: all(d.consecutive_failures >= 3 or d.healthy for d in reg.status().dependencies), 10, "probes")
+        wait_until(
+            lambda: all(d.consecutive_failures >= 3 or d.healthy for d in reg.status().dependencies), 10, "probes"
+        )
     report = reg.status()
     down = {d.name: d.reason for d in report.dependencies if d.healthy is False}
     assert set(down) == {"raises", "false", "exception-object", "awaitable"}
@@ -180,12 +148,12 @@ def test_recovery_flips_gauge_and_logs_once(
 
     with caplog.at_level(logging.INFO, logger="ragotel"):
         reg.register("svc", check, kind="http", interval=0.05, timeout=1)
-        wait_for(lambda: gauge(reader, sc.M_DEPENDENCY_HEALTH).get("svc", ({}, None))[1] == 1, 5, "healthy")
+        wait_until(lambda: gauge(reader, sc.M_DEPENDENCY_HEALTH).get("svc", ({}, None))[1] == 1, 5, "healthy")
         up.clear()
-        wait_for(lambda: gauge(reader, sc.M_DEPENDENCY_HEALTH)["svc"][1] == 0, 5, "unhealthy")
+        wait_until(lambda: gauge(reader, sc.M_DEPENDENCY_HEALTH)["svc"][1] == 0, 5, "unhealthy")
         time.sleep(0.2)  # several more failing probes
         up.set()
-        wait_for(lambda: gauge(reader, sc.M_DEPENDENCY_HEALTH)["svc"][1] == 1, 5, "healthy again")
+        wait_until(lambda: gauge(reader, sc.M_DEPENDENCY_HEALTH)["svc"][1] == 1, 5, "healthy again")
     messages = [r.getMessage() for r in caplog.records if "'svc'" in r.getMessage()]
     assert len([m for m in messages if "unhealthy" in m]) == 1, messages
     assert len([m for m in messages if "healthy again" in m]) == 1, messages
@@ -195,12 +163,12 @@ def test_no_point_before_first_verdict(reg: HealthRegistry, reader: InMemoryMetr
     """Until its first probe finishes, a dependency is 'unknown': no gauge point, not counted as down."""
     release = threading.Event()
     reg.register("slow", lambda: release.wait(5), kind="http", interval=10, timeout=5)
-    wait_for(lambda: reg.status().dependency("slow") is not None, 1, "registration")
+    wait_until(lambda: reg.status().dependency("slow") is not None, 1, "registration")
     assert gauge(reader, sc.M_DEPENDENCY_HEALTH) == {}
     assert reg.status().status == "healthy"
     assert state(reg, "slow") == "unknown"
     release.set()
-    wait_for(lambda: state(reg, "slow") == "up", 5, "first verdict")
+    wait_until(lambda: state(reg, "slow") == "up", 5, "first verdict")
 
 
 # --- time boxes and threads ------------------------------------------------------------------------------------------
@@ -219,7 +187,7 @@ def test_hung_check_is_cut_at_timeout_and_does_not_block_others(
     reg.register("hung", lambda: hang.wait(30), kind="http", interval=0.1, timeout=0.3)
     reg.register("ok", healthy, kind="http", interval=0.05, timeout=1)
     started = time.monotonic()
-    wait_for(lambda: state(reg, "hung") == "down", 3, "hung check cut")
+    wait_until(lambda: state(reg, "hung") == "down", 3, "hung check cut")
     assert time.monotonic() - started < 0.3 + 1.0
     dep = reg.status().dependency("hung")
     assert dep is not None
@@ -257,7 +225,7 @@ def test_checks_run_on_ragotel_threads_with_time_left(reg: HealthRegistry) -> No
         seen["left"] = time_left()
 
     reg.register("where", check, kind="http", interval=10, timeout=2.5)
-    wait_for(lambda: "thread" in seen, 5, "probe")
+    wait_until(lambda: "thread" in seen, 5, "probe")
     assert seen["thread"] == "ragotel-health-worker"
     assert 2.0 < seen["left"] <= 2.5
     assert time_left(7.0) == 7.0  # outside a probe: the default
@@ -295,7 +263,7 @@ def test_overall_status(reg: HealthRegistry, down: int, total: int, expected: st
     """healthy with none down, degraded when at most half are down, unhealthy beyond; details per dependency."""
     for i in range(total):
         reg.register(f"dep{i}", (lambda: False) if i < down else (lambda: True), kind="cache", interval=10)
-    wait_for(lambda: all(d.healthy is not None for d in reg.status().dependencies), 5, "verdicts")
+    wait_until(lambda: all(d.healthy is not None for d in reg.status().dependencies), 5, "verdicts")
     report = reg.status()
     assert report.status == expected
     assert str(report) == expected
@@ -318,9 +286,9 @@ def test_empty_registry_is_healthy() -> None:
 def test_replace_and_unregister(reg: HealthRegistry, reader: InMemoryMetricReader) -> None:
     """Registering a name again replaces its check; unregister removes it and its gauge points."""
     reg.register("svc", lambda: False, kind="http", interval=0.05)
-    wait_for(lambda: state(reg, "svc") == "down", 5, "down")
+    wait_until(lambda: state(reg, "svc") == "down", 5, "down")
     reg.register("svc", lambda: True, kind="llm", interval=0.05)
-    wait_for(lambda: state(reg, "svc") == "up", 5, "replaced check up")
+    wait_until(lambda: state(reg, "svc") == "up", 5, "replaced check up")
     assert gauge(reader, sc.M_DEPENDENCY_HEALTH)["svc"][0][sc.RAGOTEL_DEPENDENCY_KIND] == "llm"
     assert reg.unregister("svc") is True
     assert reg.unregister("svc") is False
@@ -336,7 +304,7 @@ def test_stop_is_prompt_even_with_a_hung_check() -> None:
     registry = HealthRegistry()
     hang = threading.Event()
     registry.register("hung", lambda: hang.wait(30), kind="http", interval=0.05, timeout=20)
-    wait_for(lambda: any(t.name == "ragotel-health-worker" for t in threading.enumerate()), 2, "worker")
+    wait_until(lambda: any(t.name == "ragotel-health-worker" for t in threading.enumerate()), 2, "worker")
     scheduler = registry._scheduler
     assert scheduler is not None
     started = time.monotonic()
@@ -346,7 +314,7 @@ def test_stop_is_prompt_even_with_a_hung_check() -> None:
     assert not registry.running
     registry.register("ok", lambda: True, kind="http", interval=10)
     assert registry.running
-    wait_for(lambda: state(registry, "ok") == "up", 5, "probe after restart")
+    wait_until(lambda: state(registry, "ok") == "up", 5, "probe after restart")
     registry.stop()
     hang.set()
 
@@ -361,7 +329,7 @@ def test_forked_child_keeps_probing(reg: HealthRegistry) -> None:
 
     parent_pid = os.getpid()
     reg.register("pid-sensitive", check, kind="test", interval=0.05)
-    wait_for(lambda: state(reg, "pid-sensitive") == "up", 5, "parent probe")
+    wait_until(lambda: state(reg, "pid-sensitive") == "up", 5, "parent probe")
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12 warns on fork() with threads

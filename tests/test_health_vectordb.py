@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from qdrant_client import AsyncQdrantClient, QdrantClient
 from qdrant_client.models import Distance, PointStruct, VectorParams
+from tests.health_support import metric_points, wait_until
 from tests.servers import FakeOpenAI
 
 from ragotel import health, host
@@ -29,13 +29,6 @@ from ragotel.health.gauges import bind
 pytestmark = pytest.mark.timeout(90)
 
 FAST = Settings(health_interval_s=0.2, health_timeout_s=5.0)
-
-
-@pytest.fixture
-def reg() -> Iterator[HealthRegistry]:
-    registry = HealthRegistry()
-    yield registry
-    registry.stop()
 
 
 @pytest.fixture
@@ -54,14 +47,7 @@ def reader(reg: HealthRegistry, provider: tuple[MeterProvider, InMemoryMetricRea
 
 
 def points(rd: InMemoryMetricReader, metric: str) -> list[tuple[dict[str, Any], float]]:
-    data = rd.get_metrics_data()
-    out = []
-    for rm in data.resource_metrics if data else ():
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                if m.name == metric:
-                    out += [(dict(p.attributes or {}), float(p.value)) for p in m.data.data_points]  # type: ignore[union-attr]
-    return out
+    return [(attrs, float(value)) for attrs, value in metric_points(rd, metric)]
 
 
 def index_docs(rd: InMemoryMetricReader) -> dict[tuple[str, str, str], float]:
@@ -79,13 +65,6 @@ def health_of(rd: InMemoryMetricReader) -> dict[str, float]:
 def is_up(reg: HealthRegistry, name: str) -> bool:
     dep = reg.status().dependency(name)
     return dep is not None and dep.healthy is True
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def chroma_collection(client: Any, n: int) -> str:
