@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import inspect
+import logging
+import sys
 from typing import Any, Protocol
 
 import pytest
@@ -60,3 +63,23 @@ def raise_in_loop(stream: Any) -> None:
         _loop_that_raises(stream)
     del stream
     gc.collect()
+
+
+def assert_silent_without(
+    package: str,
+    instrumentor: type[BaseInstrumentor],
+    patched: tuple[type, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With `package` unimportable, instrumenting logs no warning and leaves `patched` (class, attribute) as it was."""
+    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
+        monkeypatch.setitem(sys.modules, name, None)  # `import` now raises ImportError
+    owner, attr = patched
+    before = inspect.getattr_static(owner, attr)
+    inst = instrumentor()
+    with caplog.at_level(logging.WARNING, logger="ragotel"):
+        inst.instrument()
+        inst.uninstrument()
+    assert caplog.records == []
+    assert inspect.getattr_static(owner, attr) is before
