@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import inspect
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import pytest
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from ragotel.instrumentation._base import RagotelInstrumentor
 from ragotel.testing import Capture
 
 
@@ -83,3 +86,18 @@ def assert_silent_without(
         inst.uninstrument()
     assert caplog.records == []
     assert inspect.getattr_static(owner, attr) is before
+
+
+def break_response_extractors(
+    monkeypatch: pytest.MonkeyPatch, instrumentor: type[RagotelInstrumentor], which: Callable[[str], bool]
+) -> list[Any]:
+    """Make the response extractor of each target whose method `which` accepts record its result, then raise."""
+    seen: list[Any] = []
+
+    def broken(instance: Any, result: Any) -> dict[str, Any]:
+        seen.append(result)
+        raise RuntimeError("extractor bug")
+
+    targets = tuple(dataclasses.replace(t, response=broken) if which(t.method) else t for t in instrumentor.targets)
+    monkeypatch.setattr(instrumentor, "targets", targets)
+    return seen

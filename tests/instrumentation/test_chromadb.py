@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 import urllib.request
@@ -18,7 +17,7 @@ from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
-from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
+from tests.instrumentation.instrumentation_helpers import Instrumented, break_response_extractors, exported_values
 from tests.servers._process import ManagedProcess, ProcessServer
 
 from ragotel import semconv as sc
@@ -270,17 +269,7 @@ def test_instrument_twice_does_not_double_spans(cap: Capture) -> None:
 
 def test_failing_extractors_return_the_same_object(monkeypatch: pytest.MonkeyPatch) -> None:
     """A response extractor that raises never reaches the caller: query returns the very object Chroma returned."""
-    seen: list[Any] = []
-
-    def broken(instance: Any, result: Any) -> dict[str, Any]:
-        seen.append(result)
-        raise RuntimeError("extractor bug")
-
-    targets = tuple(
-        dataclasses.replace(t, response=broken) if t.method.endswith(".query") else t
-        for t in ChromaInstrumentor.targets
-    )
-    monkeypatch.setattr(ChromaInstrumentor, "targets", targets)
+    seen = break_response_extractors(monkeypatch, ChromaInstrumentor, lambda method: method.endswith(".query"))
     monkeypatch.setattr(chroma_inst, "_common", lambda *a: 1 / 0)  # the request side fails too, for `add`
     with capture() as cap:
         inst = ChromaInstrumentor()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -11,7 +10,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
-from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
+from tests.instrumentation.instrumentation_helpers import Instrumented, break_response_extractors, exported_values
 from tests.servers import HangingServer
 
 from ragotel import semconv as sc
@@ -245,17 +244,9 @@ def test_instrument_twice_does_not_double_spans(cap: Capture) -> None:
 
 def test_failing_extractor_returns_the_same_object(monkeypatch: pytest.MonkeyPatch) -> None:
     """A response extractor that raises never reaches the caller: the call returns the very object Qdrant returned."""
-    seen: list[Any] = []
-
-    def broken(instance: Any, result: Any) -> dict[str, Any]:
-        seen.append(result)
-        raise RuntimeError("extractor bug")
-
-    targets = tuple(
-        dataclasses.replace(t, response=broken) if t.method == "QdrantClient.query_points" else t
-        for t in QdrantInstrumentor.targets
+    seen = break_response_extractors(
+        monkeypatch, QdrantInstrumentor, lambda method: method == "QdrantClient.query_points"
     )
-    monkeypatch.setattr(QdrantInstrumentor, "targets", targets)
     with capture() as cap:
         inst = QdrantInstrumentor()
         inst.instrument()

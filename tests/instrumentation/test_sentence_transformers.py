@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -16,7 +15,7 @@ import torch
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 from sentence_transformers import SentenceTransformer
-from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
+from tests.instrumentation.instrumentation_helpers import Instrumented, break_response_extractors, exported_values
 
 from ragotel import semconv as sc
 from ragotel.instrumentation.sentence_transformers import SentenceTransformersInstrumentor
@@ -131,14 +130,7 @@ def test_instrument_twice_does_not_double_spans(cap: Capture, model: SentenceTra
 
 def test_failing_extractor_returns_the_same_object(monkeypatch: pytest.MonkeyPatch, model: SentenceTransformer) -> None:
     """A response extractor that raises never reaches the caller: encode returns the very array it computed."""
-    seen: list[Any] = []
-
-    def broken(instance: Any, result: Any) -> dict[str, Any]:
-        seen.append(result)
-        raise RuntimeError("extractor bug")
-
-    targets = tuple(dataclasses.replace(t, response=broken) for t in SentenceTransformersInstrumentor.targets)
-    monkeypatch.setattr(SentenceTransformersInstrumentor, "targets", targets)
+    seen = break_response_extractors(monkeypatch, SentenceTransformersInstrumentor, lambda method: True)
     with capture() as cap:
         inst = SentenceTransformersInstrumentor()
         inst.instrument()
