@@ -121,9 +121,13 @@ def analyzer_overrides(state_path: Path, webhook_url: str, *, window: float = 6.
              **{**quick, "severity": "warning"}},
         ],
         "channels": [{"name": "on-call-webhook", "type": "webhook", "url": webhook_url}],
+        # The seed's mapping: slow responses -> clear the answer cache; errors, leaks, outages -> restart.
         "recovery": [
-            {"name": "restart-rag-app", "on": [f.rule for f in DEMO_FAULTS.values()], "dry_run": True,
+            {"name": "clear-answer-cache", "on": ["high_response_time"], "dry_run": True,
              "cooldown": "5s", "timeout": "10s",
+             "action": {"type": "redis_flush", "url": "redis://127.0.0.1:6379/0", "pattern": "answers:{service}:*"}},
+            {"name": "restart-rag-app", "on": [f.rule for f in DEMO_FAULTS.values() if f.rule != "high_response_time"],
+             "dry_run": True, "cooldown": "5s", "timeout": "10s",
              "action": {"type": "command", "argv": ["kubectl", "rollout", "restart", "deployment/{service}"]}},
         ],
     }  # fmt: skip
@@ -600,7 +604,13 @@ class _Demo:
             return
         command = record.get("command") or {}
         argv = command.get("argv") if isinstance(command, dict) else None
-        what = " ".join(argv) if argv else str(record.get("action"))
+        pattern = command.get("pattern") if isinstance(command, dict) else None
+        if argv:
+            what = " ".join(argv)
+        elif pattern:
+            what = f"delete keys {pattern} at {command.get('url')}"
+        else:
+            what = str(record.get("action"))
         mode = "DRY RUN, nothing executed" if record.get("dry_run") else "executed"
         status = record.get("status")
         out.line(f"      hook {record.get('hook')!r} ({record.get('action')}): {what}  [{mode}; status {status}]")

@@ -77,7 +77,11 @@ def test_demo_tells_the_whole_story_and_keeps_running_until_sigterm() -> None:
         assert "diagnosis: primary cause retrieval_latency" in text
         assert "recommended actions:" in text
         assert "firing notification received" in text
-        assert re.search(r"kubectl rollout restart deployment/ragotel-example-rag\s+\[DRY RUN, nothing executed", text)
+        assert re.search(
+            r"'clear-answer-cache' \(redis_flush\): delete keys answers:ragotel-example-rag:\* at redis://127\.0\.0\.1:6379/0"
+            r"\s+\[DRY RUN, nothing executed",
+            text,
+        ), text
         assert re.search(
             r"resolved [\d.]+s after the fault was cleared \(webhook: resolved notification received\)", text
         )
