@@ -13,9 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from typing_extensions import Self
-
-from ._process import free_port
+from ._process import StartStop, free_port
 
 __all__ = ["HttpServerBase", "RecordedRequest", "RequestHandler"]
 
@@ -173,7 +171,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
-class HttpServerBase:
+class HttpServerBase(StartStop):
     """Threaded HTTP server on 127.0.0.1 (free port unless given) that records every request it gets.
 
     Thread-safe. `stop()` closes the listener and every open connection; `start()` listens again on the same port.
@@ -220,16 +218,6 @@ class HttpServerBase:
         server.drop_connections()
         if thread is not None:
             thread.join(timeout=5)
-
-    def close(self) -> None:
-        self.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- recording ---------------------------------------------------------------------------------------------
     def _record(self, request: RecordedRequest) -> None:

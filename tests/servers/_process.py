@@ -269,3 +269,23 @@ class ProcessServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StartStop:
+    """Context-manager lifecycle for a server with ``start()`` and ``stop()``: enter starts, exit/close stops."""
+
+    def start(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def stop(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -11,10 +11,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from typing_extensions import Self
-
 from ._http import HttpServerBase, RecordedRequest, RequestHandler
-from ._process import free_port
+from ._process import StartStop, free_port
 
 __all__ = ["CannedResponse", "HangingServer", "HttpReceiver"]
 
@@ -99,7 +97,7 @@ class HttpReceiver(HttpServerBase):
         return [r.json for r in self.requests if path is None or r.path == path]
 
 
-class HangingServer:
+class HangingServer(StartStop):
     """Listens on 127.0.0.1 and accepts TCP connections but never sends a byte (for timeout tests).
 
     Incoming bytes are read and discarded so clients never block on send. `.url` is `http://127.0.0.1:PORT`.
@@ -179,13 +177,3 @@ class HangingServer:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-
-    def close(self) -> None:
-        self.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -13,9 +13,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from typing_extensions import Self
 
-from ._process import free_port
+from ._process import StartStop, free_port
 from .tls import SelfSignedCert, self_signed_cert
 
 __all__ = ["ReceivedMessage", "SmtpServer"]
@@ -79,7 +78,7 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
-class SmtpServer:
+class SmtpServer(StartStop):
     """aiosmtpd on a free port storing every message in `.messages`.
 
     STARTTLS is offered with a self-signed certificate (`.cert`, made with `cryptography`; `client_context()` trusts
@@ -161,16 +160,6 @@ class SmtpServer:
         controller, self._controller = self._controller, None
         if controller is not None:
             controller.stop()
-
-    def close(self) -> None:
-        self.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _add(self, message: ReceivedMessage) -> None:
         with self._cond:
