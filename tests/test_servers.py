@@ -280,6 +280,10 @@ def test_fake_openai_stream_shape_timing_and_close(fake_openai: FakeOpenAI) -> N
         assert first.object == "chat.completion.chunk"
         assert len(rest) == 3 + 1
         assert all(c.usage is None for c in rest)
+        # The server counts the stream after its last write, which can come just after the client read [DONE].
+        deadline = time.monotonic() + 5
+        while fake_openai.streams_completed < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert fake_openai.streams_completed == 1
         fake_openai.first_chunk_delay = 0.0
         fake_openai.chunk_delay = 0.05
