@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the server binaries the tests start themselves (redis-server, PostgreSQL, Alertmanager) on Debian 12.
+# Installs the server binaries the tests start themselves (redis-server, PostgreSQL, Alertmanager) and promtool
+# (Debian's prometheus package) on Debian 12.
 # Run as root; idempotent. It does not start servers: each test starts its own on a free 127.0.0.1 port. It stops
 # the system services Debian starts on install, so they do not hold the default ports or use CPU.
 set -euo pipefail
@@ -16,6 +17,8 @@ command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missi
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ] \
     || missing+=(prometheus-alertmanager)
+# promtool (from Debian's prometheus package) checks the analyzer's /metrics exposition and the rules files.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "services.sh: installing ${missing[*]}"
@@ -33,7 +36,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         rm -f "$policy"
     fi
 else
-    echo "services.sh: redis-server, postgresql and prometheus-alertmanager already installed"
+    echo "services.sh: redis-server, postgresql, prometheus-alertmanager and promtool already installed"
 fi
 
 # The `postgres` system user must exist: tests run initdb/postgres as it when they are root.
@@ -49,7 +52,7 @@ stop_service() {
     fi
 }
 
-for unit in redis-server postgresql prometheus-alertmanager; do
+for unit in redis-server postgresql prometheus-alertmanager prometheus; do
     stop_service "$unit"
 done
 
