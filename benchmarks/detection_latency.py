@@ -84,7 +84,7 @@ class Receiver:
 
 
 def analyzer_config(tmp: Path, name: str, interval: str, webhook: str) -> tuple[Path, str]:
-    from ragotel.analyzer.rules_builtin import BUILTIN_RULES_YAML
+    from ragotel.analyzer.config.builtin_rules import BUILTIN_RULES_YAML
 
     builtin = {r["name"]: r for r in yaml.safe_load("rules:\n" + BUILTIN_RULES_YAML)["rules"]}
     http = f"127.0.0.1:{free_port()}"

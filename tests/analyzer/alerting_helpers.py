@@ -10,17 +10,17 @@ from typing import Any
 
 from tests.analyzer.analyzer_helpers import encoded_spans, gauge_request
 
-from ragotel.analyzer.alerts import AlertEngine
-from ragotel.analyzer.channels import build_channel
-from ragotel.analyzer.diagnosis import Diagnoser
-from ragotel.analyzer.extract import extract_metrics, extract_traces
-from ragotel.analyzer.outbox import Channel, Outbox
-from ragotel.analyzer.payload import PROTOBUF, decode
-from ragotel.analyzer.recovery import RecoveryManager
-from ragotel.analyzer.rules import build_rule
-from ragotel.analyzer.specs import RecoverySpec, RuleSpec, WebhookChannelSpec
+from ragotel.analyzer.config.specs import RecoverySpec, RuleSpec, WebhookChannelSpec
+from ragotel.analyzer.judge.alert_state import AlertEngine
+from ragotel.analyzer.judge.diagnosis import Diagnoser
+from ragotel.analyzer.judge.rules import build_rule
+from ragotel.analyzer.notify.channels import build_channel
+from ragotel.analyzer.notify.outbox import Channel, Outbox
+from ragotel.analyzer.receive.extract import extract_metrics, extract_traces
+from ragotel.analyzer.receive.payload import PROTOBUF, decode
+from ragotel.analyzer.recover.recovery import RecoveryManager
 from ragotel.analyzer.state import StateStore
-from ragotel.analyzer.windows import Windows
+from ragotel.analyzer.windows.store import Windows
 
 T0 = 1_800_000_000.0
 DB_RULE = {

@@ -8,7 +8,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from prometheus_client.parser import text_string_to_metric_families
 from tests.analyzer.analyzer_helpers import api, emit_spans, gauge_request
 
-from ragotel.analyzer.api import Request, Response
+from ragotel.analyzer.api.router import Request, Response
 from ragotel.analyzer.server import Server
 
 GEN = {"ragotel.stage": "generation", "ragotel.component": "openai"}

@@ -12,9 +12,9 @@ import pytest
 from tests.analyzer.alerting_helpers import DB_RULE, Harness
 from tests.servers import HangingServer, HttpReceiver, SmtpServer
 
-from ragotel.analyzer.channels import build_channel
-from ragotel.analyzer.outbox import Channel
-from ragotel.analyzer.specs import ChannelSpec
+from ragotel.analyzer.config.specs import ChannelSpec
+from ragotel.analyzer.notify.channels import build_channel
+from ragotel.analyzer.notify.outbox import Channel
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from ragotel.analyzer.__main__ import main
-from ragotel.analyzer.config import Config, ConfigError, load_config, parse_duration, parse_size
+from ragotel.analyzer.config.model import Config, ConfigError, load_config
+from ragotel.analyzer.vocabulary import parse_duration, parse_size
 
 
 def _write(tmp_path: Path, name: str, text: str) -> str:

@@ -18,8 +18,8 @@ import redis
 from tests.analyzer.alerting_helpers import DB_RULE, Harness
 from tests.servers import HttpReceiver, RedisServer
 
-from ragotel.analyzer.channels import build_channel
-from ragotel.analyzer.specs import WebhookChannelSpec
+from ragotel.analyzer.config.specs import WebhookChannelSpec
+from ragotel.analyzer.notify.channels import build_channel
 
 pytestmark = pytest.mark.timeout(60)
 

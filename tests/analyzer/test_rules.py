@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from tests.analyzer.alerting_helpers import Harness
 
-from ragotel.analyzer.rules import Sample, SignalSource
-from ragotel.analyzer.specs import RuleSpec
+from ragotel.analyzer.config.specs import RuleSpec
+from ragotel.analyzer.judge.rules import Sample, SignalSource
 
 ERRORS = {
     "name": "db_errors",

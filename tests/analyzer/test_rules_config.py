@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from ragotel.analyzer.config import DEFAULT_CONFIG_YAML, Config, check_config, load_config
-from ragotel.analyzer.specs import CommandActionSpec, WebhookChannelSpec
+from ragotel.analyzer.config.model import DEFAULT_CONFIG_YAML, Config, check_config, load_config
+from ragotel.analyzer.config.specs import CommandActionSpec, WebhookChannelSpec
 
 BUILTINS = [
     "high_response_time",

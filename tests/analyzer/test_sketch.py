@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ragotel.analyzer.sketch import DistinctCounter, QuantileSketch
+from ragotel.analyzer.windows.sketch import DistinctCounter, QuantileSketch
 
 
 def _exact(values: list[float], q: float) -> float:

@@ -7,9 +7,9 @@ import math
 import pytest
 from tests.analyzer.analyzer_helpers import encoded_spans, gauge_request, log_request
 
-from ragotel.analyzer.extract import extract_logs, extract_metrics, extract_traces
-from ragotel.analyzer.payload import PROTOBUF, decode
-from ragotel.analyzer.windows import OVERFLOW, PANES, SignalValue, Windows
+from ragotel.analyzer.receive.extract import extract_logs, extract_metrics, extract_traces
+from ragotel.analyzer.receive.payload import PROTOBUF, decode
+from ragotel.analyzer.windows.store import OVERFLOW, PANES, SignalValue, Windows
 
 T = 1_800_000_000.0
 

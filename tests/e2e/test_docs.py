@@ -12,8 +12,8 @@ from typing import Annotated, Any, Union
 import pytest
 from pydantic import BaseModel
 
-from ragotel.analyzer import specs
-from ragotel.analyzer.config import Config
+from ragotel.analyzer.config import specs
+from ragotel.analyzer.config.model import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -132,7 +132,7 @@ def test_every_analyzer_config_key_is_documented() -> None:
 
 def test_documented_analyzer_defaults_match_the_built_in_configuration() -> None:
     """Every default in the daemon table is the value Config() holds (durations and sizes parsed)."""
-    from ragotel.analyzer.config import parse_duration, parse_size
+    from ragotel.analyzer.vocabulary import parse_duration, parse_size
 
     config = Config()
     section = _section(CONFIGURATION.read_text(), "Analyzer: configuration keys")

@@ -16,15 +16,16 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ragotel.analyzer.alerts import AlertEngine, iso_time
-from ragotel.analyzer.api import Request, Response
-from ragotel.analyzer.channels import build_channel
-from ragotel.analyzer.config import Config, parse_duration
-from ragotel.analyzer.diagnosis import Diagnoser, StatsSource
-from ragotel.analyzer.outbox import Outbox
-from ragotel.analyzer.recovery import RecoveryManager
-from ragotel.analyzer.rules import build_rule
+from ragotel.analyzer.api.router import Request, Response
+from ragotel.analyzer.config.model import Config
+from ragotel.analyzer.judge.alert_state import AlertEngine, iso_time
+from ragotel.analyzer.judge.diagnosis import Diagnoser, StatsSource
+from ragotel.analyzer.judge.rules import build_rule
+from ragotel.analyzer.notify.channels import build_channel
+from ragotel.analyzer.notify.outbox import Outbox
+from ragotel.analyzer.recover.recovery import RecoveryManager
 from ragotel.analyzer.state import StateStore
+from ragotel.analyzer.vocabulary import parse_duration
 
 if TYPE_CHECKING:
     from ragotel.analyzer.server import Server

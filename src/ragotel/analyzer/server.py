@@ -18,17 +18,17 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
-from ragotel.analyzer.api import Handler, Router, add_builtin_routes
-from ragotel.analyzer.auth import TokenAuth, load_tls
-from ragotel.analyzer.config import Config
-from ragotel.analyzer.http_service import HttpService, bind
-from ragotel.analyzer.ingest import Ingest
-from ragotel.analyzer.passthrough import Passthrough
-from ragotel.analyzer.receiver_grpc import OtlpGrpcServer
-from ragotel.analyzer.receiver_http import OtlpHttpApp
-from ragotel.analyzer.receiving import ExportHandler
-from ragotel.analyzer.selfmetrics import AnalyzerMetrics
-from ragotel.analyzer.windows import Windows
+from ragotel.analyzer.api.router import Handler, Router, add_builtin_routes
+from ragotel.analyzer.config.model import Config
+from ragotel.analyzer.receive.auth import TokenAuth, load_tls
+from ragotel.analyzer.receive.export import ExportHandler
+from ragotel.analyzer.receive.http_service import HttpService, bind
+from ragotel.analyzer.receive.ingest import Ingest
+from ragotel.analyzer.receive.otlp_grpc import OtlpGrpcServer
+from ragotel.analyzer.receive.otlp_http import OtlpHttpApp
+from ragotel.analyzer.receive.passthrough import Passthrough
+from ragotel.analyzer.receive.selfmetrics import AnalyzerMetrics
+from ragotel.analyzer.windows.store import Windows
 
 __all__ = ["Component", "Server"]
 

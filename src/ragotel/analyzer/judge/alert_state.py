@@ -14,17 +14,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
-from .diagnosis import Diagnoser
-from .rules import LabelKey, Rule, Sample, SignalSource, format_value, render_summary, signal_unit
-from .specs import RuleSpec
-from .state import StateStore
+from ragotel.analyzer.config.specs import RuleSpec
+from ragotel.analyzer.judge.diagnosis import Diagnoser
+from ragotel.analyzer.judge.rules import LabelKey, Rule, Sample, SignalSource, render_summary
+from ragotel.analyzer.state import StateStore
+from ragotel.analyzer.vocabulary import SEVERITY_ORDER, format_value, signal_unit
 
 __all__ = ["Alert", "AlertEngine", "AlertListener", "Notifier", "fingerprint", "iso_time"]
 
 _log = logging.getLogger("ragotel.analyzer.alerts")
-_SEVERITY_ORDER: Final = {"info": 0, "warning": 1, "critical": 2}
 
 
 def fingerprint(rule: str, labels: LabelKey | Mapping[str, str]) -> str:
@@ -382,7 +382,7 @@ class AlertEngine:
     def _change_severity(self, alert: Alert, spec: RuleSpec, severity: str, now: float) -> None:
         previous, alert.severity = alert.severity, severity
         alert.message = self._message(spec, alert)
-        worse = _SEVERITY_ORDER[severity] > _SEVERITY_ORDER[previous]
+        worse = SEVERITY_ORDER[severity] > SEVERITY_ORDER[previous]
         # Escalation is news and bypasses the cooldown; de-escalation only updates state (Alertmanager gets it).
         self._commit(alert, "firing", now, notify=worse, extra={"previous_severity": previous})
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .specs import RetrySpec
-from .state import StateStore
+from ragotel.analyzer.config.specs import RetrySpec
+from ragotel.analyzer.state import StateStore
 
 __all__ = ["Channel", "DeliveryError", "DeliveryStats", "Notification", "Outbox"]
 

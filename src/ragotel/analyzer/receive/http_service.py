@@ -10,8 +10,8 @@ from typing import Any
 
 import uvicorn
 
-from ragotel.analyzer.auth import TLSFiles
-from ragotel.analyzer.config import split_endpoint
+from ragotel.analyzer.config.model import split_endpoint
+from ragotel.analyzer.receive.auth import TLSFiles
 
 __all__ = ["HttpService", "bind"]
 

@@ -16,8 +16,9 @@ from urllib.parse import parse_qsl
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ragotel.analyzer.auth import TokenAuth
-from ragotel.analyzer.windows import SIGNALS, Windows
+from ragotel.analyzer.receive.auth import TokenAuth
+from ragotel.analyzer.vocabulary import SIGNALS
+from ragotel.analyzer.windows.store import Windows
 
 __all__ = ["Handler", "Request", "Response", "Router", "add_builtin_routes"]
 

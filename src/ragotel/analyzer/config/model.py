@@ -22,8 +22,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ragotel.analyzer.rules_builtin import BUILTIN_RULES_YAML, builtin_rules
-from ragotel.analyzer.specs import ChannelSpec, RecoverySpec, RuleSpec, check_references
+from ragotel.analyzer.config.builtin_rules import BUILTIN_RULES_YAML, builtin_rules
+from ragotel.analyzer.config.specs import ChannelSpec, RecoverySpec, RuleSpec, check_references
+from ragotel.analyzer.vocabulary import parse_duration, parse_size
 
 __all__ = [
     "DEFAULT_CONFIG_YAML",
@@ -39,37 +40,8 @@ __all__ = [
     "check_config",
     "deep_merge",
     "load_config",
-    "parse_duration",
-    "parse_size",
     "split_endpoint",
 ]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
-
-
-def parse_duration(value: Any) -> float:
-    """Return seconds from ``"250ms"``, ``"60s"``, ``"5m"``, ``"1h"``, ``"1d"`` or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise PydanticCustomError("duration", "expected a duration such as 60s, 5m, 1h or 250ms")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    raise PydanticCustomError("duration", "expected a duration such as 60s, 5m, 1h or 250ms")
-
-
-def parse_size(value: Any) -> int:
-    """Return bytes from ``"4MiB"``, ``"512KB"``, ``"1GiB"`` or a plain integer number of bytes."""
-    if isinstance(value, bool):
-        raise PydanticCustomError("size", "expected a size such as 4MiB, 512KiB or a number of bytes")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and (match := _SIZE.match(value)):
-        return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
-    raise PydanticCustomError("size", "expected a size such as 4MiB, 512KiB or a number of bytes")
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:

@@ -27,8 +27,7 @@ from typing import IO, Any, Final, Protocol
 
 import httpx
 
-from .alerts import Notifier
-from .specs import (
+from ragotel.analyzer.config.specs import (
     LABEL_VALUE_RE,
     SUBSTITUTABLE_LABELS,
     CommandActionSpec,
@@ -38,7 +37,9 @@ from .specs import (
     RuleSpec,
     WebhookActionSpec,
 )
-from .state import StateStore
+from ragotel.analyzer.judge.alert_state import Notifier
+from ragotel.analyzer.state import StateStore
+from ragotel.analyzer.vocabulary import url_without_credentials
 
 __all__ = [
     "ActionResult",
@@ -236,7 +237,7 @@ class RedisFlushAction:
     def describe(self, labels: Mapping[str, str]) -> dict[str, Any]:
         return {
             "pattern": render(self._spec.pattern, labels),
-            "url": _redact(self._spec.url) if self._spec.url else None,
+            "url": url_without_credentials(self._spec.url) if self._spec.url else None,
         }
 
     def run(self, labels: Mapping[str, str], alert: Mapping[str, Any], timeout: float) -> ActionResult:
@@ -264,11 +265,6 @@ class RedisFlushAction:
         except redis.RedisError as exc:
             return ActionResult("failed", {"error": f"{type(exc).__name__}: {exc}", "deleted": deleted})
         return ActionResult("succeeded", {"deleted": deleted, "pattern": pattern})
-
-
-def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
 
 
 def build_action(spec: RecoverySpec) -> RecoveryAction:

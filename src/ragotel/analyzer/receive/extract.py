@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from ragotel.analyzer.wire import ERROR_STATUS, any_value_text
+from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
 
 __all__ = [
     "LogBatch",

@@ -17,10 +17,10 @@ from typing import Protocol
 
 import psutil
 
-from ragotel.analyzer.extract import LogBatch, MetricBatch, TraceBatch
 from ragotel.analyzer.logfmt import LogLimiter
-from ragotel.analyzer.selfmetrics import AnalyzerMetrics
-from ragotel.analyzer.windows import Windows
+from ragotel.analyzer.receive.extract import LogBatch, MetricBatch, TraceBatch
+from ragotel.analyzer.receive.selfmetrics import AnalyzerMetrics
+from ragotel.analyzer.windows.store import Windows
 
 __all__ = ["Forwarder", "Ingest", "Refused"]
 

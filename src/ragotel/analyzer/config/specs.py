@@ -16,10 +16,9 @@ from pydantic import (
     model_validator,
 )
 
-from ragotel.analyzer.windows import SIGNALS
+from ragotel.analyzer.vocabulary import ACTION_IDS, CAUSE_IDS, SEVERITIES, SIGNALS, Severity, parse_duration
 
 __all__ = [
-    "ACTION_IDS",
     "LABEL_VALUE_RE",
     "SUBSTITUTABLE_LABELS",
     "AlertmanagerChannelSpec",
@@ -46,8 +45,6 @@ __all__ = [
 MATCH_LABELS: Final = ("service", "stage", "component", "model", "collection", "dependency", "kind")
 SUBSTITUTABLE_LABELS: Final = ("service", "stage", "component", "rule", "severity")
 LABEL_VALUE_RE: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-# Recovery actions the diagnosis recommends; a hook binds to one with `on: [restart_service]`.
-ACTION_IDS: Final = ("clear_cache", "restart_service", "failover", "scale_up", "rollback", "reindex", "investigate")
 
 
 def _known_signal(value: str) -> str:
@@ -58,17 +55,12 @@ def _known_signal(value: str) -> str:
 
 Signal = Annotated[str, AfterValidator(_known_signal)]
 Condition = Literal["greater_than", "less_than", "equals", "not_equals"]
-Severity = Literal["info", "warning", "critical"]
-_ALL_SEVERITIES: Final[tuple[Severity, ...]] = ("info", "warning", "critical")
 
 _NAME_RE = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$"
 _PLACEHOLDER_RE: Final = re.compile(r"\{([^{}]*)\}")
 
 
 def _duration(value: object) -> float:
-    # config.py imports this module for its field types, so its parser is imported when first used.
-    from .config import parse_duration  # noqa: PLC0415  import cycle with config.py
-
     seconds = parse_duration(value)
     if seconds < 0:
         raise ValueError(f"expected a non-negative duration, got {value!r}")
@@ -181,7 +173,7 @@ class RetrySpec(_Spec):
 
 class _ChannelBase(_Spec):
     name: str = Field(pattern=_NAME_RE)
-    severities: list[Severity] = Field(default_factory=lambda: list(_ALL_SEVERITIES))
+    severities: list[Severity] = Field(default_factory=lambda: list(SEVERITIES))
     send_resolved: bool = True
     timeout: Duration = 10.0
     retry: RetrySpec = Field(default_factory=RetrySpec)
@@ -368,8 +360,6 @@ def check_references(rules: Sequence[RuleSpec], channels: Sequence[Any], hooks: 
 
     Raises one ValueError listing every problem, each naming the entry (``recovery[0].on[1]``) and what was expected.
     """
-    from .diagnosis import CAUSE_IDS  # noqa: PLC0415  diagnosis imports this module
-
     problems = []
     for what, items in (("channels", channels), ("recovery", hooks)):
         seen: set[str] = set()

@@ -8,7 +8,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragotel.analyzer.config import AuthConfig, ConfigError, TLSConfig
+from ragotel.analyzer.config.model import AuthConfig, ConfigError, TLSConfig
 
 __all__ = ["TLSFiles", "TokenAuth", "load_tls"]
 

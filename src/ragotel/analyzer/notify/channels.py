@@ -16,9 +16,7 @@ from typing import Any, Final
 
 import httpx
 
-from .alerts import iso_time
-from .outbox import Channel, DeliveryError, Notification
-from .specs import (
+from ragotel.analyzer.config.specs import (
     AlertmanagerChannelSpec,
     ChannelSpec,
     EmailChannelSpec,
@@ -26,6 +24,9 @@ from .specs import (
     SlackChannelSpec,
     WebhookChannelSpec,
 )
+from ragotel.analyzer.judge.alert_state import iso_time
+from ragotel.analyzer.notify.outbox import Channel, DeliveryError, Notification
+from ragotel.analyzer.vocabulary import url_host_only
 
 __all__ = [
     "AlertmanagerChannel",
@@ -266,17 +267,13 @@ class _HttpChannel(_Base):
         try:
             resp = self._client.post(url, json=body, headers=dict(headers or {}))
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"POST {_redact(url)}: {type(exc).__name__}: {exc}") from exc
+            raise DeliveryError(f"POST {url_host_only(url)}: {type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 300:
             # 4xx other than 408/429 will not get better by retrying the same body.
             permanent = 400 <= resp.status_code < 500 and resp.status_code not in (408, 429)
-            raise DeliveryError(f"POST {_redact(url)}: HTTP {resp.status_code}: {resp.text[:200]}", permanent=permanent)
-
-
-def _redact(url: str) -> str:
-    # Slack webhook URLs are secrets: keep scheme and host only.
-    parsed = httpx.URL(url)
-    return f"{parsed.scheme}://{parsed.host}{':' + str(parsed.port) if parsed.port else ''}/..."
+            raise DeliveryError(
+                f"POST {url_host_only(url)}: HTTP {resp.status_code}: {resp.text[:200]}", permanent=permanent
+            )
 
 
 class LogChannel(_Base):

@@ -18,23 +18,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ragotel.analyzer.extract import LogBatch, MetricBatch, MetricPoint, TraceBatch
-from ragotel.analyzer.sketch import DistinctCounter, QuantileSketch
+from ragotel.analyzer.receive.extract import LogBatch, MetricBatch, MetricPoint, TraceBatch
+from ragotel.analyzer.vocabulary import LOG_SIGNALS, SIGNALS, SPAN_SIGNALS
+from ragotel.analyzer.windows.sketch import DistinctCounter, QuantileSketch
 
-__all__ = ["OVERFLOW", "PANES", "SPAN_SIGNALS", "SignalValue", "Windows"]
+__all__ = ["OVERFLOW", "PANES", "SignalValue", "Windows"]
 
 PANES = 12
 OVERFLOW = "_overflow_"
 """Label value of the series that takes what arrives once ``max_series`` series exist."""
-
-SPAN_SIGNALS = frozenset(
-    {"latency_p50", "latency_p95", "latency_p99", "latency_avg", "error_rate", "request_rate", "empty_retrieval_rate"}
-)
-METRIC_SIGNALS = frozenset(
-    {"dependency_health", "cpu_utilization", "memory_utilization", "disk_utilization", "memory_growth"}
-)
-LOG_SIGNALS = frozenset({"error_log_rate"})
-SIGNALS = SPAN_SIGNALS | METRIC_SIGNALS | LOG_SIGNALS
 
 _CPU = "system.cpu.utilization"
 _MEMORY = "system.memory.utilization"

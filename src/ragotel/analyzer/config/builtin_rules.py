@@ -9,7 +9,7 @@ from typing import Final
 
 import yaml
 
-from .specs import RuleSpec
+from ragotel.analyzer.config.specs import RuleSpec
 
 __all__ = ["BUILTIN_RULES_YAML", "builtin_rules"]
 

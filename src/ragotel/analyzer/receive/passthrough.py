@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import grpc
 import httpx
 
-from ragotel.analyzer.config import PassthroughConfig
-from ragotel.analyzer.selfmetrics import AnalyzerMetrics
+from ragotel.analyzer.config.model import PassthroughConfig
+from ragotel.analyzer.receive.selfmetrics import AnalyzerMetrics
 
 __all__ = ["Passthrough"]
 

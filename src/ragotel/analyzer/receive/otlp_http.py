@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ragotel.analyzer.auth import TokenAuth
-from ragotel.analyzer.ingest import Refused
-from ragotel.analyzer.payload import JSON, PROTOBUF, PayloadError, decompress, media_type
-from ragotel.analyzer.receiving import ExportHandler, status_body
+from ragotel.analyzer.receive.auth import TokenAuth
+from ragotel.analyzer.receive.export import ExportHandler, status_body
+from ragotel.analyzer.receive.ingest import Refused
+from ragotel.analyzer.receive.payload import JSON, PROTOBUF, PayloadError, decompress, media_type
 
 __all__ = ["OtlpHttpApp"]
 

@@ -12,34 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from .rules import SignalSource, format_value
-from .specs import RuleSpec
+from ragotel.analyzer.config.specs import RuleSpec
+from ragotel.analyzer.judge.rules import SignalSource
+from ragotel.analyzer.vocabulary import CAUSE_ACTIONS, format_value
 
-__all__ = ["CAUSE_IDS", "Cause", "Diagnoser", "Diagnosis", "StageShare", "StatsSource"]
+__all__ = ["Cause", "Diagnoser", "Diagnosis", "StageShare", "StatsSource"]
 
-# What to do about each kind of cause, most useful first. The seed's defaults are the first entries: high response
-# time -> clear cache; errors, memory leak, database connection -> restart service; dependency down -> failover.
-_ACTIONS: Final[dict[str, tuple[str, ...]]] = {
-    "latency": ("clear_cache", "scale_up", "failover"),
-    "errors": ("restart_service", "failover", "rollback"),
-    "dependency_down": ("failover", "restart_service"),
-    "load_spike": ("scale_up",),
-    "cpu_saturation": ("scale_up", "restart_service"),
-    "memory_saturation": ("restart_service", "scale_up"),
-    "disk_saturation": ("investigate",),
-    "memory_leak": ("restart_service", "rollback"),
-    "empty_index": ("reindex", "investigate"),
-    "retrieval_regression": ("rollback", "reindex"),
-    "code_regression": ("rollback",),
-    "unknown": ("investigate",),
-}
-_STAGES: Final = ("pipeline", "retrieval", "rerank", "embedding", "vector_db", "generation", "other")
-CAUSE_IDS: Final = frozenset(
-    {f"{stage}_{kind}" for stage in _STAGES for kind in ("latency", "errors")}
-    | {"dependency_down", "load_spike", "cpu_saturation", "memory_saturation", "disk_saturation", "memory_leak"}
-    | {"empty_index", "retrieval_regression", "code_regression", "unknown"}
-)
-"""Every ``primary_cause`` a diagnosis can name (a recovery hook may bind to one)."""
 _SLOWER: Final = 1.5
 _CHILD_STAGES: Final = frozenset({"embedding", "vector_db", "rerank"})
 
@@ -252,16 +230,16 @@ class Diagnoser:
             causes += self._error_causes(shares, labels)
         elif kind == "memory_growth":
             causes.append(
-                Cause("memory_leak", "process memory grows steadily over the window", 0.8, _ACTIONS["memory_leak"])
+                Cause("memory_leak", "process memory grows steadily over the window", 0.8, CAUSE_ACTIONS["memory_leak"])
             )
             causes += self._load_causes(service, now, weight=0.5)
         elif kind in ("cpu_utilization", "memory_utilization", "disk_utilization"):
             name = kind.replace("_utilization", "_saturation")
             causes.append(
-                Cause(name, f"{kind.replace('_', ' ')} at {format_value(value, 'ratio')}", 0.7, _ACTIONS[name])
+                Cause(name, f"{kind.replace('_', ' ')} at {format_value(value, 'ratio')}", 0.7, CAUSE_ACTIONS[name])
             )
             if kind == "memory_utilization" and any(v > 0 for _, v in growth):
-                causes.append(Cause("memory_leak", "process memory still growing", 0.5, _ACTIONS["memory_leak"]))
+                causes.append(Cause("memory_leak", "process memory still growing", 0.5, CAUSE_ACTIONS["memory_leak"]))
             causes += self._load_causes(service, now, weight=0.6)
         elif kind == "empty_retrieval_rate":
             causes += self._error_causes(shares, {"stage": "vector_db"}, weight=0.8)
@@ -270,7 +248,7 @@ class Diagnoser:
                     "empty_index",
                     "the collection is empty, or queries target the wrong collection or filter",
                     0.5,
-                    _ACTIONS["empty_index"],
+                    CAUSE_ACTIONS["empty_index"],
                     "retrieval",
                     labels.get("component"),
                 )
@@ -280,7 +258,7 @@ class Diagnoser:
                     "retrieval_regression",
                     "embedding model or chunking changed since the index was built",
                     0.3,
-                    _ACTIONS["retrieval_regression"],
+                    CAUSE_ACTIONS["retrieval_regression"],
                     "embedding",
                 )
             )
@@ -290,7 +268,7 @@ class Diagnoser:
                     "code_regression",
                     "latency rose with no slower stage or load to explain it",
                     0.3,
-                    _ACTIONS["code_regression"],
+                    CAUSE_ACTIONS["code_regression"],
                 )
             )
         for name, vals in host.items():
@@ -300,11 +278,16 @@ class Diagnoser:
             if peak >= limit and kind not in (name,):
                 causes.append(
                     Cause(
-                        cause_id, f"{name.replace('_', ' ')} at {format_value(peak, 'ratio')}", 0.4, _ACTIONS[cause_id]
+                        cause_id,
+                        f"{name.replace('_', ' ')} at {format_value(peak, 'ratio')}",
+                        0.4,
+                        CAUSE_ACTIONS[cause_id],
                     )
                 )
         if not causes:
-            causes.append(Cause("unknown", "no stage, dependency or resource stands out", 0.1, _ACTIONS["unknown"]))
+            causes.append(
+                Cause("unknown", "no stage, dependency or resource stands out", 0.1, CAUSE_ACTIONS["unknown"])
+            )
         ranked = self._rank(causes)
         actions = tuple(dict.fromkeys(a for c in ranked for a in c.actions))
         summary = self._summary(ranked[0], shares)
@@ -336,7 +319,7 @@ class Diagnoser:
                     "dependency_down",
                     f"dependency {dep} ({dep_kind}) fails its health check",
                     confidence,
-                    _ACTIONS["dependency_down"],
+                    CAUSE_ACTIONS["dependency_down"],
                     dep_kind if dep_kind in ("vector_db", "generation", "embedding") else None,
                     dep,
                 )
@@ -386,7 +369,7 @@ class Diagnoser:
                 f"{s.stage}/{s.component} accounts for {s.time_share * 100:.0f}% of pipeline time "
                 f"(p95 {format_value(s.p95, 's')}{usual}{why})"
             )
-            out.append(Cause(f"{s.stage}_latency", summary, confidence, _ACTIONS["latency"], s.stage, s.component))
+            out.append(Cause(f"{s.stage}_latency", summary, confidence, CAUSE_ACTIONS["latency"], s.stage, s.component))
         return out
 
     def _error_causes(
@@ -407,7 +390,7 @@ class Diagnoser:
                     f"{s.stage}/{s.component} fails {format_value(s.error_rate, 'ratio')} of calls "
                     f"({share * 100:.0f}% of the errors)",
                     confidence,
-                    _ACTIONS["errors"],
+                    CAUSE_ACTIONS["errors"],
                     s.stage,
                     s.component,
                 )
@@ -430,7 +413,7 @@ class Diagnoser:
                 "load_spike",
                 f"request rate {current_rate:.2f}/s is {ratio:.1f}x the usual {usual:.2f}/s",
                 weight * min(0.9, 0.3 + (ratio - 2.0) / 4.0),
-                _ACTIONS["load_spike"],
+                CAUSE_ACTIONS["load_spike"],
             )
         ]
 

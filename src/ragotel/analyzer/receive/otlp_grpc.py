@@ -15,11 +15,11 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from ragotel.analyzer.auth import TLSFiles, TokenAuth
-from ragotel.analyzer.config import GrpcReceiverConfig
-from ragotel.analyzer.ingest import Refused
-from ragotel.analyzer.payload import PROTOBUF, PayloadError
-from ragotel.analyzer.receiving import GRPC_CODES, ExportHandler
+from ragotel.analyzer.config.model import GrpcReceiverConfig
+from ragotel.analyzer.receive.auth import TLSFiles, TokenAuth
+from ragotel.analyzer.receive.export import GRPC_CODES, ExportHandler
+from ragotel.analyzer.receive.ingest import Refused
+from ragotel.analyzer.receive.payload import PROTOBUF, PayloadError
 
 __all__ = ["OtlpGrpcServer"]
 

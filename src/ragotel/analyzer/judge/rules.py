@@ -7,9 +7,10 @@ import statistics
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
-from .specs import GuardSpec, RuleSpec
+from ragotel.analyzer.config.specs import GuardSpec, RuleSpec
+from ragotel.analyzer.vocabulary import SEVERITY_ORDER
 
 __all__ = [
     "BurnRateRule",
@@ -21,12 +22,9 @@ __all__ = [
     "ThresholdRule",
     "build_rule",
     "compare",
-    "format_value",
-    "signal_unit",
 ]
 
 LabelKey = tuple[tuple[str, str], ...]
-_SEVERITY_ORDER: Final = {"info": 0, "warning": 1, "critical": 2}
 
 
 class _SignalValue(Protocol):
@@ -126,7 +124,7 @@ class ThresholdRule:
         spec = self.spec
         if compare(spec.condition, value, self._threshold):
             return spec.severity
-        if spec.warning_ratio is not None and _SEVERITY_ORDER[spec.severity] > _SEVERITY_ORDER["warning"]:
+        if spec.warning_ratio is not None and SEVERITY_ORDER[spec.severity] > SEVERITY_ORDER["warning"]:
             near = (
                 self._threshold / spec.warning_ratio
                 if spec.condition == "greater_than"
@@ -164,7 +162,7 @@ class BurnRateRule:
         assert spec.objective is not None
         self.spec = spec
         self._budget = 1.0 - spec.objective
-        self._levels = sorted(spec.burn_windows, key=lambda w: -_SEVERITY_ORDER[w.severity])
+        self._levels = sorted(spec.burn_windows, key=lambda w: -SEVERITY_ORDER[w.severity])
         shortest = min(w.short for w in spec.burn_windows)
         self._bucket = min(60.0, max(0.05, shortest / 6.0))
         self._horizon = max(w.long for w in spec.burn_windows)
@@ -289,42 +287,6 @@ def build_rule(spec: RuleSpec, *, window: float) -> Rule:
     if spec.type == "regression":
         return RegressionRule(spec, window=window)
     return ThresholdRule(spec)
-
-
-_UNITS: Final[dict[str, str]] = {
-    "latency_p50": "s",
-    "latency_p95": "s",
-    "latency_p99": "s",
-    "latency_avg": "s",
-    "error_rate": "ratio",
-    "empty_retrieval_rate": "ratio",
-    "cpu_utilization": "ratio",
-    "memory_utilization": "ratio",
-    "disk_utilization": "ratio",
-    "request_rate": "/s",
-    "memory_growth": "B/s",
-    "dependency_health": "",
-}
-
-
-def signal_unit(signal: str | None) -> str:
-    """The unit of a signal: ``s``, ``ratio``, ``/s``, ``B/s`` or empty."""
-    return _UNITS.get(signal or "", "")
-
-
-def format_value(value: float, unit: str) -> str:
-    """A human spelling of a value in its unit (``6.20 s``, ``12.5%``, ``3.0 MiB/min``)."""
-    if not math.isfinite(value):
-        return str(value)
-    if unit == "s":
-        return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.2f} s"
-    if unit == "ratio":
-        return f"{value * 100:.1f}%"
-    if unit == "/s":
-        return f"{value:.2f}/s"
-    if unit == "B/s":
-        return f"{value * 60 / (1024 * 1024):.1f} MiB/min"
-    return f"{value:g}"
 
 
 def render_summary(

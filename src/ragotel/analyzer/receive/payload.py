@@ -11,8 +11,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from ragotel.analyzer.otlp_json import JsonDecodeError, parse_otlp_json
-from ragotel.analyzer.wire import LeanTraceRequest
+from ragotel.analyzer.receive.otlp_json import JsonDecodeError, parse_otlp_json
+from ragotel.analyzer.receive.wire import LeanTraceRequest
 
 __all__ = [
     "JSON",

@@ -1,0 +1,1 @@
+"""The HTTP API: routing, every handler and its JSON, /metrics."""

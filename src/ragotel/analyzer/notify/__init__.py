@@ -1,0 +1,1 @@
+"""Notifying: notification channels and the outbox that retries their deliveries."""

@@ -1,0 +1,1 @@
+"""Recovering: recovery actions bound to alerts, their limits and their audit trail."""
