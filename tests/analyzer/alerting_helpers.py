@@ -20,7 +20,7 @@ from ragotel.analyzer.receive.extract import extract_metrics, extract_traces
 from ragotel.analyzer.receive.payload import PROTOBUF, decode
 from ragotel.analyzer.recover.recovery import RecoveryManager
 from ragotel.analyzer.state import StateStore
-from ragotel.analyzer.windows.store import Windows
+from ragotel.analyzer.windows import Windows
 
 T0 = 1_800_000_000.0
 DB_RULE = {

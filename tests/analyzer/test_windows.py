@@ -9,7 +9,8 @@ from tests.analyzer.analyzer_helpers import encoded_spans, gauge_request, log_re
 
 from ragotel.analyzer.receive.extract import extract_logs, extract_metrics, extract_traces
 from ragotel.analyzer.receive.payload import PROTOBUF, decode
-from ragotel.analyzer.windows.store import OVERFLOW, PANES, SignalValue, Windows
+from ragotel.analyzer.windows import OVERFLOW, PANES, Windows
+from ragotel.analyzer.windows.records import SignalValue
 
 T = 1_800_000_000.0
 

@@ -28,7 +28,7 @@ from ragotel.analyzer.receive.otlp_grpc import OtlpGrpcServer
 from ragotel.analyzer.receive.otlp_http import OtlpHttpApp
 from ragotel.analyzer.receive.passthrough import Passthrough
 from ragotel.analyzer.receive.selfmetrics import AnalyzerMetrics
-from ragotel.analyzer.windows.store import Windows
+from ragotel.analyzer.windows import Windows
 
 __all__ = ["Component", "Server"]
 

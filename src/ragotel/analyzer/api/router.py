@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ragotel.analyzer.receive.auth import TokenAuth
 from ragotel.analyzer.vocabulary import SIGNALS
-from ragotel.analyzer.windows.store import Windows
+from ragotel.analyzer.windows import Windows
 
 __all__ = ["Handler", "Request", "Response", "Router", "add_builtin_routes"]
 

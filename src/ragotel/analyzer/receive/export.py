@@ -16,17 +16,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from ragotel.analyzer.logfmt import LogLimiter
-from ragotel.analyzer.receive.extract import (
-    LogBatch,
-    MetricBatch,
-    TraceBatch,
-    extract_logs,
-    extract_metrics,
-    extract_traces,
-)
+from ragotel.analyzer.receive.extract import extract_logs, extract_metrics, extract_traces
 from ragotel.analyzer.receive.ingest import Ingest, Refused
 from ragotel.analyzer.receive.payload import JSON, PayloadError, decode
 from ragotel.analyzer.receive.selfmetrics import AnalyzerMetrics
+from ragotel.analyzer.windows.records import LogBatch, MetricBatch, TraceBatch
 
 __all__ = ["GRPC_CODES", "ExportHandler", "ExportResult", "status_body"]
 

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
+from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
 
 __all__ = [
-    "LogBatch",
-    "MetricBatch",
-    "MetricPoint",
-    "SpanGroup",
-    "TraceBatch",
     "extract_logs",
     "extract_metrics",
     "extract_traces",
@@ -42,63 +37,6 @@ _ZERO_COUNTS = frozenset({b"\x18\x00", b"\x21" + bytes(8), b"\x0a\x010"})  # int
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _ERROR_SEVERITY = 17  # SEVERITY_NUMBER_ERROR
-
-
-@dataclass(frozen=True, slots=True)
-class SpanGroup:
-    """Spans of one request sharing (service, stage, component, model, collection)."""
-
-    service: str
-    stage: str
-    component: str
-    model: str
-    collection: str
-    durations: list[float]  # seconds
-    errors: int
-    empty_retrievals: int
-    users: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class TraceBatch:
-    """The spans of one request the windows will count."""
-
-    groups: list[SpanGroup]
-    accepted: int
-    rejected: int
-    error_message: str
-
-
-@dataclass(frozen=True, slots=True)
-class MetricPoint:
-    """One data point reduced to a number: the value (gauge, sum) or the mean (histogram, summary)."""
-
-    service: str
-    name: str
-    attributes: tuple[tuple[str, str], ...]
-    kind: str
-    unit: str
-    time: float  # seconds since the epoch, from the point (0 when the exporter left it unset)
-    value: float
-    count: int  # observations behind a histogram/summary point; 1 for gauges and sums
-
-
-@dataclass(frozen=True, slots=True)
-class MetricBatch:
-    """The data points of one request."""
-
-    points: list[MetricPoint]
-    accepted: int
-    rejected: int
-    error_message: str
-
-
-@dataclass(frozen=True, slots=True)
-class LogBatch:
-    """Log record counts of one request per service: (records, error records)."""
-
-    services: dict[str, tuple[int, int]]
-    accepted: int
 
 
 _LABELS: dict[bytes, Any] = {}

@@ -18,9 +18,9 @@ from typing import Protocol
 import psutil
 
 from ragotel.analyzer.logfmt import LogLimiter
-from ragotel.analyzer.receive.extract import LogBatch, MetricBatch, TraceBatch
 from ragotel.analyzer.receive.selfmetrics import AnalyzerMetrics
-from ragotel.analyzer.windows.store import Windows
+from ragotel.analyzer.windows import Windows
+from ragotel.analyzer.windows.records import LogBatch, MetricBatch, TraceBatch
 
 __all__ = ["Forwarder", "Ingest", "Refused"]
 

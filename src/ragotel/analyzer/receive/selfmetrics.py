@@ -9,7 +9,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from ragotel.analyzer.windows.store import Windows
+from ragotel.analyzer.windows import Windows
 
 __all__ = ["AnalyzerMetrics"]
 

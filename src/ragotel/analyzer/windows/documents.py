@@ -1,0 +1,181 @@
+"""The documents the API and the diagnosis read from the windows: per-stage statistics, dependency health, series."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragotel import semconv
+from ragotel.analyzer.windows.signals import SignalWindows, window_slope
+from ragotel.analyzer.windows.store import MetricKey, SpanKey, Summary
+
+__all__ = ["Windows"]
+
+_DEP_HEALTH = semconv.M_DEPENDENCY_HEALTH
+_DEP_DURATION = semconv.M_DEPENDENCY_CHECK_DURATION
+_DEP_NAME = semconv.RAGOTEL_DEPENDENCY_NAME
+_DEP_KIND = semconv.RAGOTEL_DEPENDENCY_KIND
+
+
+class Windows(SignalWindows):
+    """Per-service, per-stage sliding-window statistics fed by the ingest worker: signals and the API documents.
+
+    Thread-safety: every public method takes ``lock``; the ingest worker writes, rules and the API read.
+    """
+
+    def stage_stats(self, service: str, *, now: float | None = None) -> list[dict[str, Any]]:
+        """Per (stage, component) of ``service``: count, rate, error_rate, p50, p95, p99, avg, time_share.
+
+        ``time_share`` is the stage's summed duration over the summed duration of the service's pipeline
+        spans (None when the window holds no pipeline span).
+        """
+        now = self._clock() if now is None else now
+        with self.lock:
+            return self._stage_rows(list(self._span_rows(now, coarse=True, service=service)), now)
+
+    def _stage_rows(self, rows: list[tuple[SpanKey, Summary]], now: float) -> list[dict[str, Any]]:
+        pipeline = sum(s.duration_sum for k, s in rows if k[1] == "pipeline")
+        out = []
+        for key, summary in sorted(rows, key=lambda r: r[0]):
+            row = {"stage": key[1], "component": key[2], **self._row(summary, key[1], now)}
+            row["time_share"] = summary.duration_sum / pipeline if pipeline > 0 else None
+            out.append(row)
+        return out
+
+    def _row(self, s: Summary, stage: str, now: float) -> dict[str, Any]:
+        p50, p95, p99 = s.sketch.quantiles((0.5, 0.95, 0.99))
+        row: dict[str, Any] = {
+            "count": s.count,
+            "rate": s.count / self._covered(now),
+            "error_rate": s.errors / s.count,
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
+            "avg": s.duration_sum / s.count,
+        }
+        if stage == "retrieval":
+            row["empty_retrieval_rate"] = s.empty / s.count
+        if stage == "pipeline":
+            row["success_rate"] = 1.0 - s.errors / s.count
+            row["users"] = s.users.estimate() if s.users is not None else 0
+        return row
+
+    def stats(
+        self, *, service: str | None = None, stage: str | None = None, now: float | None = None
+    ) -> dict[str, Any]:
+        """The ``/api/v1/stats`` document: per service, per (stage, component), with finer model/collection rows."""
+        now = self._clock() if now is None else now
+        with self.lock:
+            # time_share needs the pipeline rows even when another stage is asked for
+            wanted = frozenset({stage, "pipeline"}) if stage is not None else None
+            coarse: dict[str, list[tuple[SpanKey, Summary]]] = {}
+            for key, summary in self._span_rows(now, coarse=True, service=service, stages=wanted):
+                coarse.setdefault(key[0], []).append((key, summary))
+            fine: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+            only = frozenset({stage}) if stage is not None else None
+            for key, summary in self._span_rows(now, coarse=False, service=service, stages=only):
+                row = {"model": key[3], "collection": key[4], **self._row(summary, key[1], now)}
+                fine.setdefault(key[:3], []).append(row)
+            names = set(coarse) | set(self._logs) | self._metric_services()
+            resources = {
+                signal: {v.labels["service"]: v.value for v in self._metric_signal(signal, now)}
+                for signal in ("cpu_utilization", "memory_utilization", "disk_utilization", "memory_growth")
+            }
+            services = []
+            for name in sorted(names if service is None else names & {service}):
+                stages = self._stage_rows(coarse.get(name, []), now)
+                if stage is not None:
+                    stages = [r for r in stages if r["stage"] == stage]
+                for row in stages:
+                    row["series"] = sorted(
+                        fine.get((name, row["stage"], row["component"]), []),
+                        key=lambda r: (r["model"], r["collection"]),
+                    )
+                services.append(
+                    {
+                        "service": name,
+                        "stages": stages,
+                        "logs": self._log_row(name, now),
+                        "resources": {signal: values.get(name) for signal, values in resources.items()},
+                    }
+                )
+            return {
+                "window_seconds": self.window,
+                "covered_seconds": self._covered(now),
+                "time": now,
+                "services": services,
+                "totals": self.snapshot_counts(),
+            }
+
+    def _log_row(self, service: str, now: float) -> dict[str, Any]:
+        first = self._first_pane(now)
+        panes = [p for p in self._logs.get(service, ()) if p[0] >= first]
+        records = sum(p[1] for p in panes)
+        errors = sum(p[2] for p in panes)
+        return {"count": records, "errors": errors, "error_rate": errors / self._covered(now)}
+
+    def health(self, *, now: float | None = None) -> dict[str, Any]:
+        """The ``/api/v1/health`` document: latest dependency health per service."""
+        now = self._clock() if now is None else now
+        with self.lock:
+            durations = {_dependency_id(key): series.value for key, series in self._live(_DEP_DURATION, now)}
+            services: dict[str, list[dict[str, Any]]] = {}
+            for key, series in self._live(_DEP_HEALTH, now):
+                attrs = dict(key[2])
+                services.setdefault(key[0], []).append(
+                    {
+                        "name": attrs.get(_DEP_NAME, ""),
+                        "kind": attrs.get(_DEP_KIND, ""),
+                        "instance": attrs.get("service.instance.id", ""),
+                        "healthy": series.value >= 1.0,
+                        "value": series.value,
+                        "check_duration": durations.get(_dependency_id(key)),
+                        "last_seen": series.last_arrival,
+                        "attributes": attrs,
+                    }
+                )
+            return {
+                "time": now,
+                "services": [
+                    {
+                        "service": s,
+                        "healthy": all(d["healthy"] for d in deps),
+                        "dependencies": sorted(deps, key=lambda d: (d["name"], d["kind"], d["instance"])),
+                    }
+                    for s, deps in sorted(services.items())
+                ],
+            }
+
+    def metric_series(
+        self, *, service: str | None = None, name: str | None = None, limit: int = 1000, now: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Metric series with data in the window: latest value and the least-squares growth per second."""
+        now = self._clock() if now is None else now
+        out: list[dict[str, Any]] = []
+        with self.lock:
+            names = [name] if name is not None else sorted(self._metrics)
+            for metric_name in names:
+                for (svc, _, attributes), series in self._live(metric_name, now):
+                    if service is not None and svc != service:
+                        continue
+                    out.append(
+                        {
+                            "service": svc,
+                            "name": metric_name,
+                            "attributes": dict(attributes),
+                            "kind": series.kind,
+                            "unit": series.unit,
+                            "value": series.value,
+                            "count": series.count,
+                            "samples": len(series.samples),
+                            "growth": window_slope(series.samples, now - self.window),
+                            "last_seen": series.last_arrival,
+                        }
+                    )
+                    if len(out) >= limit:
+                        return out
+        return out
+
+
+def _dependency_id(key: MetricKey) -> tuple[str, str, str]:
+    attrs = dict(key[2])
+    return key[0], attrs.get(_DEP_NAME, ""), attrs.get("service.instance.id", "")

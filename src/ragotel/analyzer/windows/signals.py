@@ -1,0 +1,151 @@
+"""Signals: the values rules read (latency quantiles, rates, dependency health, utilisation, memory growth)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from ragotel import semconv
+from ragotel.analyzer.vocabulary import LOG_SIGNALS, SIGNALS, SPAN_SIGNALS
+from ragotel.analyzer.windows.records import SignalValue
+from ragotel.analyzer.windows.store import WindowStore
+
+__all__ = ["SignalWindows", "window_slope"]
+
+_DEP_HEALTH = semconv.M_DEPENDENCY_HEALTH
+_DEP_NAME = semconv.RAGOTEL_DEPENDENCY_NAME
+_DEP_KIND = semconv.RAGOTEL_DEPENDENCY_KIND
+
+_CPU = semconv.M_SYSTEM_CPU_UTILIZATION
+_MEMORY = semconv.M_SYSTEM_MEMORY_UTILIZATION
+_DISK = semconv.M_SYSTEM_FILESYSTEM_UTILIZATION
+_PROCESS_MEMORY = semconv.M_PROCESS_MEMORY_USAGE
+_STATE_KEYS = ("cpu.mode", "system.cpu.state", "system.memory.state", "system.filesystem.state", "state")
+
+
+class SignalWindows(WindowStore):
+    """The window store and the signals computed from it."""
+
+    def signal(
+        self, signal: str, match: Mapping[str, str] | None = None, *, now: float | None = None
+    ) -> list[SignalValue]:
+        """Current values of ``signal`` for every label set matching ``match`` (exact equality per label).
+
+        Span signals give one value per (service, stage, component) with data in the window; metric signals one
+        per service (``dependency_health`` per service, dependency and kind); series without data are absent.
+        Raises ValueError for an unknown signal.
+        """
+        if signal not in SIGNALS:
+            raise ValueError(f"unknown signal {signal!r}; expected one of: {', '.join(sorted(SIGNALS))}")
+        now = self._clock() if now is None else now
+        match = match or {}
+        with self.lock:
+            if signal in SPAN_SIGNALS:
+                values = self._span_signal(signal, now)
+            elif signal in LOG_SIGNALS:
+                covered = self._covered(now)
+                first = self._first_pane(now)
+                values = [
+                    SignalValue({"service": s}, sum(p[2] for p in panes if p[0] >= first) / covered)
+                    for s, panes in self._logs.items()
+                ]
+            else:
+                values = self._metric_signal(signal, now)
+        return [v for v in values if all(v.labels.get(k, "") == want for k, want in match.items())]
+
+    def _span_signal(self, signal: str, now: float) -> list[SignalValue]:
+        covered = self._covered(now)
+        out = []
+        for (service, stage, component, _, _), s in self._span_rows(now, coarse=True):
+            value: float | None
+            if signal == "request_rate":
+                value = s.count / covered
+            elif signal == "error_rate":
+                value = s.errors / s.count
+            elif signal == "latency_avg":
+                value = s.duration_sum / s.count
+            elif signal == "empty_retrieval_rate":
+                value = s.empty / s.count if stage == "retrieval" else None
+            else:
+                value = s.sketch.quantile(_QUANTILES[signal])
+            if value is not None:
+                out.append(SignalValue(_labels(service=service, stage=stage, component=component), value))
+        return out
+
+    def _metric_signal(self, signal: str, now: float) -> list[SignalValue]:
+        if signal == "dependency_health":
+            worst: dict[tuple[str, str, str], float] = {}
+            for (service, _, attributes), series in self._live(_DEP_HEALTH, now):
+                attrs = dict(attributes)
+                key = (
+                    service,
+                    attrs.get(_DEP_NAME, ""),
+                    attrs.get(_DEP_KIND, ""),
+                )
+                worst[key] = min(worst.get(key, math.inf), series.value)
+            return [SignalValue(_labels(service=s, dependency=d, kind=k), v) for (s, d, k), v in worst.items()]
+        if signal == "memory_growth":
+            growth: dict[str, float] = {}
+            for (service, _, _), series in self._live(_PROCESS_MEMORY, now):
+                slope = window_slope(series.samples, now - self.window)
+                if slope is not None:
+                    growth[service] = max(growth.get(service, -math.inf), slope)
+            return [SignalValue({"service": s}, v) for s, v in growth.items()]
+        name = {"cpu_utilization": _CPU, "memory_utilization": _MEMORY, "disk_utilization": _DISK}[signal]
+        per_service: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for (service, _, attributes), series in self._live(name, now):
+            per_service.setdefault(service, []).append((dict(attributes), series.value))
+        out = []
+        for service, points in per_service.items():
+            value = _utilization(signal, points)
+            if value is not None:
+                out.append(SignalValue({"service": service}, value))
+        return out
+
+
+_QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
+
+
+def _labels(**labels: str) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if v}
+
+
+def _state(attrs: Mapping[str, str]) -> str | None:
+    return next((attrs[k] for k in _STATE_KEYS if k in attrs), None)
+
+
+def _utilization(signal: str, points: list[tuple[dict[str, str], float]]) -> float | None:
+    """Reduce one service's latest utilization points to one fraction.
+
+    Without a state/mode attribute: the average (cpu, memory) or the maximum (disk, over filesystems).
+    With one (semconv's per-mode CPU, per-state memory and filesystem): CPU sums the non-idle modes of each
+    logical CPU and averages over CPUs; memory and disk keep the ``used`` state.
+    """
+    stated = [(a, v) for a, v in points if _state(a) is not None]
+    if stated and signal == "cpu_utilization":
+        busy: dict[tuple[str, str], float] = {}
+        for attrs, value in stated:
+            cpu = (attrs.get("service.instance.id", ""), attrs.get("cpu.logical_number", attrs.get("cpu", "")))
+            busy[cpu] = busy.get(cpu, 0.0) + (0.0 if _state(attrs) == "idle" else value)
+        values = list(busy.values())
+    elif stated:
+        values = [v for a, v in stated if _state(a) == "used"]
+    else:
+        values = [v for _, v in points]
+    if not values:
+        return None
+    return max(values) if signal == "disk_utilization" else sum(values) / len(values)
+
+
+def window_slope(samples: Iterable[tuple[float, float, float]], horizon: float) -> float | None:
+    """Least-squares slope (per second) of value over point time, for samples that arrived after ``horizon``."""
+    pts = [(t, v) for arrival, t, v in samples if arrival >= horizon]
+    if len(pts) < 2:
+        return None
+    n = len(pts)
+    mean_t = math.fsum(t for t, _ in pts) / n
+    mean_v = math.fsum(v for _, v in pts) / n
+    var = math.fsum((t - mean_t) ** 2 for t, _ in pts)
+    if var <= 0:
+        return None
+    return math.fsum((t - mean_t) * (v - mean_v) for t, v in pts) / var
