@@ -1,6 +1,7 @@
 """The analyzer daemon's lifecycle: startup -> tick loop -> graceful shutdown, and the component extension point.
 
-``Server`` wires receivers -> ingest -> windows, the API and the optional pass-through. ``start()``/``stop()``
+``Server`` builds the parts and connects them: receivers -> ingest -> windows -> alerting (judge -> notify,
+recover), the API and the optional pass-through. ``start()``/``stop()``
 run it in-process (tests, ``ragotel demo``); ``run()`` is the blocking daemon with SIGTERM/SIGINT handling
 (the handlers it replaced are restored on return). Shutdown stops the receivers first, then merges everything
 already accepted, stops the components, flushes the pass-through and closes the API last.
@@ -8,7 +9,6 @@ already accepted, stops the components, flushes the pass-through and closes the 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import threading
@@ -18,6 +18,9 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from ragotel.analyzer.alerting import Alerting
+from ragotel.analyzer.api.alerts import AlertsApi
+from ragotel.analyzer.api.metrics import AlertingCollector, AlertingMetrics
 from ragotel.analyzer.api.router import Handler, Router, add_builtin_routes
 from ragotel.analyzer.config.model import Config
 from ragotel.analyzer.receive.auth import TokenAuth, load_tls
@@ -33,7 +36,6 @@ from ragotel.analyzer.windows import Windows
 __all__ = ["Component", "Server"]
 
 _log = logging.getLogger("ragotel.analyzer.server")
-_EXTENSION = "ragotel.analyzer.alerting"
 
 
 class Component(Protocol):
@@ -90,18 +92,14 @@ class Server:
         self._lock = threading.Lock()
         self._exit = threading.Event()
         self._ticker: threading.Thread | None = None
-        self._attach_extensions()
+        # Judging, notifying and recovering: one component ticked with the others, its metrics and its API.
+        self.alerting = Alerting(config, self.windows, AlertingMetrics(self.registry))
+        self.registry.register(AlertingCollector(self.alerting))
+        self.add_component(self.alerting)
+        for method, path, handler in AlertsApi(self.alerting).routes():
+            self.add_route(method, path, handler)
 
-    # --- extension points ------------------------------------------------------------------------------------
-
-    def _attach_extensions(self) -> None:
-        try:
-            module = importlib.import_module(_EXTENSION)
-        except ModuleNotFoundError as exc:
-            if exc.name != _EXTENSION:
-                raise
-            return
-        module.attach(self)
+    # --- components and routes -------------------------------------------------------------------------------
 
     def add_component(self, component: Component) -> None:
         """Register a component; it is started with the server (or at once if the server already runs)."""
