@@ -18,7 +18,7 @@ from ragotel.analyzer.notify.channels import build_channel
 from ragotel.analyzer.notify.outbox import Channel, Outbox
 from ragotel.analyzer.receive.extract import extract_metrics, extract_traces
 from ragotel.analyzer.receive.payload import PROTOBUF, decode
-from ragotel.analyzer.recover.recovery import RecoveryManager
+from ragotel.analyzer.recover.manager import RecoveryManager
 from ragotel.analyzer.state import StateStore
 from ragotel.analyzer.windows import Windows
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from tests.analyzer.analyzer_helpers import free_ports_config
 
-from ragotel.analyzer.config.model import deep_merge, load_config
+from ragotel.analyzer.config.loading import deep_merge, load_config
 from ragotel.analyzer.server import Server
 
 

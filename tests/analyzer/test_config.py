@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from ragotel.analyzer.__main__ import main
-from ragotel.analyzer.config.model import Config, ConfigError, load_config
+from ragotel.analyzer.config.loading import ConfigError, load_config
+from ragotel.analyzer.config.model import Config
 from ragotel.analyzer.vocabulary import parse_duration, parse_size
 
 

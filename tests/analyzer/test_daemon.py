@@ -20,7 +20,7 @@ import yaml
 from tests.analyzer.analyzer_helpers import encoded_spans, free_ports_config
 from tests.servers import HttpReceiver
 
-from ragotel.analyzer.config.model import load_config
+from ragotel.analyzer.config.loading import load_config
 from ragotel.analyzer.server import Server
 
 GEN = {"ragotel.stage": "generation", "ragotel.component": "openai"}

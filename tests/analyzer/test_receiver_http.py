@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.trace.export import SpanExportResult
 from tests.analyzer.analyzer_helpers import T0_NS, api, emit_spans, encoded_spans, stage_row
 
-from ragotel.analyzer.config.model import ConfigError
+from ragotel.analyzer.config.loading import ConfigError
 from ragotel.analyzer.server import Server
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -254,7 +254,7 @@ def test_bearer_token_guards_receivers_and_api(
 
 def test_missing_token_source_is_a_config_error(tmp_path: Any) -> None:
     """A token variable that is unset stops the server before anything is bound, naming the key."""
-    from ragotel.analyzer.config.model import load_config
+    from ragotel.analyzer.config.loading import load_config
 
     config = load_config([], {"receivers": {"auth": {"token_env": "RAGOTEL_UNSET_VARIABLE_X"}}})
     with pytest.raises(ConfigError) as caught:

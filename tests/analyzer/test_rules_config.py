@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from ragotel.analyzer.config.model import DEFAULT_CONFIG_YAML, Config, check_config, load_config
+from ragotel.analyzer.config.loading import DEFAULT_CONFIG_YAML, check_config, load_config
+from ragotel.analyzer.config.model import Config
 from ragotel.analyzer.config.specs import CommandActionSpec, WebhookChannelSpec
 
 BUILTINS = [

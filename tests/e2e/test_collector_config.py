@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ragotel.analyzer.config.model import Config, check_config, load_config, split_endpoint
+from ragotel.analyzer.config.loading import check_config, load_config
+from ragotel.analyzer.config.model import Config, split_endpoint
 from ragotel.analyzer.config.specs import AlertmanagerChannelSpec, RuleSpec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from tests.servers import HttpReceiver
 
 import ragotel
-from ragotel.analyzer.config.model import load_config
+from ragotel.analyzer.config.loading import load_config
 from ragotel.analyzer.server import Server
 from ragotel.demo import DEMO_FAULTS, analyzer_overrides
 

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from tests.servers import AlertmanagerServer, HttpReceiver
 
-from ragotel.analyzer.config.model import load_config
+from ragotel.analyzer.config.loading import load_config
 from ragotel.analyzer.server import Server
 from ragotel.telemetry import Telemetry, pop, push
 

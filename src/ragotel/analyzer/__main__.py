@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ragotel.analyzer.config.model import DEFAULT_CONFIG_YAML, ConfigError, check_config, load_config
+from ragotel.analyzer.config.loading import DEFAULT_CONFIG_YAML, ConfigError, check_config, load_config
 from ragotel.analyzer.logfmt import configure_logging
 
 __all__ = ["main"]

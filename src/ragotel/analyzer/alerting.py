@@ -16,7 +16,7 @@ from ragotel.analyzer.judge.diagnosis import Diagnoser, StatsSource
 from ragotel.analyzer.judge.rules import build_rule
 from ragotel.analyzer.notify.channels import build_channel
 from ragotel.analyzer.notify.outbox import DeliveryStats, Outbox
-from ragotel.analyzer.recover.recovery import RecoveryManager, RecoveryStats
+from ragotel.analyzer.recover.manager import RecoveryManager, RecoveryStats
 from ragotel.analyzer.state import StateStore
 
 __all__ = ["Alerting", "AlertingStats"]

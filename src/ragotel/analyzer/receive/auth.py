@@ -8,7 +8,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragotel.analyzer.config.model import AuthConfig, ConfigError, TLSConfig
+from ragotel.analyzer.config.loading import ConfigError
+from ragotel.analyzer.config.model import AuthConfig, TLSConfig
 
 __all__ = ["TLSFiles", "TokenAuth", "load_tls"]
 
