@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from ragotel.analyzer.config.model import Config
 from ragotel.analyzer.judge.alert_state import AlertEngine
 from ragotel.analyzer.judge.diagnosis import Diagnoser, StatsSource
+from ragotel.analyzer.judge.records import Alert
 from ragotel.analyzer.judge.rules import build_rule
 from ragotel.analyzer.notify.channels import build_channel
 from ragotel.analyzer.notify.outbox import DeliveryStats, Outbox
@@ -60,7 +61,7 @@ class Alerting:
         self.outbox: Outbox | None = None
         self.recovery: RecoveryManager | None = None
         self.alert_counts: dict[tuple[str, str, str], int] = {}
-        self.active: list[dict[str, Any]] = []
+        self.active: list[Alert] = []
         self._last_prune = 0.0
 
     # -- Component ---------------------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ class Alerting:
             return
         self.engine.tick(now)
         self._publish()
-        firing = [a for a in self.active if a["status"] == "firing"]
+        firing = [a for a in self.active if a.status == "firing"]
         self.outbox.refresh(now, firing)
         self.recovery.tick(now, firing)
         if now - self._last_prune >= _PRUNE_EVERY:
@@ -117,6 +118,6 @@ class Alerting:
         active = [a.snapshot() for a in self.engine.active()] if self.engine is not None else []
         counts: dict[tuple[str, str, str], int] = {}
         for alert in active:
-            key = (alert["rule"], alert["status"], alert["severity"])
+            key = (alert.rule, alert.status, alert.severity)
             counts[key] = counts.get(key, 0) + 1
         self.active, self.alert_counts = active, counts

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime, timezone
 from typing import Any, Final, Literal
 
 import httpx
@@ -25,6 +26,7 @@ __all__ = [
     "STAGES",
     "Severity",
     "format_value",
+    "iso_time",
     "parse_duration",
     "parse_size",
     "signal_unit",
@@ -145,6 +147,16 @@ def parse_size(value: Any) -> int:
     if isinstance(value, str) and (match := _SIZE.match(value)):
         return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
     raise PydanticCustomError("size", "expected a size such as 4MiB, 512KiB or a number of bytes")
+
+
+# --- times ------------------------------------------------------------------------------------------------------------
+
+
+def iso_time(ts: float | None) -> str | None:
+    """RFC 3339 UTC with milliseconds, as Alertmanager and most receivers expect."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # --- URLs in messages ------------------------------------------------------------------------------------------------

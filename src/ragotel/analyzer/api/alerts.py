@@ -9,8 +9,8 @@ from typing import Any, Final
 
 from ragotel.analyzer.alerting import Alerting
 from ragotel.analyzer.api.router import Request, Response
-from ragotel.analyzer.judge.alert_state import iso_time
-from ragotel.analyzer.vocabulary import parse_duration
+from ragotel.analyzer.judge.records import Alert
+from ragotel.analyzer.vocabulary import iso_time, parse_duration
 
 __all__ = ["AlertsApi"]
 
@@ -73,7 +73,7 @@ class AlertsApi:
         if rows:
             for n in self._alerting.store.notifications(alert_ids=[r["id"] for r in rows], limit=limit * 20):
                 deliveries.setdefault(int(n["alert_id"]), []).append(_notification(n))
-        live = {a["id"]: a for a in self._alerting.active}
+        live = {a.id: a for a in self._alerting.active}
         alerts = [_alert(row, deliveries.get(int(row["id"]), []), live.get(row["id"])) for row in rows]
         return Response(200, _finite({"alerts": alerts, "count": len(alerts)}))
 
@@ -118,10 +118,10 @@ class AlertsApi:
         engine = self._alerting.engine
         active: dict[str, list[dict[str, Any]]] = {}
         for alert in self._alerting.active:
-            snap = {k: v for k, v in alert.items() if k != "diagnosis"}
+            snap = {k: v for k, v in alert.to_dict().items() if k != "diagnosis"}
             for key in ("active_since", "started_at", "resolved_at"):
                 snap[key] = iso_time(snap[key])
-            active.setdefault(alert["rule"], []).append(snap)
+            active.setdefault(alert.rule, []).append(snap)
         rules = []
         for rule in engine.rules:
             spec = rule.spec
@@ -158,11 +158,11 @@ class _BadQuery(ValueError):
     pass
 
 
-def _alert(row: Mapping[str, Any], deliveries: list[dict[str, Any]], live: Mapping[str, Any] | None) -> dict[str, Any]:
+def _alert(row: Mapping[str, Any], deliveries: list[dict[str, Any]], live: Alert | None) -> dict[str, Any]:
     """An episode as stored; for an active one, value, threshold and severity as of the last evaluation."""
     labels = row["labels"] or {}
     if live is not None:
-        row = {**row, "value": live["value"], "threshold": live["threshold"], "severity": live["severity"]}
+        row = {**row, "value": live.value, "threshold": live.threshold, "severity": live.severity}
     return {
         "id": row["id"],
         "fingerprint": row["fingerprint"],

@@ -13,16 +13,16 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from ragotel.analyzer.config.specs import RuleSpec
 from ragotel.analyzer.judge.diagnosis import Diagnoser
+from ragotel.analyzer.judge.records import Alert, Diagnosis
 from ragotel.analyzer.judge.rules import LabelKey, Rule, Sample, SignalSource, render_summary
 from ragotel.analyzer.state import StateStore
 from ragotel.analyzer.vocabulary import SEVERITY_ORDER, format_value, signal_unit
 
-__all__ = ["Alert", "AlertEngine", "AlertListener", "Notifier", "fingerprint", "iso_time"]
+__all__ = ["AlertEngine", "AlertEpisode", "AlertListener", "Notifier", "fingerprint"]
 
 _log = logging.getLogger("ragotel.analyzer.alerts")
 
@@ -34,16 +34,12 @@ def fingerprint(rule: str, labels: LabelKey | Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def iso_time(ts: float | None) -> str | None:
-    """RFC 3339 UTC with milliseconds, as Alertmanager and most receivers expect."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 @dataclass(slots=True)
-class Alert:
-    """One episode of one alert series; owned and mutated by the engine only (others get ``snapshot()``)."""
+class AlertEpisode:
+    """One episode of one alert series; owned and mutated by the engine only (others get ``snapshot()``).
+
+    ``diagnosis`` is kept as the state file stores it; ``snapshot()`` gives the typed record.
+    """
 
     fingerprint: str
     rule: str
@@ -65,26 +61,23 @@ class Alert:
     last_notified_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Plain data of the alert (times as epoch seconds) for channels, listeners and the outbox."""
-        return {
-            "id": self.id,
-            "fingerprint": self.fingerprint,
-            "rule": self.rule,
-            "status": self.state,
-            "severity": self.severity,
-            "labels": dict(self.labels),
-            "service": self.labels.get("service"),
-            "stage": self.labels.get("stage"),
-            "component": self.labels.get("component"),
-            "message": self.message,
-            "value": self.value,
-            "threshold": self.threshold,
-            "active_since": self.active_since,
-            "started_at": self.started_at,
-            "resolved_at": self.resolved_at,
-            "diagnosis": self.diagnosis,
-        }
+    def snapshot(self) -> Alert:
+        """The alert as a frozen record, for the outbox, channels, listeners and the API."""
+        return Alert(
+            id=self.id,
+            fingerprint=self.fingerprint,
+            rule=self.rule,
+            status=self.state,
+            severity=self.severity,
+            labels=dict(self.labels),
+            message=self.message,
+            value=self.value,
+            threshold=self.threshold,
+            active_since=self.active_since,
+            started_at=self.started_at,
+            resolved_at=self.resolved_at,
+            diagnosis=Diagnosis.from_dict(self.diagnosis) if self.diagnosis else None,
+        )
 
     def row(self, now: float) -> dict[str, Any]:
         return {
@@ -115,7 +108,7 @@ class Notifier(Protocol):
     def enqueue(
         self,
         kind: str,
-        alert: Mapping[str, Any],
+        alert: Alert,
         now: float,
         *,
         notify: bool,
@@ -129,9 +122,9 @@ class Notifier(Protocol):
 class AlertListener(Protocol):
     """Told about firing and resolved alerts after their transition committed (recovery hooks). Must not block."""
 
-    def on_firing(self, alert: Mapping[str, Any], spec: RuleSpec, now: float) -> None: ...
+    def on_firing(self, alert: Alert, spec: RuleSpec, now: float) -> None: ...
 
-    def on_resolved(self, alert: Mapping[str, Any], now: float) -> None: ...
+    def on_resolved(self, alert: Alert, now: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -173,7 +166,7 @@ class AlertEngine:
         self._absent_grace = absent_grace
         self._listeners = list(listeners)
         self._on_evaluation = on_evaluation
-        self._by_rule: dict[str, dict[str, Alert]] = {r.spec.name: {} for r in self.rules}
+        self._by_rule: dict[str, dict[str, AlertEpisode]] = {r.spec.name: {} for r in self.rules}
         self._cooldowns: dict[str, float] = {}
         self.health: dict[str, RuleHealth] = {r.spec.name: RuleHealth() for r in self.rules}
 
@@ -182,7 +175,7 @@ class AlertEngine:
         """Load pending and firing episodes and cooldowns from the store (call once, before the first tick)."""
         self._cooldowns = self._store.cooldowns()
         for row in self._store.active_alerts():
-            alert = Alert(
+            alert = AlertEpisode(
                 fingerprint=row["fingerprint"],
                 rule=row["rule"],
                 labels=dict(row["labels"]),
@@ -212,10 +205,10 @@ class AlertEngine:
             self._by_rule[alert.rule][alert.fingerprint] = alert
         _log.info("restored %d pending/firing alert(s) from %s", len(self.active()), self._store.path)
 
-    def active(self) -> list[Alert]:
+    def active(self) -> list[AlertEpisode]:
         return [a for alerts in self._by_rule.values() for a in alerts.values()]
 
-    def firing(self) -> list[Alert]:
+    def firing(self) -> list[AlertEpisode]:
         return [a for a in self.active() if a.state == "firing"]
 
     # -- evaluation ------------------------------------------------------------------------------------------------
@@ -257,7 +250,7 @@ class AlertEngine:
             alert = alerts.get(fp)
             if sample.active:
                 if alert is None:
-                    alert = Alert(
+                    alert = AlertEpisode(
                         fingerprint=fp,
                         rule=spec.name,
                         labels=dict(sample.labels),
@@ -291,7 +284,7 @@ class AlertEngine:
                 self._condition_false(alert, spec, now, since=max(alert.last_seen, alert.last_true), grace=grace)
 
     @staticmethod
-    def _observe(alert: Alert, sample: Sample, now: float, *, true: bool) -> None:
+    def _observe(alert: AlertEpisode, sample: Sample, now: float, *, true: bool) -> None:
         alert.last_seen = now
         alert.value = sample.value
         alert.threshold = sample.threshold
@@ -300,7 +293,7 @@ class AlertEngine:
         if sample.details:
             alert.extra["details"] = dict(sample.details)
 
-    def _condition_false(self, alert: Alert, spec: RuleSpec, now: float, *, since: float, grace: float) -> None:
+    def _condition_false(self, alert: AlertEpisode, spec: RuleSpec, now: float, *, since: float, grace: float) -> None:
         if alert.state == "pending":
             self._by_rule[spec.name].pop(alert.fingerprint, None)
             if alert.id is not None:
@@ -311,7 +304,7 @@ class AlertEngine:
             self._maybe_notify(alert, spec, now)
 
     # -- transitions -----------------------------------------------------------------------------------------------
-    def _message(self, spec: RuleSpec, alert: Alert) -> str:
+    def _message(self, spec: RuleSpec, alert: AlertEpisode) -> str:
         unit = "" if spec.type == "burn_rate" else signal_unit(spec.signal)
         values = {
             "value": alert.value,
@@ -334,26 +327,19 @@ class AlertEngine:
         )
         return render_summary(template, alert.labels, values, fmt)
 
-    def _diagnose(self, alert: Alert, spec: RuleSpec, now: float) -> None:
+    def _diagnose(self, alert: AlertEpisode, spec: RuleSpec, now: float) -> None:
         try:
             diagnosis, symptoms = self._diagnoser.diagnose(spec, alert.labels, alert.value, alert.threshold, now)
         except Exception as exc:  # noqa: BLE001  a diagnosis failure must not keep the alert from firing
             _log.warning("diagnosis of %s failed: %r", spec.name, exc)
-            alert.diagnosis = {
-                "primary_cause": "unknown",
-                "confidence": 0.0,
-                "possible_causes": [],
-                "recommended_actions": [],
-                "summary": f"diagnosis failed: {type(exc).__name__}",
-                "attribution": [],
-            }
+            alert.diagnosis = Diagnosis.failed(exc).to_dict()
             return
         alert.diagnosis = diagnosis.to_dict()
         if alert.extra.get("details"):
             symptoms["details"] = alert.extra["details"]
         alert.symptoms = symptoms
 
-    def _fire(self, alert: Alert, spec: RuleSpec, now: float) -> None:
+    def _fire(self, alert: AlertEpisode, spec: RuleSpec, now: float) -> None:
         alert.state = "firing"
         alert.started_at = now
         self._diagnose(alert, spec, now)
@@ -365,7 +351,7 @@ class AlertEngine:
         for listener in self._listeners:
             listener.on_firing(alert.snapshot(), spec, now)
 
-    def _maybe_notify(self, alert: Alert, spec: RuleSpec, now: float) -> None:
+    def _maybe_notify(self, alert: AlertEpisode, spec: RuleSpec, now: float) -> None:
         """A firing alert whose notification was held by the cooldown, or is due for a repeat."""
         if alert.state != "firing":
             return
@@ -379,14 +365,14 @@ class AlertEngine:
         ):
             self._commit(alert, "firing", now, notify=True, extra={"repeat": True})
 
-    def _change_severity(self, alert: Alert, spec: RuleSpec, severity: str, now: float) -> None:
+    def _change_severity(self, alert: AlertEpisode, spec: RuleSpec, severity: str, now: float) -> None:
         previous, alert.severity = alert.severity, severity
         alert.message = self._message(spec, alert)
         worse = SEVERITY_ORDER[severity] > SEVERITY_ORDER[previous]
         # Escalation is news and bypasses the cooldown; de-escalation only updates state (Alertmanager gets it).
         self._commit(alert, "firing", now, notify=worse, extra={"previous_severity": previous})
 
-    def _resolve(self, alert: Alert, now: float) -> None:
+    def _resolve(self, alert: AlertEpisode, now: float) -> None:
         alert.state = "resolved"
         alert.resolved_at = now
         self._by_rule.get(alert.rule, {}).pop(alert.fingerprint, None)
@@ -395,15 +381,15 @@ class AlertEngine:
         for listener in self._listeners:
             listener.on_resolved(alert.snapshot(), now)
 
-    def _cooldown_over(self, alert: Alert, spec: RuleSpec, now: float) -> bool:
+    def _cooldown_over(self, alert: AlertEpisode, spec: RuleSpec, now: float) -> bool:
         last = self._cooldowns.get(alert.fingerprint)
         return last is None or now - last >= spec.cooldown
 
-    def _save(self, alert: Alert, now: float) -> None:
+    def _save(self, alert: AlertEpisode, now: float) -> None:
         alert.id = self._store.save_alert(alert.id, alert.row(now))
 
     def _commit(
-        self, alert: Alert, kind: str, now: float, *, notify: bool, extra: Mapping[str, Any] | None = None
+        self, alert: AlertEpisode, kind: str, now: float, *, notify: bool, extra: Mapping[str, Any] | None = None
     ) -> None:
         if notify and kind == "firing":
             alert.notified = True

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from ragotel.analyzer.config.specs import RuleSpec
+from ragotel.analyzer.judge.records import Cause, Diagnosis, StageShare
 from ragotel.analyzer.judge.rules import SignalSource
 from ragotel.analyzer.vocabulary import CAUSE_ACTIONS, format_value
 
-__all__ = ["Cause", "Diagnoser", "Diagnosis", "StageShare", "StatsSource"]
+__all__ = ["Diagnoser", "StatsSource"]
 
 _SLOWER: Final = 1.5
 _CHILD_STAGES: Final = frozenset({"embedding", "vector_db", "rerank"})
@@ -28,76 +29,6 @@ class StatsSource(SignalSource, Protocol):
     def stage_stats(self, service: str, *, now: float | None = None) -> list[dict[str, Any]]: ...
 
     def services(self) -> list[str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Cause:
-    """One possible cause; ``cause`` is a stable id (documented in docs/analyzer.md)."""
-
-    cause: str
-    summary: str
-    confidence: float
-    actions: tuple[str, ...]
-    stage: str | None = None
-    component: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cause": self.cause,
-            "summary": self.summary,
-            "confidence": round(self.confidence, 3),
-            "actions": list(self.actions),
-            "stage": self.stage,
-            "component": self.component,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class StageShare:
-    """Where a service's time and errors went, per stage and component, over the current window."""
-
-    stage: str
-    component: str
-    time_share: float
-    p95: float
-    error_rate: float
-    count: float
-    usual_p95: float | None
-    status: str  # normal | slow | failing
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "component": self.component,
-            "time_share": round(self.time_share, 4),
-            "p95": self.p95,
-            "error_rate": self.error_rate,
-            "count": self.count,
-            "usual_p95": self.usual_p95,
-            "status": self.status,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Diagnosis:
-    """The ranked causes of one alert; ``primary_cause`` is the id of the first."""
-
-    primary_cause: str
-    confidence: float
-    possible_causes: tuple[Cause, ...]
-    recommended_actions: tuple[str, ...]
-    summary: str
-    attribution: tuple[StageShare, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "primary_cause": self.primary_cause,
-            "confidence": round(self.confidence, 3),
-            "possible_causes": [c.to_dict() for c in self.possible_causes],
-            "recommended_actions": list(self.recommended_actions),
-            "summary": self.summary,
-            "attribution": [s.to_dict() for s in self.attribution],
-        }
 
 
 @dataclass(slots=True)

@@ -24,9 +24,8 @@ from ragotel.analyzer.config.specs import (
     SlackChannelSpec,
     WebhookChannelSpec,
 )
-from ragotel.analyzer.judge.alert_state import iso_time
 from ragotel.analyzer.notify.outbox import Channel, DeliveryError, Notification
-from ragotel.analyzer.vocabulary import url_host_only
+from ragotel.analyzer.vocabulary import iso_time, url_host_only
 
 __all__ = [
     "AlertmanagerChannel",
@@ -58,13 +57,13 @@ def _env_headers(headers_env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _status(n: Notification) -> str:
-    return "resolved" if n.kind == "resolved" else str(n.alert.get("status") or "firing")
+    return "resolved" if n.kind == "resolved" else (n.alert.status or "firing")
 
 
 # -- formats -------------------------------------------------------------------------------------------------------
 def webhook_payload(n: Notification) -> dict[str, Any]:
     """The JSON object of DESIGN.md section 4 (plus ``event``, ``fingerprint``, ``labels`` and times)."""
-    alert = n.alert
+    alert = n.alert.to_dict()
     diagnosis = alert.get("diagnosis") or {}
     payload: dict[str, Any] = {
         "rule": alert["rule"],
@@ -101,7 +100,7 @@ def webhook_payload(n: Notification) -> dict[str, Any]:
 
 
 def _headline(n: Notification) -> str:
-    alert = n.alert
+    alert = n.alert.to_dict()
     where = "/".join(str(alert[k]) for k in ("stage", "component") if alert.get(k))
     label = "ESCALATION" if n.kind == "escalation" else _status(n).upper()
     scope = f"{alert.get('service') or '-'}" + (f" {where}" if where else "")
@@ -125,7 +124,7 @@ def _escalation_text(extra: Mapping[str, Any]) -> str:
 
 def slack_message(n: Notification) -> dict[str, Any]:
     """A Slack incoming-webhook message: ``text`` (notification fallback) and Block Kit ``blocks``."""
-    alert = n.alert
+    alert = n.alert.to_dict()
     diagnosis = alert.get("diagnosis") or {}
     emoji = {"firing": ":red_circle:", "resolved": ":large_green_circle:", "escalation": ":rotating_light:"}
     headline = f"{emoji.get(n.kind, ':red_circle:')} {_headline(n)}"
@@ -166,7 +165,7 @@ def slack_message(n: Notification) -> dict[str, Any]:
 
 def email_message(n: Notification, spec: EmailChannelSpec) -> EmailMessage:
     """A plain-text email with the alert, its diagnosis and the machine-readable payload."""
-    alert = n.alert
+    alert = n.alert.to_dict()
     diagnosis = alert.get("diagnosis") or {}
     msg = EmailMessage()
     msg["Subject"] = f"{spec.subject_prefix} {_headline(n)}".strip()
@@ -204,7 +203,7 @@ def alertmanager_alerts(
     replica sends the same label set and Alertmanager deduplicates. Firing alerts end ``4 x resend_interval`` from
     now, like Prometheus, so an analyzer that stops refreshing lets them resolve on their own.
     """
-    alert = n.alert
+    alert = n.alert.to_dict()
     labels = {"alertname": str(alert["rule"]), "severity": str(alert["severity"])}
     labels.update({k: str(v) for k, v in (alert.get("labels") or {}).items()})
     diagnosis = alert.get("diagnosis") or {}

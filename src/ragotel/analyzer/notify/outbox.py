@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ragotel.analyzer.config.specs import RetrySpec
+from ragotel.analyzer.judge.records import Alert
 from ragotel.analyzer.state import StateStore
 
 __all__ = ["Channel", "DeliveryError", "DeliveryStats", "Notification", "Outbox"]
@@ -36,7 +37,7 @@ class Notification:
     """What a channel formats: the event (``firing``, ``resolved``, ``escalation``), the alert, event extras."""
 
     kind: str
-    alert: Mapping[str, Any]
+    alert: Alert
     extra: Mapping[str, Any]
     created_at: float
 
@@ -93,7 +94,7 @@ class Outbox:
     def enqueue(
         self,
         kind: str,
-        alert: Mapping[str, Any],
+        alert: Alert,
         now: float,
         *,
         notify: bool,
@@ -101,23 +102,23 @@ class Outbox:
         targets: Sequence[str] | None = None,
     ) -> None:
         """Queue ``kind`` for every channel it concerns. Call inside the store transaction of the transition."""
-        payload = {"alert": dict(alert), "extra": dict(extra or {})}
-        fp = str(alert["fingerprint"])
+        payload = {"alert": alert.to_dict(), "extra": dict(extra or {})}
+        fp = alert.fingerprint
         for channel in self.channels.values():
             if targets is not None and channel.name not in targets:
                 continue
-            if alert.get("severity") not in channel.severities:
+            if alert.severity not in channel.severities:
                 continue
             if channel.stateful:
                 key = f"{fp}:escalation:{(extra or {}).get('hook')}" if kind == "escalation" else fp
-                self._store.enqueue(channel.name, key, alert.get("id"), kind, payload, now=now, coalesce=True)
+                self._store.enqueue(channel.name, key, alert.id, kind, payload, now=now, coalesce=True)
                 continue
             if kind == "resolved" and not channel.send_resolved:
                 continue
             if notify or kind == "escalation":
-                self._store.enqueue(channel.name, fp, alert.get("id"), kind, payload, now=now)
+                self._store.enqueue(channel.name, fp, alert.id, kind, payload, now=now)
 
-    def refresh(self, now: float, firing: Sequence[Mapping[str, Any]]) -> None:
+    def refresh(self, now: float, firing: Sequence[Alert]) -> None:
         """Re-queue firing alerts for stateful channels every ``resend_interval`` (so their ``endsAt`` moves on)."""
         due = [
             c
@@ -130,10 +131,10 @@ class Outbox:
             for channel in due:
                 self._last_refresh[channel.name] = now
                 for alert in firing:
-                    if alert.get("severity") in channel.severities:
-                        payload = {"alert": dict(alert), "extra": {"refresh": True}}
+                    if alert.severity in channel.severities:
+                        payload = {"alert": alert.to_dict(), "extra": {"refresh": True}}
                         self._store.enqueue(
-                            channel.name, str(alert["fingerprint"]), alert.get("id"), "firing", payload,
+                            channel.name, alert.fingerprint, alert.id, "firing", payload,
                             now=now, coalesce=True,
                         )  # fmt: skip
         self.wake()
@@ -185,13 +186,10 @@ class Outbox:
             return False
         batches = [rows[i : i + channel.max_batch] for i in range(0, len(rows), channel.max_batch)]
         for batch in batches:
-            notifications = [
-                Notification(r["kind"], r["payload"]["alert"], r["payload"].get("extra", {}), r["created_at"])
-                for r in batch
-            ]
             ids = [int(r["id"]) for r in batch]
             started = time.perf_counter()
             try:
+                notifications = [_notification(r) for r in batch]  # a malformed stored row fails like a send
                 channel.send(notifications, time.time())
             except Exception as exc:  # noqa: BLE001  any channel failure is recorded and retried, never raised
                 self._failed(channel, batch, exc)
@@ -217,3 +215,8 @@ class Outbox:
             "giving up" if give_up else f"retry in {delay:.1f}s",
             error,
         )
+
+
+def _notification(row: Mapping[str, Any]) -> Notification:
+    payload = row["payload"]
+    return Notification(row["kind"], Alert.from_dict(payload["alert"]), payload.get("extra", {}), row["created_at"])

@@ -21,6 +21,7 @@ from ragotel.analyzer.config.specs import (
     RuleSpec,
 )
 from ragotel.analyzer.judge.alert_state import Notifier
+from ragotel.analyzer.judge.records import Alert
 from ragotel.analyzer.recover.actions import ActionResult, RecoveryAction, UnsafeLabelError, build_action
 from ragotel.analyzer.state import StateStore
 
@@ -83,31 +84,33 @@ class RecoveryManager:
         futures.wait(running, timeout=timeout)
 
     @staticmethod
-    def reasons(alert: Mapping[str, Any]) -> set[str]:
+    def reasons(alert: Alert) -> set[str]:
         """What ``on`` entries match: the rule, the primary cause, and the first action recommended for it."""
-        diagnosis = alert.get("diagnosis") or {}
-        out = {str(alert["rule"])}
-        if diagnosis.get("primary_cause"):
-            out.add(str(diagnosis["primary_cause"]))
-        causes = diagnosis.get("possible_causes") or []
-        if causes and causes[0].get("actions"):
-            out.add(str(causes[0]["actions"][0]))
+        out = {alert.rule}
+        diagnosis = alert.diagnosis
+        if diagnosis is None:
+            return out
+        if diagnosis.primary_cause:
+            out.add(diagnosis.primary_cause)
+        causes = diagnosis.possible_causes
+        if causes and causes[0].actions:
+            out.add(causes[0].actions[0])
         return out
 
     # -- AlertListener -----------------------------------------------------------------------------------------
-    def on_firing(self, alert: Mapping[str, Any], spec: RuleSpec, now: float) -> None:
+    def on_firing(self, alert: Alert, spec: RuleSpec, now: float) -> None:
         self._consider(alert, now)
 
-    def on_resolved(self, alert: Mapping[str, Any], now: float) -> None:
+    def on_resolved(self, alert: Alert, now: float) -> None:
         with self._lock:
-            done = [rid for rid, r in self._verifications.items() if r.get("alert_id") == alert.get("id")]
+            done = [rid for rid, r in self._verifications.items() if r.get("alert_id") == alert.id]
             for rid in done:
                 del self._verifications[rid]
         for rid in done:
             self._store.update_recovery(rid, {"verification": "resolved"})
 
     # -- periodic ------------------------------------------------------------------------------------------------
-    def tick(self, now: float, firing: Sequence[Mapping[str, Any]]) -> None:
+    def tick(self, now: float, firing: Sequence[Alert]) -> None:
         """Retry hooks of still-firing alerts whose cooldown has passed, and escalate failed verifications."""
         for alert in firing:
             self._consider(alert, now)
@@ -117,12 +120,12 @@ class RecoveryManager:
                 del self._verifications[record["id"]]
         for record in due:
             rid = int(record["id"])
-            still = any(a.get("id") == record.get("alert_id") for a in firing)
+            still = any(a.id == record.get("alert_id") for a in firing)
             if not still:
                 self._store.update_recovery(rid, {"verification": "resolved"})
                 continue
             self._store.update_recovery(rid, {"verification": "escalated"})
-            alert = next(a for a in firing if a.get("id") == record.get("alert_id"))
+            alert = next(a for a in firing if a.id == record.get("alert_id"))
             hook = next((h for h in self._hooks if h.spec.name == record["hook"]), None)
             within = hook.spec.verify_within if hook else 0.0
             self._escalate(
@@ -138,11 +141,11 @@ class RecoveryManager:
                 now,
             )
 
-    def _consider(self, alert: Mapping[str, Any], now: float) -> None:
-        if alert.get("status") != "firing":
+    def _consider(self, alert: Alert, now: float) -> None:
+        if alert.status != "firing":
             return
         reasons = self.reasons(alert)
-        labels = {**(alert.get("labels") or {}), "rule": str(alert["rule"]), "severity": str(alert["severity"])}
+        labels = {**alert.labels, "rule": alert.rule, "severity": alert.severity}
         for hook in self._hooks:
             spec = hook.spec
             if not reasons.intersection(spec.on) or not _selected(spec.match, labels):
@@ -167,33 +170,31 @@ class RecoveryManager:
             self._start(hook, alert, labels, target, now)
 
     # -- running -------------------------------------------------------------------------------------------------
-    def _base_record(
-        self, hook: _Hook, alert: Mapping[str, Any], target: str, now: float, command: Any
-    ) -> dict[str, Any]:
-        diagnosis = alert.get("diagnosis") or {}
+    def _base_record(self, hook: _Hook, alert: Alert, target: str, now: float, command: Any) -> dict[str, Any]:
+        cause = alert.diagnosis.primary_cause if alert.diagnosis is not None else "unknown"
         return {
             "hook": hook.spec.name,
             "action": hook.action.type,
             "target": target,
-            "alert_id": alert.get("id"),
-            "fingerprint": alert.get("fingerprint"),
-            "rule": alert.get("rule"),
-            "service": alert.get("service"),
-            "reason": f"{alert.get('rule')} firing; primary cause {diagnosis.get('primary_cause', 'unknown')}",
+            "alert_id": alert.id,
+            "fingerprint": alert.fingerprint,
+            "rule": alert.rule,
+            "service": alert.service,
+            "reason": f"{alert.rule} firing; primary cause {cause}",
             "command": command,
             "dry_run": int(hook.spec.dry_run),
             "started_at": now,
         }
 
     def _audit_skip(
-        self, hook: _Hook, alert: Mapping[str, Any], labels: Mapping[str, str], target: str, now: float, why: str
+        self, hook: _Hook, alert: Alert, labels: Mapping[str, str], target: str, now: float, why: str
     ) -> None:
         record = self._base_record(hook, alert, target, now, {})
         record.update(status="skipped", detail={"reason": why}, finished_at=now)
         self._store.insert_recovery(record)
         self._count(hook.spec.name, "skipped")
 
-    def _start(self, hook: _Hook, alert: Mapping[str, Any], labels: Mapping[str, str], target: str, now: float) -> None:
+    def _start(self, hook: _Hook, alert: Alert, labels: Mapping[str, str], target: str, now: float) -> None:
         try:
             command = hook.action.describe(labels)
         except UnsafeLabelError as exc:
@@ -208,14 +209,14 @@ class RecoveryManager:
             record.update(status="dry_run", detail={"note": "dry run: nothing was executed"}, finished_at=now)
             self._store.insert_recovery(record)
             self._count(hook.spec.name, "dry_run")
-            _log.warning("recovery %s (dry run) would run %s for %s", hook.spec.name, command, alert.get("rule"))
+            _log.warning("recovery %s (dry run) would run %s for %s", hook.spec.name, command, alert.rule)
             return
         record["status"] = "running"
         rid = self._store.insert_recovery(record)
         with self._lock:
             self._in_flight.add((hook.spec.name, target))
-        _log.warning("recovery %s: running %s %s for %s", hook.spec.name, hook.action.type, command, alert.get("rule"))
-        future = self._pool.submit(self._run, hook, dict(alert), dict(labels), target, rid)
+        _log.warning("recovery %s: running %s %s for %s", hook.spec.name, hook.action.type, command, alert.rule)
+        future = self._pool.submit(self._run, hook, alert, dict(labels), target, rid)
         with self._lock:
             self._futures.add(future)
         future.add_done_callback(self._forget)
@@ -224,11 +225,11 @@ class RecoveryManager:
         with self._lock:
             self._futures.discard(future)
 
-    def _run(self, hook: _Hook, alert: dict[str, Any], labels: dict[str, str], target: str, rid: int) -> None:
+    def _run(self, hook: _Hook, alert: Alert, labels: dict[str, str], target: str, rid: int) -> None:
         """On a pool thread: run, record, escalate on failure, arm verification on success."""
         try:
             try:
-                result = hook.action.run(labels, alert, hook.spec.timeout)
+                result = hook.action.run(labels, alert.to_dict(), hook.spec.timeout)
             except Exception as exc:  # noqa: BLE001  a broken action is a failed recovery, never a dead pool
                 result = ActionResult("failed", {"error": f"{type(exc).__name__}: {exc}"})
             finished = time.time()
@@ -240,7 +241,7 @@ class RecoveryManager:
             if result.status == "succeeded":
                 pending = {"id": rid, "hook": hook.spec.name, "action": hook.action.type, **fields}
                 with self._lock:
-                    self._verifications[rid] = {**pending, "alert_id": alert.get("id")}
+                    self._verifications[rid] = {**pending, "alert_id": alert.id}
                 _log.warning("recovery %s succeeded: %s", hook.spec.name, dict(result.detail))
             else:
                 _log.error("recovery %s %s: %s", hook.spec.name, result.status, dict(result.detail))
@@ -261,7 +262,7 @@ class RecoveryManager:
             with self._lock:
                 self._in_flight.discard((hook.spec.name, target))
 
-    def _escalate(self, alert: Mapping[str, Any], targets: list[str] | None, extra: dict[str, Any], now: float) -> None:
+    def _escalate(self, alert: Alert, targets: list[str] | None, extra: dict[str, Any], now: float) -> None:
         with self._store.transaction():
             self._notifier.enqueue("escalation", alert, now, notify=True, extra=extra, targets=targets)
         self._notifier.wake()
