@@ -7,99 +7,24 @@ per-alert cooldown across the crash.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ragotel.analyzer.config.specs import RuleSpec
 from ragotel.analyzer.judge.diagnosis import Diagnoser
+from ragotel.analyzer.judge.episode import AlertEpisode, fingerprint
 from ragotel.analyzer.judge.records import Alert, Diagnosis
-from ragotel.analyzer.judge.rules import LabelKey, Rule, Sample, SignalSource, render_summary
+from ragotel.analyzer.judge.rules import Rule, Sample, SignalSource, render_summary
 from ragotel.analyzer.state import StateStore
 from ragotel.analyzer.vocabulary import SEVERITY_ORDER, format_value, signal_unit
 
-__all__ = ["AlertEngine", "AlertEpisode", "AlertListener", "Notifier", "fingerprint"]
+__all__ = ["AlertEngine", "AlertListener", "Notifier", "RuleHealth"]
 
 _log = logging.getLogger("ragotel.analyzer.alerts")
-
-
-def fingerprint(rule: str, labels: LabelKey | Mapping[str, str]) -> str:
-    """Stable id of one alert series: the same on every replica and across restarts."""
-    items = sorted(labels.items()) if isinstance(labels, Mapping) else sorted(labels)
-    text = "\x00".join([rule, *(f"{k}={v}" for k, v in items)])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass(slots=True)
-class AlertEpisode:
-    """One episode of one alert series; owned and mutated by the engine only (others get ``snapshot()``).
-
-    ``diagnosis`` is kept as the state file stores it; ``snapshot()`` gives the typed record.
-    """
-
-    fingerprint: str
-    rule: str
-    labels: dict[str, str]
-    severity: str
-    state: str
-    active_since: float
-    last_true: float
-    last_seen: float
-    value: float
-    threshold: float
-    id: int | None = None
-    started_at: float | None = None
-    resolved_at: float | None = None
-    message: str = ""
-    diagnosis: dict[str, Any] | None = None
-    symptoms: dict[str, Any] | None = None
-    notified: bool = False
-    last_notified_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def snapshot(self) -> Alert:
-        """The alert as a frozen record, for the outbox, channels, listeners and the API."""
-        return Alert(
-            id=self.id,
-            fingerprint=self.fingerprint,
-            rule=self.rule,
-            status=self.state,
-            severity=self.severity,
-            labels=dict(self.labels),
-            message=self.message,
-            value=self.value,
-            threshold=self.threshold,
-            active_since=self.active_since,
-            started_at=self.started_at,
-            resolved_at=self.resolved_at,
-            diagnosis=Diagnosis.from_dict(self.diagnosis) if self.diagnosis else None,
-        )
-
-    def row(self, now: float) -> dict[str, Any]:
-        return {
-            "fingerprint": self.fingerprint,
-            "rule": self.rule,
-            "state": self.state,
-            "severity": self.severity,
-            "labels": self.labels,
-            "service": self.labels.get("service"),
-            "active_since": self.active_since,
-            "started_at": self.started_at,
-            "resolved_at": self.resolved_at,
-            "last_true": self.last_true,
-            "value": self.value if math.isfinite(self.value) else None,
-            "threshold": self.threshold if math.isfinite(self.threshold) else None,
-            "message": self.message,
-            "diagnosis": self.diagnosis,
-            "symptoms": self.symptoms,
-            "notified": int(self.notified),
-            "last_notified_at": self.last_notified_at,
-            "updated_at": now,
-        }
 
 
 class Notifier(Protocol):

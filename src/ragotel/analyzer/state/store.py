@@ -14,105 +14,11 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "StateError", "StateStore"]
+from ragotel.analyzer.state.schema import ALERT_COLUMNS, JSON_COLUMNS, SCHEMA, SCHEMA_VERSION
 
-SCHEMA_VERSION: Final = 1
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    fingerprint TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    state TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    service TEXT,
-    active_since REAL NOT NULL,
-    started_at REAL,
-    resolved_at REAL,
-    last_true REAL NOT NULL,
-    value REAL NOT NULL,
-    threshold REAL NOT NULL,
-    message TEXT NOT NULL,
-    diagnosis TEXT,
-    symptoms TEXT,
-    notified INTEGER NOT NULL DEFAULT 0,
-    last_notified_at REAL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state);
-CREATE INDEX IF NOT EXISTS alerts_updated ON alerts(updated_at);
-CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts(fingerprint, id);
-CREATE TABLE IF NOT EXISTS cooldowns (
-    fingerprint TEXT PRIMARY KEY,
-    last_notified_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    channel TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    alert_id INTEGER,
-    kind TEXT NOT NULL,
-    coalesce_key INTEGER NOT NULL DEFAULT 0,
-    revision INTEGER NOT NULL DEFAULT 0,
-    payload TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    next_attempt_at REAL NOT NULL,
-    last_error TEXT,
-    delivered_at REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(channel, status, next_attempt_at);
-CREATE INDEX IF NOT EXISTS outbox_alert ON outbox(alert_id);
-CREATE UNIQUE INDEX IF NOT EXISTS outbox_coalesce ON outbox(channel, fingerprint)
-    WHERE status = 'pending' AND coalesce_key = 1;
-CREATE TABLE IF NOT EXISTS recoveries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    hook TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    alert_id INTEGER,
-    fingerprint TEXT,
-    rule TEXT,
-    service TEXT,
-    reason TEXT NOT NULL,
-    command TEXT NOT NULL,
-    dry_run INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    detail TEXT,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    verify_at REAL,
-    verification TEXT
-);
-CREATE INDEX IF NOT EXISTS recoveries_key ON recoveries(hook, target, started_at);
-CREATE INDEX IF NOT EXISTS recoveries_started ON recoveries(started_at);
-"""
-
-_ALERT_COLUMNS: Final = (
-    "fingerprint",
-    "rule",
-    "state",
-    "severity",
-    "labels",
-    "service",
-    "active_since",
-    "started_at",
-    "resolved_at",
-    "last_true",
-    "value",
-    "threshold",
-    "message",
-    "diagnosis",
-    "symptoms",
-    "notified",
-    "last_notified_at",
-    "updated_at",
-)
-_JSON_COLUMNS: Final = frozenset({"labels", "diagnosis", "symptoms", "payload", "command", "detail"})
+__all__ = ["StateError", "StateStore"]
 
 
 class StateError(RuntimeError):
@@ -120,14 +26,14 @@ class StateError(RuntimeError):
 
 
 def _encode(column: str, value: Any) -> Any:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True) if column in _JSON_COLUMNS else value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True) if column in JSON_COLUMNS else value
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
     out = {}
     for key in row.keys():  # noqa: SIM118  sqlite3.Row is not iterable by key
         value = row[key]
-        out[key] = json.loads(value) if key in _JSON_COLUMNS and isinstance(value, str) else value
+        out[key] = json.loads(value) if key in JSON_COLUMNS and isinstance(value, str) else value
     return out
 
 
@@ -158,7 +64,7 @@ class StateStore:
                 f"state file {self.path} has schema version {version}, newer than this ragotel ({SCHEMA_VERSION})"
             )
         if version < SCHEMA_VERSION:
-            self._conn.executescript(f"BEGIN;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+            self._conn.executescript(f"BEGIN;{SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
 
     def close(self) -> None:
         with self._lock:
@@ -211,7 +117,7 @@ class StateStore:
     # -- alerts ------------------------------------------------------------------------------------------------
     def save_alert(self, alert_id: int | None, fields: Mapping[str, Any]) -> int:
         """Insert an episode (``alert_id`` None) or update one; returns its id."""
-        row = {c: _encode(c, fields[c]) for c in _ALERT_COLUMNS if c in fields}
+        row = {c: _encode(c, fields[c]) for c in ALERT_COLUMNS if c in fields}
         if alert_id is None:
             cols = ", ".join(row)
             marks = ", ".join("?" for _ in row)
