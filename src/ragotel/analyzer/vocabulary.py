@@ -1,6 +1,7 @@
 """The analyzer's shared words: stages, signals and their units, severities, cause and action ids, durations, sizes.
 
-Every other part of the analyzer imports its vocabulary from here; this module imports nothing else of the analyzer.
+Every other part of the analyzer imports its vocabulary from here; this module imports nothing else of the
+analyzer (of ragotel only ``semconv``).
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ from typing import Any, Final, Literal
 import httpx
 from pydantic_core import PydanticCustomError
 
+from ragotel import semconv
+
 __all__ = [
     "ACTION_IDS",
     "CAUSE_ACTIONS",
     "CAUSE_IDS",
     "LOG_SIGNALS",
     "METRIC_SIGNALS",
+    "SERVICE_INSTANCE_ID",
     "SEVERITIES",
     "SEVERITY_ORDER",
     "SIGNALS",
     "SPAN_SIGNALS",
     "STAGES",
+    "STATE_ATTRIBUTES",
     "Severity",
     "format_value",
     "iso_time",
@@ -33,6 +38,18 @@ __all__ = [
     "url_host_only",
     "url_without_credentials",
 ]
+
+# OTel names the analyzer reads that ragotel's SDK does not emit (so they are not in ``ragotel.semconv``, whose
+# names docs/semantic-conventions.md lists as emitted): other producers' resources and host metrics set them.
+SERVICE_INSTANCE_ID: Final = "service.instance.id"
+STATE_ATTRIBUTES: Final = (
+    "cpu.mode",
+    "system.cpu.state",
+    semconv.SYSTEM_MEMORY_STATE,
+    semconv.SYSTEM_FILESYSTEM_STATE,
+    "state",
+)
+"""Where a host metric point says which state it counts (idle, used, ...), newest convention first."""
 
 STAGES: Final = ("pipeline", "retrieval", "rerank", "embedding", "vector_db", "generation", "other")
 """The ``ragotel.stage`` values, plus ``other`` for spans no mapping classifies."""

@@ -14,7 +14,18 @@ from typing import Any
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
+from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID
 from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
+from ragotel.semconv import (
+    DB_COLLECTION_NAME,
+    ENDUSER_ID,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    RAGOTEL_COMPONENT,
+    RAGOTEL_RETRIEVAL_DOCUMENT_COUNT,
+    RAGOTEL_STAGE,
+    SERVICE_NAME,
+)
 
 __all__ = [
     "extract_logs",
@@ -26,13 +37,6 @@ UNKNOWN_SERVICE = "unknown_service"
 """What the OTel SDK calls a service that set no ``service.name``."""
 OTHER_STAGE = "other"
 
-_STAGE = "ragotel.stage"
-_COMPONENT = "ragotel.component"
-_RESPONSE_MODEL = "gen_ai.response.model"
-_REQUEST_MODEL = "gen_ai.request.model"
-_COLLECTION = "db.collection.name"
-_USER = "enduser.id"
-_DOC_COUNT = "ragotel.retrieval.document_count"
 _ZERO_COUNTS = frozenset({b"\x18\x00", b"\x21" + bytes(8), b"\x0a\x010"})  # int 0, double 0.0, string "0"
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
@@ -64,7 +68,7 @@ def extract_traces(message: Any) -> TraceBatch:
     zero_counts = _ZERO_COUNTS
     error_status = ERROR_STATUS
     for resource_spans in message.resource_spans:
-        service = resource_spans.resource.attributes.get("service.name")
+        service = resource_spans.resource.attributes.get(SERVICE_NAME)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 trace_id = span.trace_id
@@ -82,10 +86,10 @@ def extract_traces(message: Any) -> TraceBatch:
                 get = span.attributes.get
                 key = (
                     service,
-                    get(_STAGE),
-                    get(_COMPONENT),
-                    get(_RESPONSE_MODEL) or get(_REQUEST_MODEL),
-                    get(_COLLECTION),
+                    get(RAGOTEL_STAGE),
+                    get(RAGOTEL_COMPONENT),
+                    get(GEN_AI_RESPONSE_MODEL) or get(GEN_AI_REQUEST_MODEL),
+                    get(DB_COLLECTION_NAME),
                 )
                 group = raw_groups.get(key)
                 if group is None:
@@ -94,10 +98,10 @@ def extract_traces(message: Any) -> TraceBatch:
                 status = span.status
                 if status and (status == error_status or _is_error(status)):
                     group[1] += 1
-                count = get(_DOC_COUNT)
+                count = get(RAGOTEL_RETRIEVAL_DOCUMENT_COUNT)
                 if count is not None and count in zero_counts:
                     group[2] += 1
-                user = get(_USER)
+                user = get(ENDUSER_ID)
                 if user is not None:
                     group[3].append(user)
                 accepted += 1
@@ -151,9 +155,9 @@ def _attr_text(value: Any) -> str:
 def _resource_identity(attributes: Iterable[Any]) -> tuple[str, str]:
     service = instance = ""
     for kv in attributes:
-        if kv.key == "service.name":
+        if kv.key == SERVICE_NAME:
             service = _attr_text(kv.value)
-        elif kv.key == "service.instance.id":
+        elif kv.key == SERVICE_INSTANCE_ID:
             instance = _attr_text(kv.value)
     return service or UNKNOWN_SERVICE, instance
 
@@ -168,7 +172,7 @@ def extract_metrics(message: Any) -> MetricBatch:
     rejected = 0
     for resource_metrics in message.resource_metrics:
         service, instance = _resource_identity(resource_metrics.resource.attributes)
-        extra = (("service.instance.id", instance),) if instance else ()
+        extra = ((SERVICE_INSTANCE_ID, instance),) if instance else ()
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 kind = metric.WhichOneof("data")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragotel import semconv
+from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID
 from ragotel.analyzer.windows.signals import SignalWindows, window_slope
 from ragotel.analyzer.windows.store import MetricKey, SpanKey, Summary
+from ragotel.semconv import (
+    M_DEPENDENCY_CHECK_DURATION,
+    M_DEPENDENCY_HEALTH,
+    RAGOTEL_DEPENDENCY_KIND,
+    RAGOTEL_DEPENDENCY_NAME,
+)
 
 __all__ = ["Windows"]
-
-_DEP_HEALTH = semconv.M_DEPENDENCY_HEALTH
-_DEP_DURATION = semconv.M_DEPENDENCY_CHECK_DURATION
-_DEP_NAME = semconv.RAGOTEL_DEPENDENCY_NAME
-_DEP_KIND = semconv.RAGOTEL_DEPENDENCY_KIND
 
 
 class Windows(SignalWindows):
@@ -117,15 +118,17 @@ class Windows(SignalWindows):
         """The ``/api/v1/health`` document: latest dependency health per service."""
         now = self._clock() if now is None else now
         with self.lock:
-            durations = {_dependency_id(key): series.value for key, series in self._live(_DEP_DURATION, now)}
+            durations = {
+                _dependency_id(key): series.value for key, series in self._live(M_DEPENDENCY_CHECK_DURATION, now)
+            }
             services: dict[str, list[dict[str, Any]]] = {}
-            for key, series in self._live(_DEP_HEALTH, now):
+            for key, series in self._live(M_DEPENDENCY_HEALTH, now):
                 attrs = dict(key[2])
                 services.setdefault(key[0], []).append(
                     {
-                        "name": attrs.get(_DEP_NAME, ""),
-                        "kind": attrs.get(_DEP_KIND, ""),
-                        "instance": attrs.get("service.instance.id", ""),
+                        "name": attrs.get(RAGOTEL_DEPENDENCY_NAME, ""),
+                        "kind": attrs.get(RAGOTEL_DEPENDENCY_KIND, ""),
+                        "instance": attrs.get(SERVICE_INSTANCE_ID, ""),
                         "healthy": series.value >= 1.0,
                         "value": series.value,
                         "check_duration": durations.get(_dependency_id(key)),
@@ -178,4 +181,4 @@ class Windows(SignalWindows):
 
 def _dependency_id(key: MetricKey) -> tuple[str, str, str]:
     attrs = dict(key[2])
-    return key[0], attrs.get(_DEP_NAME, ""), attrs.get("service.instance.id", "")
+    return key[0], attrs.get(RAGOTEL_DEPENDENCY_NAME, ""), attrs.get(SERVICE_INSTANCE_ID, "")

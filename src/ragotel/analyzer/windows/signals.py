@@ -5,22 +5,27 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from ragotel import semconv
-from ragotel.analyzer.vocabulary import LOG_SIGNALS, SIGNALS, SPAN_SIGNALS
+from ragotel.analyzer.vocabulary import LOG_SIGNALS, SERVICE_INSTANCE_ID, SIGNALS, SPAN_SIGNALS, STATE_ATTRIBUTES
 from ragotel.analyzer.windows.records import SignalValue
 from ragotel.analyzer.windows.store import WindowStore
+from ragotel.semconv import (
+    CPU_LOGICAL_NUMBER,
+    M_DEPENDENCY_HEALTH,
+    M_PROCESS_MEMORY_USAGE,
+    M_SYSTEM_CPU_UTILIZATION,
+    M_SYSTEM_FILESYSTEM_UTILIZATION,
+    M_SYSTEM_MEMORY_UTILIZATION,
+    RAGOTEL_DEPENDENCY_KIND,
+    RAGOTEL_DEPENDENCY_NAME,
+)
 
 __all__ = ["SignalWindows", "window_slope"]
 
-_DEP_HEALTH = semconv.M_DEPENDENCY_HEALTH
-_DEP_NAME = semconv.RAGOTEL_DEPENDENCY_NAME
-_DEP_KIND = semconv.RAGOTEL_DEPENDENCY_KIND
-
-_CPU = semconv.M_SYSTEM_CPU_UTILIZATION
-_MEMORY = semconv.M_SYSTEM_MEMORY_UTILIZATION
-_DISK = semconv.M_SYSTEM_FILESYSTEM_UTILIZATION
-_PROCESS_MEMORY = semconv.M_PROCESS_MEMORY_USAGE
-_STATE_KEYS = ("cpu.mode", "system.cpu.state", "system.memory.state", "system.filesystem.state", "state")
+_UTILIZATION_METRICS = {
+    "cpu_utilization": M_SYSTEM_CPU_UTILIZATION,
+    "memory_utilization": M_SYSTEM_MEMORY_UTILIZATION,
+    "disk_utilization": M_SYSTEM_FILESYSTEM_UTILIZATION,
+}
 
 
 class SignalWindows(WindowStore):
@@ -75,23 +80,23 @@ class SignalWindows(WindowStore):
     def _metric_signal(self, signal: str, now: float) -> list[SignalValue]:
         if signal == "dependency_health":
             worst: dict[tuple[str, str, str], float] = {}
-            for (service, _, attributes), series in self._live(_DEP_HEALTH, now):
+            for (service, _, attributes), series in self._live(M_DEPENDENCY_HEALTH, now):
                 attrs = dict(attributes)
                 key = (
                     service,
-                    attrs.get(_DEP_NAME, ""),
-                    attrs.get(_DEP_KIND, ""),
+                    attrs.get(RAGOTEL_DEPENDENCY_NAME, ""),
+                    attrs.get(RAGOTEL_DEPENDENCY_KIND, ""),
                 )
                 worst[key] = min(worst.get(key, math.inf), series.value)
             return [SignalValue(_labels(service=s, dependency=d, kind=k), v) for (s, d, k), v in worst.items()]
         if signal == "memory_growth":
             growth: dict[str, float] = {}
-            for (service, _, _), series in self._live(_PROCESS_MEMORY, now):
+            for (service, _, _), series in self._live(M_PROCESS_MEMORY_USAGE, now):
                 slope = window_slope(series.samples, now - self.window)
                 if slope is not None:
                     growth[service] = max(growth.get(service, -math.inf), slope)
             return [SignalValue({"service": s}, v) for s, v in growth.items()]
-        name = {"cpu_utilization": _CPU, "memory_utilization": _MEMORY, "disk_utilization": _DISK}[signal]
+        name = _UTILIZATION_METRICS[signal]
         per_service: dict[str, list[tuple[dict[str, str], float]]] = {}
         for (service, _, attributes), series in self._live(name, now):
             per_service.setdefault(service, []).append((dict(attributes), series.value))
@@ -111,7 +116,7 @@ def _labels(**labels: str) -> dict[str, str]:
 
 
 def _state(attrs: Mapping[str, str]) -> str | None:
-    return next((attrs[k] for k in _STATE_KEYS if k in attrs), None)
+    return next((attrs[k] for k in STATE_ATTRIBUTES if k in attrs), None)
 
 
 def _utilization(signal: str, points: list[tuple[dict[str, str], float]]) -> float | None:
@@ -125,7 +130,7 @@ def _utilization(signal: str, points: list[tuple[dict[str, str], float]]) -> flo
     if stated and signal == "cpu_utilization":
         busy: dict[tuple[str, str], float] = {}
         for attrs, value in stated:
-            cpu = (attrs.get("service.instance.id", ""), attrs.get("cpu.logical_number", attrs.get("cpu", "")))
+            cpu = (attrs.get(SERVICE_INSTANCE_ID, ""), attrs.get(CPU_LOGICAL_NUMBER, attrs.get("cpu", "")))
             busy[cpu] = busy.get(cpu, 0.0) + (0.0 if _state(attrs) == "idle" else value)
         values = list(busy.values())
     elif stated:
