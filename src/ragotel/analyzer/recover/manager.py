@@ -25,9 +25,51 @@ from ragotel.analyzer.judge.records import Alert
 from ragotel.analyzer.recover.actions import ActionResult, RecoveryAction, UnsafeLabelError, build_action
 from ragotel.analyzer.state import StateStore
 
-__all__ = ["RecoveryManager", "RecoveryStats"]
+__all__ = ["RecoveryManager", "RecoveryRecord", "RecoveryStats"]
 
 _log = logging.getLogger("ragotel.analyzer.recovery")
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryRecord:
+    """One entry of the audit trail as first written: which hook ran what, on which target, for which alert, why."""
+
+    hook: str
+    action: str
+    target: str
+    alert_id: int | None
+    fingerprint: str
+    rule: str
+    service: str | None
+    reason: str
+    command: Any
+    dry_run: bool
+    started_at: float
+    status: str  # running, then succeeded | failed | timeout; or at once skipped | refused | dry_run
+    detail: Mapping[str, Any] | None = None
+    finished_at: float | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        """The columns of the ``recoveries`` table (the state file's shape)."""
+        row = {
+            "hook": self.hook,
+            "action": self.action,
+            "target": self.target,
+            "alert_id": self.alert_id,
+            "fingerprint": self.fingerprint,
+            "rule": self.rule,
+            "service": self.service,
+            "reason": self.reason,
+            "command": self.command,
+            "dry_run": int(self.dry_run),
+            "started_at": self.started_at,
+            "status": self.status,
+        }
+        if self.detail is not None:
+            row["detail"] = dict(self.detail)
+        if self.finished_at is not None:
+            row["finished_at"] = self.finished_at
+        return row
 
 
 class RecoveryStats(Protocol):
@@ -170,49 +212,50 @@ class RecoveryManager:
             self._start(hook, alert, labels, target, now)
 
     # -- running -------------------------------------------------------------------------------------------------
-    def _base_record(self, hook: _Hook, alert: Alert, target: str, now: float, command: Any) -> dict[str, Any]:
+    def _record(
+        self, hook: _Hook, alert: Alert, target: str, now: float, command: Any, status: str, **outcome: Any
+    ) -> RecoveryRecord:
         cause = alert.diagnosis.primary_cause if alert.diagnosis is not None else "unknown"
-        return {
-            "hook": hook.spec.name,
-            "action": hook.action.type,
-            "target": target,
-            "alert_id": alert.id,
-            "fingerprint": alert.fingerprint,
-            "rule": alert.rule,
-            "service": alert.service,
-            "reason": f"{alert.rule} firing; primary cause {cause}",
-            "command": command,
-            "dry_run": int(hook.spec.dry_run),
-            "started_at": now,
-        }
+        return RecoveryRecord(
+            hook=hook.spec.name,
+            action=hook.action.type,
+            target=target,
+            alert_id=alert.id,
+            fingerprint=alert.fingerprint,
+            rule=alert.rule,
+            service=alert.service,
+            reason=f"{alert.rule} firing; primary cause {cause}",
+            command=command,
+            dry_run=hook.spec.dry_run,
+            started_at=now,
+            status=status,
+            **outcome,
+        )
 
     def _audit_skip(
         self, hook: _Hook, alert: Alert, labels: Mapping[str, str], target: str, now: float, why: str
     ) -> None:
-        record = self._base_record(hook, alert, target, now, {})
-        record.update(status="skipped", detail={"reason": why}, finished_at=now)
-        self._store.insert_recovery(record)
+        record = self._record(hook, alert, target, now, {}, "skipped", detail={"reason": why}, finished_at=now)
+        self._store.insert_recovery(record.to_row())
         self._count(hook.spec.name, "skipped")
 
     def _start(self, hook: _Hook, alert: Alert, labels: Mapping[str, str], target: str, now: float) -> None:
         try:
             command = hook.action.describe(labels)
         except UnsafeLabelError as exc:
-            record = self._base_record(hook, alert, target, now, {})
-            record.update(status="refused", detail={"error": str(exc)}, finished_at=now)
-            self._store.insert_recovery(record)
+            record = self._record(hook, alert, target, now, {}, "refused", detail={"error": str(exc)}, finished_at=now)
+            self._store.insert_recovery(record.to_row())
             self._count(hook.spec.name, "refused")
             _log.warning("recovery %s refused: %s", hook.spec.name, exc)
             return
-        record = self._base_record(hook, alert, target, now, command)
         if hook.spec.dry_run:
-            record.update(status="dry_run", detail={"note": "dry run: nothing was executed"}, finished_at=now)
-            self._store.insert_recovery(record)
+            note = {"note": "dry run: nothing was executed"}
+            record = self._record(hook, alert, target, now, command, "dry_run", detail=note, finished_at=now)
+            self._store.insert_recovery(record.to_row())
             self._count(hook.spec.name, "dry_run")
             _log.warning("recovery %s (dry run) would run %s for %s", hook.spec.name, command, alert.rule)
             return
-        record["status"] = "running"
-        rid = self._store.insert_recovery(record)
+        rid = self._store.insert_recovery(self._record(hook, alert, target, now, command, "running").to_row())
         with self._lock:
             self._in_flight.add((hook.spec.name, target))
         _log.warning("recovery %s: running %s %s for %s", hook.spec.name, hook.action.type, command, alert.rule)
