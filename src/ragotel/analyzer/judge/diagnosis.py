@@ -16,6 +16,7 @@ from ragotel.analyzer.config.specs import RuleSpec
 from ragotel.analyzer.judge.records import Cause, Diagnosis, StageShare
 from ragotel.analyzer.judge.rules import SignalSource
 from ragotel.analyzer.vocabulary import CAUSE_ACTIONS, format_value
+from ragotel.analyzer.windows.records import StageStats
 
 __all__ = ["Diagnoser", "StatsSource"]
 
@@ -26,7 +27,7 @@ _CHILD_STAGES: Final = frozenset({"embedding", "vector_db", "rerank"})
 class StatsSource(SignalSource, Protocol):
     """Windows as diagnosis reads them: signals plus per-stage statistics of a service."""
 
-    def stage_stats(self, service: str, *, now: float | None = None) -> list[dict[str, Any]]: ...
+    def stage_records(self, service: str, *, now: float | None = None) -> list[StageStats]: ...
 
     def services(self) -> list[str]: ...
 
@@ -75,16 +76,16 @@ class Diagnoser:
             return
         self._last_observed = now
         for service in self._source.services():
-            rows = self._source.stage_stats(service, now=now)
+            rows = self._source.stage_records(service, now=now)
             total_rate = 0.0
             for row in rows:
-                key = (service, str(row.get("stage")), str(row.get("component")))
+                key = (service, row.stage, row.component)
                 if key not in self._p95 and len(self._p95) >= self._max_series:
                     continue
-                if row.get("count"):
-                    self._p95.setdefault(key, _Baseline()).samples.append((now, float(row.get("p95") or 0.0)))
-                if row.get("stage") == "pipeline":
-                    total_rate += float(row.get("rate") or 0.0)
+                if row.count:
+                    self._p95.setdefault(key, _Baseline()).samples.append((now, float(row.p95 or 0.0)))
+                if row.stage == "pipeline":
+                    total_rate += float(row.rate or 0.0)
             if total_rate and (service in self._rate or len(self._rate) < self._max_series):
                 self._rate.setdefault(service, _Baseline()).samples.append((now, total_rate))
 
@@ -94,18 +95,18 @@ class Diagnoser:
 
     # -- evidence ------------------------------------------------------------------------------------------------
     def _attribution(self, service: str, now: float) -> tuple[list[StageShare], dict[str, Any]]:
-        rows = [r for r in self._source.stage_stats(service, now=now) if r.get("count")]
-        inner = [r for r in rows if r.get("stage") != "pipeline"] or rows
-        total_time = sum(float(r.get("avg") or 0.0) * float(r.get("count") or 0.0) for r in inner)
+        rows = [r for r in self._source.stage_records(service, now=now) if r.count]
+        inner = [r for r in rows if r.stage != "pipeline"] or rows
+        total_time = sum(float(r.avg or 0.0) * float(r.count or 0.0) for r in inner)
         shares = []
         for r in inner:
-            stage, component = str(r.get("stage")), str(r.get("component"))
-            p95 = float(r.get("p95") or 0.0)
-            share = r.get("time_share")
+            stage, component = r.stage, r.component
+            p95 = float(r.p95 or 0.0)
+            share = r.time_share
             if share is None:
-                share = float(r.get("avg") or 0.0) * float(r.get("count") or 0.0) / total_time if total_time else 0.0
+                share = float(r.avg or 0.0) * float(r.count or 0.0) / total_time if total_time else 0.0
             usual = self._usual_p95(service, stage, component, now)
-            error_rate = float(r.get("error_rate") or 0.0)
+            error_rate = float(r.error_rate or 0.0)
             if error_rate >= 0.05:
                 status = "failing"
             elif (usual is not None and p95 > _SLOWER * usual and p95 - usual > 0.05) or (
@@ -115,10 +116,10 @@ class Diagnoser:
             else:
                 status = "normal"
             shares.append(
-                StageShare(stage, component, float(share), p95, error_rate, float(r.get("count") or 0), usual, status)
+                StageShare(stage, component, float(share), p95, error_rate, float(r.count or 0), usual, status)
             )
         shares.sort(key=lambda s: -s.time_share)
-        return shares, {"stages": rows}
+        return shares, {"stages": [r.to_dict() for r in rows]}
 
     def _values(self, signal: str, service: str | None, now: float) -> list[tuple[Mapping[str, str], float]]:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID
+from ragotel.analyzer.windows.records import StageStats
 from ragotel.analyzer.windows.signals import SignalWindows, window_slope
 from ragotel.analyzer.windows.store import MetricKey, SpanKey, Summary
 from ragotel.semconv import (
@@ -24,23 +25,26 @@ class Windows(SignalWindows):
     """
 
     def stage_stats(self, service: str, *, now: float | None = None) -> list[dict[str, Any]]:
-        """Per (stage, component) of ``service``: count, rate, error_rate, p50, p95, p99, avg, time_share.
+        """``stage_records`` as JSON rows."""
+        return [r.to_dict() for r in self.stage_records(service, now=now)]
 
-        ``time_share`` is the stage's summed duration over the summed duration of the service's pipeline
-        spans (None when the window holds no pipeline span).
-        """
+    def stage_records(self, service: str, *, now: float | None = None) -> list[StageStats]:
+        """Per (stage, component) of ``service``: count, rate, error_rate, p50, p95, p99, avg, time_share."""
         now = self._clock() if now is None else now
         with self.lock:
-            return self._stage_rows(list(self._span_rows(now, coarse=True, service=service)), now)
+            return self._stage_records(list(self._span_rows(now, coarse=True, service=service)), now)
 
-    def _stage_rows(self, rows: list[tuple[SpanKey, Summary]], now: float) -> list[dict[str, Any]]:
+    def _stage_records(self, rows: list[tuple[SpanKey, Summary]], now: float) -> list[StageStats]:
         pipeline = sum(s.duration_sum for k, s in rows if k[1] == "pipeline")
-        out = []
-        for key, summary in sorted(rows, key=lambda r: r[0]):
-            row = {"stage": key[1], "component": key[2], **self._row(summary, key[1], now)}
-            row["time_share"] = summary.duration_sum / pipeline if pipeline > 0 else None
-            out.append(row)
-        return out
+        return [
+            StageStats(
+                stage=key[1],
+                component=key[2],
+                time_share=summary.duration_sum / pipeline if pipeline > 0 else None,
+                **self._row(summary, key[1], now),
+            )
+            for key, summary in sorted(rows, key=lambda r: r[0])
+        ]
 
     def _row(self, s: Summary, stage: str, now: float) -> dict[str, Any]:
         p50, p95, p99 = s.sketch.quantiles((0.5, 0.95, 0.99))
@@ -83,7 +87,7 @@ class Windows(SignalWindows):
             }
             services = []
             for name in sorted(names if service is None else names & {service}):
-                stages = self._stage_rows(coarse.get(name, []), now)
+                stages = [r.to_dict() for r in self._stage_records(coarse.get(name, []), now)]
                 if stage is not None:
                     stages = [r for r in stages if r["stage"] == stage]
                 for row in stages:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["LogBatch", "MetricBatch", "MetricPoint", "SignalValue", "SpanGroup", "TraceBatch"]
+__all__ = ["LogBatch", "MetricBatch", "MetricPoint", "SignalValue", "SpanGroup", "StageStats", "TraceBatch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +72,47 @@ class SignalValue:
 
     labels: dict[str, str]
     value: float
+
+
+@dataclass(frozen=True, slots=True)
+class StageStats:
+    """One (stage, component) of a service over the window: what the diagnosis reads and ``/api/v1/stats`` shows.
+
+    ``time_share`` is the stage's summed duration over that of the service's pipeline spans (None without any);
+    ``empty_retrieval_rate`` is set for retrieval only, ``success_rate`` and ``users`` for pipeline only.
+    """
+
+    stage: str
+    component: str
+    count: int
+    rate: float
+    error_rate: float
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    avg: float
+    time_share: float | None
+    empty_retrieval_rate: float | None = None
+    success_rate: float | None = None
+    users: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON row (optional fields only where they apply)."""
+        row: dict[str, Any] = {
+            "stage": self.stage,
+            "component": self.component,
+            "count": self.count,
+            "rate": self.rate,
+            "error_rate": self.error_rate,
+            "p50": self.p50,
+            "p95": self.p95,
+            "p99": self.p99,
+            "avg": self.avg,
+        }
+        if self.empty_retrieval_rate is not None:
+            row["empty_retrieval_rate"] = self.empty_retrieval_rate
+        if self.success_rate is not None:
+            row["success_rate"] = self.success_rate
+            row["users"] = self.users
+        row["time_share"] = self.time_share
+        return row
