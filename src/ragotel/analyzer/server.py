@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from ragotel.analyzer.alerting import Alerting
 from ragotel.analyzer.api.alerts import AlertsApi
-from ragotel.analyzer.api.metrics import AlertingCollector, AlertingMetrics
+from ragotel.analyzer.api.metrics import AlertingCollector, AlertingMetrics, WindowsCollector
 from ragotel.analyzer.api.router import Handler, Router, add_builtin_routes
 from ragotel.analyzer.config.model import Config
 from ragotel.analyzer.receive.auth import TokenAuth, load_tls
@@ -80,7 +80,7 @@ class Server:
             retry_after=limits.retry_after,
             forwarder=self.passthrough,
         )
-        self.metrics.watch(self.windows, self.ingest.state)
+        self.registry.register(WindowsCollector(self.windows, self.ingest.state))
         self._handler = ExportHandler(self.ingest, self.metrics)
         self.router = Router(api_auth)
         add_builtin_routes(self.router, self.windows, self.registry, self.readiness)

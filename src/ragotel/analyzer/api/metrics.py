@@ -1,16 +1,17 @@
-"""Self-metrics of judging, notifying and recovering: counters fed through their stats hooks, gauges read at scrape."""
+"""Self-metrics for /metrics: gauges read at scrape (windows, ingest queue, alerts, outbox) and alerting's counters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ragotel.analyzer.alerting import Alerting
+from ragotel.analyzer.windows import Windows
 
-__all__ = ["AlertingCollector", "AlertingMetrics"]
+__all__ = ["AlertingCollector", "AlertingMetrics", "WindowsCollector"]
 
 
 class AlertingMetrics:
@@ -99,3 +100,46 @@ class AlertingCollector(Collector):
             failed.add_metric([name], counts.get((name, "failed"), 0))
         yield queue
         yield failed
+
+
+class WindowsCollector(Collector):
+    """The ingest queue (items, bytes, refusing) and the per-stage window statistics, read at scrape time."""
+
+    def __init__(self, windows: Windows, queue_state: Callable[[], tuple[int, int, bool]]) -> None:
+        self._windows = windows
+        self._queue_state = queue_state
+
+    def collect(self) -> Iterator[Metric]:
+        items, size, refusing = self._queue_state()
+        yield GaugeMetricFamily("ragotel_analyzer_ingest_queue_items", "Requests waiting for the windows.", items)
+        yield GaugeMetricFamily("ragotel_analyzer_ingest_queue_bytes", "Bytes of requests waiting.", size)
+        yield GaugeMetricFamily(
+            "ragotel_analyzer_overloaded", "1 while requests are refused as overloaded.", float(refusing)
+        )
+        counts = self._windows.snapshot_counts()
+        yield GaugeMetricFamily("ragotel_analyzer_series", "Series held in the windows.", counts["series"])
+        overflow = GaugeMetricFamily(
+            "ragotel_analyzer_overflow_items",
+            "Items counted into the overflow series since start because max_series was reached.",
+            counts["overflow"],
+        )
+        yield overflow
+        labels = ["service", "stage", "component"]
+        rate = GaugeMetricFamily("ragotel_stage_request_rate", "Spans per second over the window.", labels=labels)
+        errors = GaugeMetricFamily("ragotel_stage_error_ratio", "Failed fraction over the window.", labels=labels)
+        latency = GaugeMetricFamily(
+            "ragotel_stage_latency_seconds", "Latency quantiles over the window.", labels=[*labels, "quantile"]
+        )
+        for signal, family, quantile in (
+            ("request_rate", rate, None),
+            ("error_rate", errors, None),
+            ("latency_p50", latency, "0.5"),
+            ("latency_p95", latency, "0.95"),
+            ("latency_p99", latency, "0.99"),
+        ):
+            for value in self._windows.signal(signal):
+                values = [value.labels.get(k, "") for k in labels]
+                family.add_metric(values + ([quantile] if quantile else []), value.value)
+        yield rate
+        yield errors
+        yield latency
