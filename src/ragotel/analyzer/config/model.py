@@ -1,4 +1,4 @@
-"""Analyzer configuration: typed models, the built-in YAML, file merging and one-line-per-problem errors."""
+"""The schema of the analyzer's YAML: typed, frozen models of every section, and the duration/size/endpoint types."""
 
 from __future__ import annotations
 

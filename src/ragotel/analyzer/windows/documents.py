@@ -1,4 +1,4 @@
-"""The documents the API and the diagnosis read from the windows: per-stage statistics, dependency health, series."""
+"""What the API and the diagnosis read from the windows: per-stage statistics, dependency health, series."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed records the windows take in (the batches decoded from one OTLP request) and give out (signal values)."""
+"""Typed records the windows take in (the batches of one OTLP request) and give out (signal values, stage stats)."""
 
 from __future__ import annotations
 
