@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ragotel import _guard
 from ragotel import semconv as sc
+from ragotel.bounds import items, prune
 from ragotel.config import DEFAULT_CAPTURE_MAX_LENGTH, ENV_CAPTURE, ENV_CAPTURE_MAX_LENGTH, env_bool, env_int
 
 __all__ = [
@@ -281,6 +282,12 @@ class Operation:
         """Whether prompts, completions, query text, documents and vectors may be recorded."""
         return self._tel is not None and self._tel.capture_content
 
+    @property
+    def capture_limit(self) -> int:
+        """Most characters of one captured value (0 when content is not captured): the bound for accumulating it."""
+        tel = self._tel
+        return tel.capture_max_length if tel is not None and tel.capture_content else 0
+
     # -- recording -------------------------------------------------------------------------------------------------
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         """Set span attributes (``None`` values skipped); low-cardinality ones also label this step's metrics."""
@@ -317,7 +324,10 @@ class Operation:
         if tel is None or not tel.capture_content or self._ended or value is None:
             return
         try:
-            text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+            if not isinstance(value, str):
+                # Pruned first: serialising a huge or deep value only to cut it would cost its whole size.
+                value = json.dumps(prune(value, tel.capture_max_length), default=str, ensure_ascii=False)
+            text = value
             self.span.set_attribute(key, tel.truncate(text))
         except Exception as exc:  # noqa: BLE001 - telemetry must not raise into the instrumented call
             _guard.report("Operation.capture", exc)
@@ -330,15 +340,17 @@ class Operation:
         """Record retrieved documents: count and best score always; ids and scores only with content capture.
 
         Each document may be a mapping with ``id``/``score``, an object with ``id``/``score`` attributes,
-        an ``(id, score)`` pair, or a bare id. ``scores`` overrides the scores found on the documents.
+        an ``(id, score)`` pair, or a bare id. ``scores`` overrides the scores found on the documents. All are
+        counted; ids and scores are read from the first :data:`~ragotel.bounds.MAX_ITEMS` only.
         """
         if self._tel is None or self._ended:
             return
         try:
             ids: list[str] = []
             found: list[float] = []
-            docs = list(documents)
-            explicit = list(scores) if scores is not None else None
+            listed = documents if isinstance(documents, list | tuple) else list(documents)
+            docs = items(listed)
+            explicit = None if scores is None else items(scores if isinstance(scores, list | tuple) else list(scores))
             for i, doc in enumerate(docs):
                 doc_id, score = _doc_id_score(doc)
                 if explicit is not None and i < len(explicit):
@@ -347,7 +359,7 @@ class Operation:
                     ids.append(str(doc_id))
                 if isinstance(score, int | float):
                     found.append(float(score))
-            attrs: dict[str, Any] = {sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT: len(docs)}
+            attrs: dict[str, Any] = {sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT: len(listed)}
             if found:
                 attrs[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] = max(found)
             self.set_attributes(attrs)

@@ -36,6 +36,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from ragotel import _guard
 from ragotel import semconv as sc
 from ragotel import telemetry as _telemetry
+from ragotel.bounds import items
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, make_wrapper
 from ragotel.telemetry import Operation
 
@@ -148,7 +149,7 @@ def _generation_response(instance: Any, result: Any) -> dict[str, Any] | None:
         attrs[sc.GEN_AI_RESPONSE_MODEL] = model if isinstance(model, str) else None
         choices = _field(raw, "choices")
         if isinstance(choices, list):
-            reasons = [r for r in (_field(c, "finish_reason") for c in choices) if isinstance(r, str)]
+            reasons = [r for r in (_field(c, "finish_reason") for c in items(choices)) if isinstance(r, str)]
             attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons or None
     return attrs
 
@@ -159,14 +160,14 @@ def _embedding_response(instance: Any, result: Any) -> dict[str, Any] | None:
 
 
 def _scored(result: Any) -> list[tuple[str, float | None]]:
-    return [(str(n.node.node_id), n.score) for n in result] if isinstance(result, list) else []
+    return [(str(n.node.node_id), n.score) for n in items(result)] if isinstance(result, list) else []
 
 
 def _retrieval_response(instance: Any, result: Any) -> dict[str, Any] | None:
     found = _scored(result)
     scores = [float(s) for _, s in found if isinstance(s, int | float)]
     return {
-        sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT: len(found),
+        sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT: len(result) if isinstance(result, list) else 0,
         sc.RAGOTEL_RETRIEVAL_TOP_SCORE: max(scores) if scores else None,
     }
 
@@ -186,7 +187,7 @@ def _message(message: Any) -> dict[str, Any]:
 def _generation_content(instance: Any, method: str, args: Args) -> dict[str, Any] | None:
     if "chat" in method:
         messages = _first(args, "messages")
-        return {sc.GEN_AI_INPUT_MESSAGES: [_message(m) for m in messages or ()]}
+        return {sc.GEN_AI_INPUT_MESSAGES: [_message(m) for m in items(messages)]}
     prompt = _first(args, "prompt")
     return {sc.GEN_AI_INPUT_MESSAGES: [{"role": "user", "content": prompt}]} if isinstance(prompt, str) else None
 
@@ -203,7 +204,7 @@ def _embedding_content(instance: Any, method: str, args: Args) -> dict[str, Any]
     texts = args.get("texts")
     if texts is None:
         texts = [args.get("query", args.get("text"))]
-    return {sc.RAGOTEL_INPUT: [t for t in texts if isinstance(t, str)]}
+    return {sc.RAGOTEL_INPUT: [t for t in items(texts) if isinstance(t, str)]}
 
 
 def _retrieval_content(instance: Any, method: str, args: Args) -> dict[str, Any] | None:
@@ -214,7 +215,7 @@ def _retrieval_content(instance: Any, method: str, args: Args) -> dict[str, Any]
 def _retrieval_result_content(instance: Any, result: Any) -> dict[str, Any] | None:
     if not isinstance(result, list):
         return None
-    documents = [{"id": str(n.node.node_id), "score": n.score, "content": n.node.get_content()} for n in result]
+    documents = [{"id": str(n.node.node_id), "score": n.score, "content": n.node.get_content()} for n in items(result)]
     return {sc.RAGOTEL_RETRIEVAL_DOCUMENT_IDS: [d["id"] for d in documents], sc.GEN_AI_RETRIEVAL_DOCUMENTS: documents}
 
 
