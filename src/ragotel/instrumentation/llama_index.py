@@ -11,7 +11,7 @@ Two hooks, each where it is cleanest:
 * The stream methods (``stream_chat``, ``astream_chat``, ``stream_complete``, ``astream_complete``) are wrapped
   by the common wrapper on each ``BaseLLM`` subclass that defines them — those loaded at ``instrument()`` and,
   through ``BaseLLM.__init_subclass__``, those defined later — because their generator must be followed by a
-  :class:`~ragotel.instrumentation._base.StreamProxy`: a dispatcher handler cannot replace the result, and the
+  :class:`~ragotel.streams.StreamProxy`: a dispatcher handler cannot replace the result, and the
   generator's steps (where LlamaIndex calls the provider lazily) must run with the operation current so the
   provider call merges instead of making a second generation span. The proxy ends the span on every exit path.
 

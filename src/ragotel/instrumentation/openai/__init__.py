@@ -16,10 +16,11 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from ragotel import _guard
 from ragotel import semconv as sc
-from ragotel.instrumentation._base import RagotelInstrumentor, Target, end_stream
+from ragotel.instrumentation._base import RagotelInstrumentor, Target
 from ragotel.instrumentation.openai import content as c
 from ragotel.instrumentation.openai import extract as x
 from ragotel.instrumentation.openai import streams as st
+from ragotel.streams import end_stream
 
 __all__ = ["OpenAIInstrumentor"]
 
