@@ -172,19 +172,22 @@ class Instrumentation:
             _guard.call(f"instrumenting {name}", functools.partial(self._instrument_library, name, lib), None)
 
     def _instrument_library(self, name: str, lib: Library) -> None:
-        try:
-            module_name, _, class_name = lib.instrumentor.partition(":")
-            instrumentor = getattr(importlib.import_module(module_name), class_name)()
-            instrumentor.instrument(
-                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, skip_dep_check=False
-            )
-            if instrumentor.is_instrumented_by_opentelemetry:
-                self.instrumentors[name] = instrumentor
-            else:
-                self.failed[name] = "dependency check failed (version not supported)"
-        except Exception as exc:  # noqa: BLE001 - one library failing must not stop the others
+        # One library failing must not stop the others: recorded in `failed`, logged at WARNING.
+        _, exc = _guard.caught(functools.partial(self._load_instrumentor, name, lib))
+        if exc is not None:
             self.failed[name] = repr(exc)
             _guard.warn(f"instrumenting {name}", exc)
+
+    def _load_instrumentor(self, name: str, lib: Library) -> None:
+        module_name, _, class_name = lib.instrumentor.partition(":")
+        instrumentor = getattr(importlib.import_module(module_name), class_name)()
+        instrumentor.instrument(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, skip_dep_check=False
+        )
+        if instrumentor.is_instrumented_by_opentelemetry:
+            self.instrumentors[name] = instrumentor
+        else:
+            self.failed[name] = "dependency check failed (version not supported)"
 
     def _start_gauges(self) -> None:
         hooks: list[tuple[str, str]] = []

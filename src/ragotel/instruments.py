@@ -6,6 +6,7 @@ operations. Recording never raises into the caller (failures go to :mod:`ragotel
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -140,26 +141,40 @@ class Instruments:
 
         ``metric_attrs`` are the step's low-cardinality attributes (never query text or ids: they label metrics).
         """
-        try:
-            m = metric_attrs
-            error = m.get(sc.ERROR_TYPE)
-            stage_attrs = {sc.RAGOTEL_STAGE: stage, sc.RAGOTEL_COMPONENT: component}
-            if error is not None:
-                stage_attrs[sc.ERROR_TYPE] = error
-            self.stage_duration.record(duration, stage_attrs)
-            if stage == sc.STAGE_VECTOR_DB:
-                self.db_duration.record(duration, {k: v for k, v in m.items() if k in DB_METRIC_KEYS})
-                return
-            if sc.GEN_AI_OPERATION_NAME in m:
-                gen_attrs = {k: v for k, v in m.items() if k in GEN_AI_METRIC_KEYS}
-                self.gen_ai_duration.record(duration, gen_attrs)
-                if time_to_first_chunk is not None:
-                    self.time_to_first_chunk.record(time_to_first_chunk, gen_attrs)
-                token_attrs = {k: v for k, v in gen_attrs.items() if k != sc.ERROR_TYPE}
-                for tokens, token_type in zip(usage, (sc.TOKEN_TYPE_INPUT, sc.TOKEN_TYPE_OUTPUT), strict=True):
-                    if tokens is not None:
-                        self.token_usage.record(tokens, {**token_attrs, sc.GEN_AI_TOKEN_TYPE: token_type})
-            if stage == sc.STAGE_RETRIEVAL and documents is not None:
-                self.retrieval_documents.record(documents, {sc.RAGOTEL_COMPONENT: component})
-        except Exception as exc:  # noqa: BLE001 - a metric failure must not reach the instrumented call
-            _guard.report("Operation.record_metrics", exc)
+        _guard.call(
+            "Operation.record_metrics",
+            functools.partial(
+                self._record, stage, component, duration, metric_attrs, time_to_first_chunk, usage, documents
+            ),
+            None,
+        )
+
+    def _record(
+        self,
+        stage: str,
+        component: str,
+        duration: float,
+        m: Mapping[str, Any],
+        time_to_first_chunk: float | None,
+        usage: tuple[int | None, int | None],
+        documents: int | None,
+    ) -> None:
+        error = m.get(sc.ERROR_TYPE)
+        stage_attrs = {sc.RAGOTEL_STAGE: stage, sc.RAGOTEL_COMPONENT: component}
+        if error is not None:
+            stage_attrs[sc.ERROR_TYPE] = error
+        self.stage_duration.record(duration, stage_attrs)
+        if stage == sc.STAGE_VECTOR_DB:
+            self.db_duration.record(duration, {k: v for k, v in m.items() if k in DB_METRIC_KEYS})
+            return
+        if sc.GEN_AI_OPERATION_NAME in m:
+            gen_attrs = {k: v for k, v in m.items() if k in GEN_AI_METRIC_KEYS}
+            self.gen_ai_duration.record(duration, gen_attrs)
+            if time_to_first_chunk is not None:
+                self.time_to_first_chunk.record(time_to_first_chunk, gen_attrs)
+            token_attrs = {k: v for k, v in gen_attrs.items() if k != sc.ERROR_TYPE}
+            for tokens, token_type in zip(usage, (sc.TOKEN_TYPE_INPUT, sc.TOKEN_TYPE_OUTPUT), strict=True):
+                if tokens is not None:
+                    self.token_usage.record(tokens, {**token_attrs, sc.GEN_AI_TOKEN_TYPE: token_type})
+        if stage == sc.STAGE_RETRIEVAL and documents is not None:
+            self.retrieval_documents.record(documents, {sc.RAGOTEL_COMPONENT: component})

@@ -8,6 +8,7 @@ Every public method here is safe to call from telemetry code: none raises into t
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -153,21 +154,21 @@ class Operation:
         tel = self._tel
         if tel is None or self._ended or not attributes:
             return
-        try:
-            clean = {k: v for k, v in attributes.items() if v is not None}
-            if not clean:
-                return
-            self._note_metric_attrs(clean)
-            if _USAGE_KEYS.intersection(clean):
-                self._add_usage(
-                    clean.pop(sc.GEN_AI_USAGE_INPUT_TOKENS, None), clean.pop(sc.GEN_AI_USAGE_OUTPUT_TOKENS, None), depth
-                )
-            count = clean.get(sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT)
-            if isinstance(count, int):
-                self._docs = count
-            self.span.set_attributes(tel.aliased(clean))
-        except Exception as exc:  # noqa: BLE001 - telemetry must not raise into the instrumented call
-            _guard.report("Operation.set_attributes", exc)
+        _guard.call("Operation.set_attributes", functools.partial(self._apply, tel, attributes, depth), None)
+
+    def _apply(self, tel: Instruments, attributes: Mapping[str, Any], depth: int) -> None:
+        clean = {k: v for k, v in attributes.items() if v is not None}
+        if not clean:
+            return
+        self._note_metric_attrs(clean)
+        if _USAGE_KEYS.intersection(clean):
+            self._add_usage(
+                clean.pop(sc.GEN_AI_USAGE_INPUT_TOKENS, None), clean.pop(sc.GEN_AI_USAGE_OUTPUT_TOKENS, None), depth
+            )
+        count = clean.get(sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT)
+        if isinstance(count, int):
+            self._docs = count
+        self.span.set_attributes(tel.aliased(clean))
 
     def set_attribute(self, key: str, value: Any) -> None:
         """Set one attribute (see :meth:`set_attributes`)."""
@@ -178,14 +179,13 @@ class Operation:
         tel = self._tel
         if tel is None or not tel.capture_content or self._ended or value is None:
             return
-        try:
-            if not isinstance(value, str):
-                # Pruned first: serialising a huge or deep value only to cut it would cost its whole size.
-                value = json.dumps(prune(value, tel.capture_max_length), default=str, ensure_ascii=False)
-            text = value
-            self.span.set_attribute(key, tel.truncate(text))
-        except Exception as exc:  # noqa: BLE001 - telemetry must not raise into the instrumented call
-            _guard.report("Operation.capture", exc)
+        _guard.call("Operation.capture", functools.partial(self._capture, tel, key, value), None)
+
+    def _capture(self, tel: Instruments, key: str, value: Any) -> None:
+        if not isinstance(value, str):
+            # Pruned first: serialising a huge or deep value only to cut it would cost its whole size.
+            value = json.dumps(prune(value, tel.capture_max_length), default=str, ensure_ascii=False)
+        self.span.set_attribute(key, tel.truncate(value))
 
     def record_usage(self, input_tokens: int | None = None, output_tokens: int | None = None) -> None:
         """Add token usage (summed when several provider calls make up one step)."""
@@ -200,31 +200,31 @@ class Operation:
         """
         if self._tel is None or self._ended:
             return
-        try:
-            ids: list[str] = []
-            found: list[float] = []
-            listed = documents if isinstance(documents, list | tuple) else list(documents)
-            docs = items(listed)
-            explicit = None if scores is None else items(scores if isinstance(scores, list | tuple) else list(scores))
-            for i, doc in enumerate(docs):
-                doc_id, score = _doc_id_score(doc)
-                if explicit is not None and i < len(explicit):
-                    score = explicit[i]
-                if doc_id is not None:
-                    ids.append(str(doc_id))
-                if isinstance(score, int | float):
-                    found.append(float(score))
-            attrs: dict[str, Any] = {sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT: len(listed)}
+        _guard.call("Operation.add_documents", functools.partial(self._add_documents, documents, scores), None)
+
+    def _add_documents(self, documents: Iterable[Any], scores: Iterable[float | None] | None) -> None:
+        ids: list[str] = []
+        found: list[float] = []
+        listed = documents if isinstance(documents, list | tuple) else list(documents)
+        docs = items(listed)
+        explicit = None if scores is None else items(scores if isinstance(scores, list | tuple) else list(scores))
+        for i, doc in enumerate(docs):
+            doc_id, score = _doc_id_score(doc)
+            if explicit is not None and i < len(explicit):
+                score = explicit[i]
+            if doc_id is not None:
+                ids.append(str(doc_id))
+            if isinstance(score, int | float):
+                found.append(float(score))
+        attrs: dict[str, Any] = {sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT: len(listed)}
+        if found:
+            attrs[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] = max(found)
+        self.set_attributes(attrs)
+        if self.capture_content:
+            if ids:
+                self.capture(sc.RAGOTEL_RETRIEVAL_DOCUMENT_IDS, ids)
             if found:
-                attrs[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] = max(found)
-            self.set_attributes(attrs)
-            if self.capture_content:
-                if ids:
-                    self.capture(sc.RAGOTEL_RETRIEVAL_DOCUMENT_IDS, ids)
-                if found:
-                    self.span.set_attribute(sc.RAGOTEL_RETRIEVAL_DOCUMENT_SCORES, found)
-        except Exception as exc:  # noqa: BLE001 - telemetry must not raise into the instrumented call
-            _guard.report("Operation.add_documents", exc)
+                self.span.set_attribute(sc.RAGOTEL_RETRIEVAL_DOCUMENT_SCORES, found)
 
     def set_response_model(self, model: str | None) -> None:
         """Record the model that actually answered."""
@@ -253,30 +253,32 @@ class Operation:
             if self._ended:
                 return
             self._ended = True
-        try:
-            duration = time.perf_counter() - self._start
-            self.detach()
-            span = self.span
-            final: dict[str, Any] = {}
-            if exc is not None:
-                kind = error_type(exc)
-                self._metric_attrs[sc.ERROR_TYPE] = final[sc.ERROR_TYPE] = kind
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"[:1024]))
-            if ended_early:
-                final[sc.RAGOTEL_STREAM_ENDED_EARLY] = True
-            if self._usage_in is not None or self._usage_out is not None:
-                usage = {sc.GEN_AI_USAGE_INPUT_TOKENS: self._usage_in, sc.GEN_AI_USAGE_OUTPUT_TOKENS: self._usage_out}
-                tel = self._tel
-                assert tel is not None  # only an operation with a Telemetry has a lock
-                final.update(tel.aliased({k: v for k, v in usage.items() if v is not None}))
-            if final:
-                span.set_attributes(final)
-            span.end()
-        except Exception as err:  # noqa: BLE001 - telemetry must not raise into the instrumented call
-            _guard.report("Operation.end", err)
-            return
-        self._record_metrics(duration)
+        duration = _guard.call("Operation.end", functools.partial(self._end_span, exc, ended_early), None)
+        if duration is not None:
+            self._record_metrics(duration)
+
+    def _end_span(self, exc: BaseException | None, ended_early: bool) -> float:
+        """End the span; the step's duration."""
+        duration = time.perf_counter() - self._start
+        self.detach()
+        span = self.span
+        final: dict[str, Any] = {}
+        if exc is not None:
+            kind = error_type(exc)
+            self._metric_attrs[sc.ERROR_TYPE] = final[sc.ERROR_TYPE] = kind
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"[:1024]))
+        if ended_early:
+            final[sc.RAGOTEL_STREAM_ENDED_EARLY] = True
+        if self._usage_in is not None or self._usage_out is not None:
+            usage = {sc.GEN_AI_USAGE_INPUT_TOKENS: self._usage_in, sc.GEN_AI_USAGE_OUTPUT_TOKENS: self._usage_out}
+            tel = self._tel
+            assert tel is not None  # only an operation with a Telemetry has a lock
+            final.update(tel.aliased({k: v for k, v in usage.items() if v is not None}))
+        if final:
+            span.set_attributes(final)
+        span.end()
+        return duration
 
     # -- internals -------------------------------------------------------------------------------------------------
     def _note_metric_attrs(self, attrs: Mapping[str, Any]) -> None:

@@ -7,6 +7,7 @@ exception, context exit, garbage collection — and forwards every other attribu
 
 from __future__ import annotations
 
+import functools
 import inspect
 import weakref
 from collections.abc import Callable
@@ -82,11 +83,8 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
             self._self_seen = True
             op.first_chunk()
         reader = self._self_reader
-        if reader is not None:
-            try:
-                reader.on_chunk(op, chunk)
-            except Exception as exc:  # noqa: BLE001 - a chunk the reader cannot parse must not break the stream
-                _guard.report("stream reader on_chunk", exc)
+        if reader is not None:  # a chunk the reader cannot parse must not break the stream
+            _guard.call("stream reader on_chunk", functools.partial(reader.on_chunk, op, chunk), None)
 
     # -- sync ------------------------------------------------------------------------------------------------------
     def __iter__(self) -> StreamProxy:

@@ -65,19 +65,21 @@ class Telemetry(Instruments):
         attach: bool = True,
     ) -> Operation:
         """:meth:`start` for callers that have just checked instrumentation is not suppressed (the wrappers)."""
-        try:
-            parent = otel_context.get_value(OP_KEY)
-            if (
-                isinstance(parent, Operation)
-                and parent.stage == stage
-                and not parent.ended
-                and trace.get_current_span() is parent.span
-            ):
-                return MergedOperation(parent, attributes, name, attach)
-            return Operation(self, stage, component, attributes, name, attach)
-        except Exception as exc:  # noqa: BLE001 - the single guard around span creation; see _guard
-            _guard.report("Telemetry.start", exc)
-            return NOOP
+        # The single guard around span creation: a failure gives the no-op operation.
+        return _guard.call("Telemetry.start", lambda: self._operation(stage, component, attributes, name, attach), NOOP)
+
+    def _operation(
+        self, stage: str, component: str, attributes: dict[str, Any] | None, name: str | None, attach: bool
+    ) -> Operation:
+        parent = otel_context.get_value(OP_KEY)
+        if (
+            isinstance(parent, Operation)
+            and parent.stage == stage
+            and not parent.ended
+            and trace.get_current_span() is parent.span
+        ):
+            return MergedOperation(parent, attributes, name, attach)
+        return Operation(self, stage, component, attributes, name, attach)
 
 
 # -- the current Telemetry ------------------------------------------------------------------------------------------

@@ -287,11 +287,15 @@ def load_gpu() -> Gpu | None:
     """Import and initialise NVML if present; None (quietly) without pynvml, a driver or a GPU."""
     if importlib.util.find_spec("pynvml") is None:
         return None
-    try:
-        nvml = importlib.import_module("pynvml")
-        nvml.nvmlInit()
-        gpu = Gpu(nvml)
-    except Exception as exc:  # noqa: BLE001 - NVML raises its own NVMLError family; no driver must mean no series
+    # NVML raises its own NVMLError family (no driver, no device, ...): any failure means no GPU series.
+    gpu, exc = _guard.caught(_open_gpu)
+    if gpu is None:
         _log.info("ragotel: GPU metrics off (NVML unavailable: %s)", exc)
         return None
     return gpu if gpu.count else None
+
+
+def _open_gpu() -> Gpu:
+    nvml = importlib.import_module("pynvml")
+    nvml.nvmlInit()
+    return Gpu(nvml)

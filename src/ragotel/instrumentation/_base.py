@@ -10,6 +10,7 @@ unchanged — or, for a stream, wrapped in :class:`ragotel.streams.StreamProxy`,
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Collection, Mapping
@@ -60,6 +61,7 @@ class Target:
     envelope: Callable[[Any], str | None] | None = None
 
 
+_FAILED: Final[Operation | None] = NOOP  # an extractor failed before the call: traced by the no-op operation
 ENVELOPE_READY: Final = "ready"
 ENVELOPE_LAZY: Final = "lazy"
 
@@ -72,61 +74,77 @@ def argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name:
 
 
 def _begin(target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operation | None:
-    """Start the operation (instrumentation known not suppressed); None means call through untraced ("not ours")."""
-    try:
-        attrs = target.request(instance, args, kwargs) if target.request is not None else {}
-        if attrs is None:
-            return None
-        op = _telemetry.current()._open(target.stage, target.component, attrs)  # suppression checked
-        if target.request_content is not None and op.capture_content:
-            content = target.request_content(instance, args, kwargs)
-            if content:
-                for key, value in content.items():
-                    op.capture(key, value)
-        return op
-    except Exception as exc:  # noqa: BLE001 - extractor failures must not reach the caller
-        _guard.report(f"{target.component} request extractor ({target.method})", exc)
-        return NOOP
+    """Start the operation (instrumentation known not suppressed); None means call through untraced ("not ours").
+
+    Raises what an extractor raises: the caller guards it (:func:`make_wrapper`).
+    """
+    attrs = target.request(instance, args, kwargs) if target.request is not None else {}
+    if attrs is None:
+        return None
+    op = _telemetry.current()._open(target.stage, target.component, attrs)  # suppression checked
+    if target.request_content is not None and op.capture_content:
+        content = target.request_content(instance, args, kwargs)
+        if content:
+            for key, value in content.items():
+                op.capture(key, value)
+    return op
 
 
 def _finish(
     op: Operation, target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], result: Any
 ) -> Any:
     """Read the result into the operation and end it; returns ``result`` itself, or a proxy for a stream/envelope."""
-    try:
-        op.detach()
-        body = result
-        if target.envelope is not None:
-            kind = target.envelope(result)
-            if kind == ENVELOPE_LAZY and op.recording:
-                return EnvelopeProxy(result, op, lambda parsed: _finish(op, target, instance, args, kwargs, parsed))
-            if kind == ENVELOPE_READY:
-                body = result.parse()
-        if target.stream is not None and body is result:
-            reader = target.stream(instance, args, kwargs, result)
-            if reader is not None:
-                return wrap_stream(result, op, reader)
-        if target.response is not None:
-            op.set_attributes(target.response(instance, body) or {})
-        if target.response_content is not None and op.capture_content:
-            for key, value in (target.response_content(instance, body) or {}).items():
-                op.capture(key, value)
-    except Exception as exc:  # noqa: BLE001 - extractor failures must not reach the caller
-        _guard.report(f"{target.component} response extractor ({target.method})", exc)
+    proxy = _guard.call(_labels(target)[1], lambda: _read(op, target, instance, args, kwargs, result), None)
+    if proxy is not None:
+        return proxy
     op.end()
     return result
+
+
+def _read(
+    op: Operation, target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], result: Any
+) -> Any:
+    """Read the result into the operation; a proxy now following a stream or envelope (it ends the operation)."""
+    op.detach()
+    body = result
+    if target.envelope is not None:
+        kind = target.envelope(result)
+        if kind == ENVELOPE_LAZY and op.recording:
+            return EnvelopeProxy(result, op, lambda parsed: _finish(op, target, instance, args, kwargs, parsed))
+        if kind == ENVELOPE_READY:
+            body = result.parse()
+    if target.stream is not None and body is result:
+        reader = target.stream(instance, args, kwargs, result)
+        if reader is not None:
+            return wrap_stream(result, op, reader)
+    if target.response is not None:
+        op.set_attributes(target.response(instance, body) or {})
+    if target.response_content is not None and op.capture_content:
+        for key, value in (target.response_content(instance, body) or {}).items():
+            op.capture(key, value)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _labels(target: Target) -> tuple[str, str]:
+    """How an extractor failure of ``target`` is reported (request side, response side); built once per target."""
+    return (
+        f"{target.component} request extractor ({target.method})",
+        f"{target.component} response extractor ({target.method})",
+    )
 
 
 def make_wrapper(target: Target, original: Any) -> Callable[..., Any]:
     """Build the wrapt wrapper for ``target``: async when the original is a coroutine function."""
     is_async = target.is_async if target.is_async is not None else inspect.iscoroutinefunction(original)
+    where = _labels(target)[0]
 
     if is_async:
 
         async def async_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if not is_instrumentation_enabled():
                 return await wrapped(*args, **kwargs)
-            op = _begin(target, instance, args, kwargs)
+            op = _guard.call(where, functools.partial(_begin, target, instance, args, kwargs), _FAILED)
             if op is None:
                 return await wrapped(*args, **kwargs)
             try:
@@ -141,7 +159,7 @@ def make_wrapper(target: Target, original: Any) -> Callable[..., Any]:
     def sync_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        op = _begin(target, instance, args, kwargs)
+        op = _guard.call(where, functools.partial(_begin, target, instance, args, kwargs), _FAILED)
         if op is None:
             return wrapped(*args, **kwargs)
         try:
@@ -199,22 +217,24 @@ class RagotelInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the contri
         self._ragotel_wrapped: list[tuple[Any, str]] = []
         seen: set[tuple[int, str]] = set()
         for target in self.targets:
-            try:
-                resolved = _resolve(target)
-                if resolved is None:
-                    _guard.report(f"{self.library}: target {target.module}.{target.method} not found", LookupError())
-                    continue
-                owner, name = resolved
-                if (id(owner), name) in seen:
-                    continue
-                seen.add((id(owner), name))
-                original = inspect.getattr_static(owner, name)
-                func = getattr(original, "__func__", original)
-                wrapt.wrap_function_wrapper(owner, name, make_wrapper(target, func))
-                self._ragotel_wrapped.append((owner, name))
-            except Exception as exc:  # noqa: BLE001 - one bad target must not stop the others
-                _guard.warn(f"instrumenting {target.module}.{target.method}", exc)
+            where = f"instrumenting {target.module}.{target.method}"
+            _guard.warned(where, functools.partial(self._wrap_target, target, seen), None)
         self._instrument_extra(**kwargs)
+
+    def _wrap_target(self, target: Target, seen: set[tuple[int, str]]) -> None:
+        """Wrap ``target`` where it is defined, unless missing in this version or already wrapped through a sibling."""
+        resolved = _resolve(target)
+        if resolved is None:
+            _guard.report(f"{self.library}: target {target.module}.{target.method} not found", LookupError())
+            return
+        owner, name = resolved
+        if (id(owner), name) in seen:
+            return
+        seen.add((id(owner), name))
+        original = inspect.getattr_static(owner, name)
+        func = getattr(original, "__func__", original)
+        wrapt.wrap_function_wrapper(owner, name, make_wrapper(target, func))
+        self._ragotel_wrapped.append((owner, name))
 
     def _instrument_extra(self, **kwargs: Any) -> None:
         """Hook for library-specific patches beyond the target table (override when needed)."""
@@ -224,9 +244,7 @@ class RagotelInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the contri
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for owner, name in reversed(getattr(self, "_ragotel_wrapped", [])):
-            try:
-                unwrap(owner, name)
-            except Exception as exc:  # noqa: BLE001 - restore as much as possible
-                _guard.warn(f"uninstrumenting {owner!r}.{name}", exc)
+            # restore as much as possible: one failure is logged and the others go on
+            _guard.warned(f"uninstrumenting {owner!r}.{name}", functools.partial(unwrap, owner, name), None)
         self._ragotel_wrapped = []
         self._uninstrument_extra(**kwargs)

@@ -48,21 +48,23 @@ class Calls:
         if entry is None:
             return
         op, step = entry
-        try:
-            op.detach()
-            if step.response is not None:
-                op.set_attributes(step.response(instance, result) or {})
-            if step.response_content is not None and op.capture_content:
-                for key, value in (step.response_content(instance, result) or {}).items():
-                    op.capture(key, value)
-        except Exception as exc:  # noqa: BLE001 - a result of an unexpected shape must not reach the caller
-            _guard.report("llama_index response extractor", exc)
+        # a result of an unexpected shape must not reach the caller
+        _guard.call("llama_index response extractor", functools.partial(_read, op, step, instance, result), None)
         op.end()
 
     def drop(self, id_: str, err: BaseException | None) -> None:
         entry = self.ops.pop(id_, None)
         if entry is not None:
             entry[0].end(err)
+
+
+def _read(op: Operation, step: Step, instance: Any, result: Any) -> None:
+    op.detach()
+    if step.response is not None:
+        op.set_attributes(step.response(instance, result) or {})
+    if step.response_content is not None and op.capture_content:
+        for key, value in (step.response_content(instance, result) or {}).items():
+            op.capture(key, value)
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -95,12 +96,14 @@ class StreamPatcher:
                 request_content=_stream_content(name),
                 stream=_stream_reader,
             )
-            try:
-                wrapper = wrapt.FunctionWrapper(original, make_wrapper(target, getattr(original, "__func__", original)))
-                type.__setattr__(cls, name, wrapper)
-                self.wrapped.append((cls, name, original, wrapper))
-            except Exception as exc:  # noqa: BLE001 - one class that cannot be patched must not stop the others
-                _guard.report(f"llama_index: wrapping {cls.__qualname__}.{name}", exc)
+            # one class that cannot be patched must not stop the others
+            patch = functools.partial(self._patch, cls, name, original, target)
+            _guard.call(f"llama_index: wrapping {cls.__qualname__}.{name}", patch, None)
+
+    def _patch(self, cls: type, name: str, original: Any, target: Target) -> None:
+        wrapper = wrapt.FunctionWrapper(original, make_wrapper(target, getattr(original, "__func__", original)))
+        type.__setattr__(cls, name, wrapper)
+        self.wrapped.append((cls, name, original, wrapper))
 
     def install(self, base: type) -> None:
         pending = [base]
