@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from itertools import islice
 from typing import Any, Final
 
-__all__ = ["MAX_DEPTH", "MAX_ITEMS", "TextBuffer", "items", "prune"]
+__all__ = ["MAX_DEPTH", "MAX_ITEMS", "MAX_TEXT", "TextBuffer", "clip", "items", "prune"]
 
 MAX_ITEMS: Final = 1000
 """Most elements an extractor reads from one list (choices, documents, messages, rows, parts)."""
 
 MAX_DEPTH: Final = 32
 """Deepest nesting kept in captured content; deeper containers are replaced by ``"…"``."""
+
+MAX_TEXT: Final = 4096
+"""Longest string kept in a non-content attribute (an id, a model name a provider returned); longer ones are cut."""
 
 _NOT_LISTS: Final = (str, bytes, bytearray, memoryview, Mapping)
 _SCALARS: Final = (str, int, float, bool, type(None))
@@ -40,6 +43,13 @@ def items(value: Any, limit: int = MAX_ITEMS) -> list[Any]:
     if not hasattr(value, "__getitem__"):
         return []
     return list(islice(iter(value), limit))
+
+
+def clip(value: Any) -> Any:
+    """``value``, with a string longer than :data:`MAX_TEXT` cut to it (and marked ``…``)."""
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        return value[:MAX_TEXT] + _CUT
+    return value
 
 
 def prune(value: Any, limit: int) -> Any:

@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ragotel import _guard
 from ragotel import semconv as sc
-from ragotel.bounds import items, prune
+from ragotel.bounds import clip, items, prune
 from ragotel.instruments import METRIC_KEYS, Instruments
 from ragotel.naming import error_type, span_name
 
@@ -88,7 +88,7 @@ class Operation:
             return
         attrs: dict[str, Any] = {sc.RAGOTEL_STAGE: stage, sc.RAGOTEL_COMPONENT: component}
         if attributes:
-            attrs.update((k, v) for k, v in attributes.items() if v is not None)
+            attrs.update((k, clip(v)) for k, v in attributes.items() if v is not None)
             self._note_metric_attrs(attrs)
         kind = SpanKind.CLIENT if stage in _CLIENT_STAGES else SpanKind.INTERNAL
         self.span = tel.tracer.start_span(name or span_name(stage, attrs), kind=kind, attributes=tel.aliased(attrs))
@@ -157,7 +157,7 @@ class Operation:
         _guard.call("Operation.set_attributes", functools.partial(self._apply, tel, attributes, depth), None)
 
     def _apply(self, tel: Instruments, attributes: Mapping[str, Any], depth: int) -> None:
-        clean = {k: v for k, v in attributes.items() if v is not None}
+        clean = {k: clip(v) for k, v in attributes.items() if v is not None}
         if not clean:
             return
         self._note_metric_attrs(clean)

@@ -652,8 +652,8 @@ def _median_call_time(client: openai.OpenAI, runs: int = 3) -> tuple[float, Any]
 def test_string_choices_cost_no_more_than_plain(
     instrumented: Instrumented, client: openai.OpenAI, server: FakeOpenAI, capture_content: bool
 ) -> None:
-    """A 2 MB string where `choices` belongs costs (nearly) nothing over the plain call, with content capture or not."""
-    server.reshape = lambda payload: {**payload, "choices": "x" * 2_000_000}
+    """2 MB strings where `choices` and `id` belong cost (nearly) nothing over the plain call; the id is cut."""
+    server.reshape = lambda payload: {**payload, "choices": "x" * 2_000_000, "id": "i" * 2_000_000}
     plain, _ = _median_call_time(client)
     cap = instrumented(OpenAIInstrumentor, capture_content=capture_content)
     traced, result = _median_call_time(client)
@@ -662,6 +662,7 @@ def test_string_choices_cost_no_more_than_plain(
     spans = cap.spans()
     assert len(spans) == 3
     assert sc.GEN_AI_RESPONSE_FINISH_REASONS not in _attrs(spans[-1])
+    assert _attrs(spans[-1])[sc.GEN_AI_RESPONSE_ID] == "i" * bounds.MAX_TEXT + "…"
 
 
 def test_huge_choices_list_gives_bounded_attributes(
