@@ -203,6 +203,46 @@ def test_hanging_endpoint_does_not_block_the_app(hanging_server: HangingServer) 
     assert float(proc.stdout.strip().splitlines()[-1]) < 10
 
 
+_FLUSH_TIMING = """
+    import json, time
+    handle = ragotel.instrument(endpoint="{url}")
+    for _ in range(20):
+        ask()
+    t0 = time.perf_counter()
+    flushed = handle.force_flush(timeout_millis=1000)
+    flush_s = time.perf_counter() - t0
+    for _ in range(20):
+        ask()
+    t0 = time.perf_counter()
+    stopped = handle.shutdown()
+    shutdown_s = time.perf_counter() - t0
+    print(json.dumps({{"flushed": flushed, "flush_s": flush_s, "stopped": stopped, "shutdown_s": shutdown_s}}))
+"""
+
+
+@pytest.mark.parametrize("endpoint", ["closed", "hanging"])
+def test_flush_and_shutdown_keep_their_timeouts_and_report_failure(
+    endpoint: str, hanging_server: HangingServer
+) -> None:
+    """Endpoint down or hanging: force_flush(1 s) is False within ~1 s, shutdown() False within the export timeout."""
+    url = "http://127.0.0.1:9" if endpoint == "closed" else hanging_server.url
+    proc = run_child(_PIPELINE + _FLUSH_TIMING.format(url=url), env={"OTEL_EXPORTER_OTLP_TIMEOUT": "2"})
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["flushed"] is False
+    assert result["flush_s"] < 1.8
+    assert result["stopped"] is False
+    assert result["shutdown_s"] < 2.8
+
+
+def test_flush_reports_a_refused_export(http_receiver: HttpReceiver) -> None:
+    """An endpoint answering 400 to every export: force_flush and shutdown return False (nothing was exported)."""
+    http_receiver.respond(status=400, body=b"rejected")
+    proc = run_child(_PIPELINE + _FLUSH_TIMING.format(url=http_receiver.url), env={"OTEL_EXPORTER_OTLP_TIMEOUT": "5"})
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {**result, "flushed": False, "stopped": False}
+    assert any(r.path == "/v1/traces" for r in http_receiver.requests)
+
+
 def test_bad_environment_warns_and_runs(http_receiver: HttpReceiver) -> None:
     """Unknown protocol, malformed headers and non-numeric limits each give one warning naming the variable."""
     proc = run_child(

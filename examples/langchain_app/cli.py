@@ -7,14 +7,17 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from .faults import FAULTS, FaultError, Faults
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_SERVICE_NAME = "ragotel-example-rag"  # AppConfig's default too; app.py is imported only after instrument()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME[=VALUE]",
         help="inject a fault: " + "; ".join(f"{k} ({v[2]}, default {v[1]:g})" for k, v in FAULTS.items()),
     )
-    common.add_argument("--service-name", help="OTEL service.name (default: ragotel-example-rag)")
+    common.add_argument(
+        "--service-name",
+        help=f"OTEL service.name (default: OTEL_SERVICE_NAME, a service.name in OTEL_RESOURCE_ATTRIBUTES, "
+        f"else {DEFAULT_SERVICE_NAME})",
+    )
     common.add_argument("--no-instrument", action="store_true", help="run without ragotel.instrument()")
     parser = argparse.ArgumentParser(
         prog="python -m examples.langchain_app",
@@ -59,6 +66,19 @@ def _faults(specs: list[str]) -> Faults:
     return faults
 
 
+def _service_name(flag: str | None, env: Mapping[str, str]) -> str:
+    """--service-name, else the standard variables' name, else the example's own (never ``unknown_service``)."""
+    if flag:
+        return flag
+    if env.get("OTEL_SERVICE_NAME", "").strip():
+        return env["OTEL_SERVICE_NAME"].strip()
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = item.partition("=")
+        if unquote(key).strip() == "service.name" and value.strip():
+            return unquote(value).strip()
+    return DEFAULT_SERVICE_NAME
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return 0 on success, 1 when answering failed, 2 for bad usage or a start-up error."""
     from .app import AppConfig, QuestionError, RagApp, StartupError
@@ -71,12 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     handle: Any = None
+    service_name = _service_name(args.service_name, os.environ)
     if not args.no_instrument:
         import ragotel
 
-        handle = ragotel.instrument(service_name=args.service_name or os.environ.get("OTEL_SERVICE_NAME") or None)
+        handle = ragotel.instrument(service_name=service_name)
     config = AppConfig.from_env(
-        corpus_dir=args.corpus, store_dir=args.store, embedding=args.embedding, service_name=args.service_name
+        corpus_dir=args.corpus, store_dir=args.store, embedding=args.embedding, service_name=service_name
     )
     try:
         app = RagApp(config, faults=faults)

@@ -41,6 +41,25 @@ def call(where: str, fn: Callable[[], T], fallback: T) -> T:
         return fallback
 
 
+def warned(where: str, fn: Callable[[], T], fallback: T) -> T:
+    """Run ``fn``; on any exception log it at WARNING (see :func:`warn`) and return ``fallback``. For set-up steps
+    (patching a library) whose failure the user should see, while the other steps go on."""
+    try:
+        return fn()
+    except Exception as exc:
+        warn(where, exc)
+        return fallback
+
+
+def caught(fn: Callable[[], T]) -> tuple[T | None, Exception | None]:
+    """Run ``fn``: ``(result, None)``, or ``(None, exception)`` when it raised. Logs nothing; never raises. For the
+    few callers that word or record the failure themselves (a library that failed to instrument, NVML missing)."""
+    try:
+        return fn(), None
+    except Exception as exc:
+        return None, exc
+
+
 def warn(where: str, exc: BaseException) -> None:
     """Log a failure the user should see (e.g. a library that could not be instrumented) at WARNING."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import importlib.util
@@ -23,6 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from ragotel import _guard
 from ragotel import telemetry as _telemetry
 from ragotel.config import Settings, apply_log_level
+from ragotel.flushing import Deadlines, ExportLedger
 
 __all__ = ["LIBRARIES", "Instrumentation", "current_instrumentation", "instrument", "uninstrument"]
 
@@ -68,6 +70,7 @@ class Instrumentation:
         meter_provider: metrics.MeterProvider | None,
         *,
         owns_providers: bool,
+        ledger: ExportLedger | None = None,
     ) -> None:
         self.settings = settings
         self.tracer_provider = tracer_provider
@@ -78,6 +81,8 @@ class Instrumentation:
         self.pending: set[str] = set()  # installed libraries instrumented when the app imports them
         self._stoppables: list[Stoppable] = []
         self._active = True
+        self._ledger = ledger  # the exporters ragotel built report here; None for the app's own providers
+        self._deadlines = Deadlines()
 
     @property
     def libraries(self) -> tuple[str, ...]:
@@ -85,13 +90,24 @@ class Instrumentation:
         return tuple(self.instrumentors)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export what is buffered now; True when every provider flushed in time. Never raises."""
-        ok = True
-        for provider in (self.tracer_provider, self.meter_provider):
-            flush = getattr(provider, "force_flush", None)
-            if flush is not None:
-                ok = bool(_guard.call("force_flush", functools.partial(flush, timeout_millis), False)) and ok
-        return ok
+        """Export what is buffered now, returning within ``timeout_millis``. Never raises.
+
+        True only when everything was exported in time. False when the deadline passed (the export goes on in the
+        background, cut by the exporter's own timeout) or an export failed (endpoint down, hanging, refusing). With
+        the app's own providers ragotel cannot see export results: True then means they flushed in time.
+        """
+        return self._within(timeout_millis, "force_flush", lambda flush: functools.partial(flush, timeout_millis))
+
+    def _within(self, timeout_millis: float, method: str, bind: Callable[[Any], Callable[[], Any]]) -> bool:
+        """Call ``method`` of both providers concurrently, waiting at most ``timeout_millis``; see force_flush."""
+        failures = self._ledger.failures if self._ledger is not None else 0
+        calls = {}
+        for signal, provider in (("traces", self.tracer_provider), ("metrics", self.meter_provider)):
+            call = getattr(provider, method, None)
+            if call is not None:
+                calls[f"{signal} {method}"] = bind(call)
+        done = self._deadlines.run(calls, timeout_millis / 1000)
+        return done and (self._ledger is None or self._ledger.failures == failures)
 
     def uninstrument(self) -> None:
         """Restore every patched library callable and stop the gauges. Never raises."""
@@ -111,16 +127,17 @@ class Instrumentation:
                 _telemetry.set_default(None)
         self._active = False
 
-    def shutdown(self) -> None:
-        """Uninstrument, then flush and shut down the providers ragotel built (an app's own are only flushed)."""
+    def shutdown(self, timeout_millis: float | None = None) -> bool:
+        """Uninstrument, then flush and shut down the providers ragotel built (an app's own are only flushed).
+
+        Returns within ``timeout_millis`` (default: the export timeout, ``OTEL_EXPORTER_OTLP_TIMEOUT``, 10 s); True
+        when the last export went through in time, False otherwise (as :meth:`force_flush`). Never raises.
+        """
         self.uninstrument()
-        if self.owns_providers:
-            for provider in (self.tracer_provider, self.meter_provider):
-                stop = getattr(provider, "shutdown", None)
-                if stop is not None:
-                    _guard.call("provider shutdown", stop, None)
-        else:
-            self.force_flush()
+        timeout = self.settings.exporter_timeout_s * 1000 if timeout_millis is None else timeout_millis
+        if not self.owns_providers:
+            return self.force_flush(int(timeout))
+        return self._within(timeout, "shutdown", _unregistered)
 
     def _instrument_libraries(self) -> None:
         """Instrument each wanted library now if the app already imported it, else the moment it is imported.
@@ -155,19 +172,22 @@ class Instrumentation:
             _guard.call(f"instrumenting {name}", functools.partial(self._instrument_library, name, lib), None)
 
     def _instrument_library(self, name: str, lib: Library) -> None:
-        try:
-            module_name, _, class_name = lib.instrumentor.partition(":")
-            instrumentor = getattr(importlib.import_module(module_name), class_name)()
-            instrumentor.instrument(
-                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, skip_dep_check=False
-            )
-            if instrumentor.is_instrumented_by_opentelemetry:
-                self.instrumentors[name] = instrumentor
-            else:
-                self.failed[name] = "dependency check failed (version not supported)"
-        except Exception as exc:  # noqa: BLE001 - one library failing must not stop the others
+        # One library failing must not stop the others: recorded in `failed`, logged at WARNING.
+        _, exc = _guard.caught(functools.partial(self._load_instrumentor, name, lib))
+        if exc is not None:
             self.failed[name] = repr(exc)
             _guard.warn(f"instrumenting {name}", exc)
+
+    def _load_instrumentor(self, name: str, lib: Library) -> None:
+        module_name, _, class_name = lib.instrumentor.partition(":")
+        instrumentor = getattr(importlib.import_module(module_name), class_name)()
+        instrumentor.instrument(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, skip_dep_check=False
+        )
+        if instrumentor.is_instrumented_by_opentelemetry:
+            self.instrumentors[name] = instrumentor
+        else:
+            self.failed[name] = "dependency check failed (version not supported)"
 
     def _start_gauges(self) -> None:
         hooks: list[tuple[str, str]] = []
@@ -183,6 +203,12 @@ class Instrumentation:
             stoppable: Stoppable | None = _guard.call(f"{module_name}.{func}", starter, None)
             if stoppable is not None:
                 self._stoppables.append(stoppable)
+
+
+def _unregistered(stop: Callable[[], Any]) -> Callable[[], Any]:
+    # The SDK providers also shut down at exit; called here, a second call (after our deadline) would only warn.
+    atexit.unregister(stop)
+    return stop
 
 
 _lock = threading.RLock()
@@ -258,17 +284,18 @@ def uninstrument() -> None:
 def _build(
     settings: Settings, tracer_provider: trace.TracerProvider | None, meter_provider: metrics.MeterProvider | None
 ) -> Instrumentation:
+    ledger = ExportLedger()
     tracer, owns_tracer = _provider(
-        tracer_provider, trace.get_tracer_provider, TracerProvider, lambda: _new_tracer_provider(settings)
+        tracer_provider, trace.get_tracer_provider, TracerProvider, lambda: _new_tracer_provider(settings, ledger)
     )
     if owns_tracer:
         trace.set_tracer_provider(tracer)
     meter, owns_meter = _provider(
-        meter_provider, metrics.get_meter_provider, MeterProvider, lambda: _new_meter_provider(settings)
+        meter_provider, metrics.get_meter_provider, MeterProvider, lambda: _new_meter_provider(settings, ledger)
     )
     if owns_meter:
         metrics.set_meter_provider(meter)
-    return Instrumentation(settings, tracer, meter, owns_providers=owns_tracer or owns_meter)
+    return Instrumentation(settings, tracer, meter, owns_providers=owns_tracer or owns_meter, ledger=ledger)
 
 
 def _provider(
@@ -310,9 +337,9 @@ def _exporter_kwargs(settings: Settings, protocol: str, path: str) -> dict[str, 
     return kwargs
 
 
-def _new_tracer_provider(settings: Settings) -> TracerProvider:
+def _new_tracer_provider(settings: Settings, ledger: ExportLedger) -> TracerProvider:
     module, protocol = _exporter_module(settings, "trace")
-    exporter: SpanExporter = module.OTLPSpanExporter(**_exporter_kwargs(settings, protocol, "v1/traces"))
+    exporter: SpanExporter = ledger.track(module.OTLPSpanExporter(**_exporter_kwargs(settings, protocol, "v1/traces")))
     provider = TracerProvider(resource=_resource(settings))
     provider.add_span_processor(
         BatchSpanProcessor(
@@ -326,8 +353,10 @@ def _new_tracer_provider(settings: Settings) -> TracerProvider:
     return provider
 
 
-def _new_meter_provider(settings: Settings) -> MeterProvider:
+def _new_meter_provider(settings: Settings, ledger: ExportLedger) -> MeterProvider:
     module, protocol = _exporter_module(settings, "metric")
-    exporter: MetricExporter = module.OTLPMetricExporter(**_exporter_kwargs(settings, protocol, "v1/metrics"))
+    exporter: MetricExporter = ledger.track(
+        module.OTLPMetricExporter(**_exporter_kwargs(settings, protocol, "v1/metrics"))
+    )
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=settings.metric_export_interval_ms)
     return MeterProvider(resource=_resource(settings), metric_readers=[reader])

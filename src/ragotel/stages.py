@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 
 from ragotel import semconv as sc
 from ragotel import telemetry as _telemetry
-from ragotel.instrumentation._base import wrap_stream
+from ragotel.streams import wrap_stream
 from ragotel.telemetry import Operation
 
 __all__ = ["Stage", "embedding", "generation", "pipeline", "rerank", "retrieval"]

@@ -1,32 +1,28 @@
-"""Operation: one object per RAG step that owns its span, context, timer and metrics; the only code creating spans.
+"""Telemetry: opens operations for the instrumentations and the stage API, and which Telemetry is current.
 
-Instrumentations and the stage API never touch spans or instruments directly: they start an :class:`Operation`
-through the current :class:`Telemetry`, feed it attributes, usage and documents, and end it once. Every public
-method here is safe to call from telemetry code: none raises into the caller (failures go to :mod:`ragotel._guard`).
+:class:`Telemetry` is the :class:`~ragotel.instruments.Instruments` of one provider pair plus ``start()``;
+``current()`` is the one wrappers and stages report to (a ``testing.capture()`` in progress, else
+``instrument()``'s, else one on the global providers). The operation itself lives in :mod:`ragotel.operation`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import threading
-import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ragotel import _guard
-from ragotel import semconv as sc
 from ragotel.config import DEFAULT_CAPTURE_MAX_LENGTH, ENV_CAPTURE, ENV_CAPTURE_MAX_LENGTH, env_bool, env_int
+from ragotel.instruments import VERSION, Instruments
+from ragotel.operation import NOOP, OP_KEY, MergedOperation, Operation
 
 __all__ = [
     "NOOP",
+    "VERSION",
     "Operation",
     "Telemetry",
     "current",
@@ -37,77 +33,9 @@ __all__ = [
     "use_providers",
 ]
 
-VERSION: Final = "0.1.0"
-_OP_KEY: Final = otel_context.create_key("ragotel-operation")
-AttrValue = str | bool | int | float | list[str] | list[int] | list[float] | list[bool] | tuple[Any, ...]
 
-_CLIENT_STAGES: Final = frozenset({sc.STAGE_GENERATION, sc.STAGE_EMBEDDING, sc.STAGE_VECTOR_DB})
-_GEN_AI_METRIC_KEYS: Final = frozenset(sc.GEN_AI_METRIC_ATTRIBUTES)
-_DB_METRIC_KEYS: Final = frozenset(sc.DB_METRIC_ATTRIBUTES)
-_METRIC_KEYS: Final = _GEN_AI_METRIC_KEYS | _DB_METRIC_KEYS
-_USAGE_KEYS: Final = frozenset({sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS})
-
-
-class Telemetry:
-    """A tracer, the metric instruments and the content settings, bound to one tracer/meter provider pair.
-
-    ``None`` providers mean the global OpenTelemetry ones (resolved lazily by the API's proxies, so a Telemetry
-    made before the app installs its providers still reports to them).
-    """
-
-    def __init__(
-        self,
-        tracer_provider: trace.TracerProvider | None = None,
-        meter_provider: metrics.MeterProvider | None = None,
-        *,
-        capture_content: bool = False,
-        capture_max_length: int = DEFAULT_CAPTURE_MAX_LENGTH,
-        stability: Mapping[str, str] | None = None,
-    ) -> None:
-        self.tracer_provider = tracer_provider
-        self.meter_provider = meter_provider
-        self.tracer = trace.get_tracer("ragotel", VERSION, tracer_provider=tracer_provider)
-        meter = metrics.get_meter("ragotel", VERSION, meter_provider=meter_provider)
-        self.meter = meter
-        self.capture_content = capture_content
-        self.capture_max_length = max(1, capture_max_length)
-        self.aliases, self.dropped = sc.legacy_aliases(stability if stability is not None else sc.stability_modes())
-        self.stage_duration = meter.create_histogram(
-            sc.M_STAGE_DURATION,
-            unit=sc.UNIT_SECONDS,
-            description="Duration of one RAG stage (pipeline, retrieval, rerank, embedding, vector_db, generation).",
-            explicit_bucket_boundaries_advisory=list(sc.STAGE_DURATION_BUCKETS),
-        )
-        self.gen_ai_duration = meter.create_histogram(
-            sc.M_GEN_AI_OPERATION_DURATION,
-            unit=sc.UNIT_SECONDS,
-            description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=list(sc.GEN_AI_DURATION_BUCKETS),
-        )
-        self.token_usage = meter.create_histogram(
-            sc.M_GEN_AI_TOKEN_USAGE,
-            unit=sc.UNIT_TOKENS,
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=[float(b) for b in sc.GEN_AI_TOKEN_BUCKETS],
-        )
-        self.time_to_first_chunk = meter.create_histogram(
-            sc.M_GEN_AI_TIME_TO_FIRST_CHUNK,
-            unit=sc.UNIT_SECONDS,
-            description="Time from the request to the first chunk of a streamed response, measured by the client.",
-            explicit_bucket_boundaries_advisory=list(sc.GEN_AI_DURATION_BUCKETS),
-        )
-        self.db_duration = meter.create_histogram(
-            sc.M_DB_OPERATION_DURATION,
-            unit=sc.UNIT_SECONDS,
-            description="Duration of database client operations.",
-            explicit_bucket_boundaries_advisory=list(sc.DB_DURATION_BUCKETS),
-        )
-        self.retrieval_documents = meter.create_histogram(
-            sc.M_RETRIEVAL_DOCUMENTS,
-            unit=sc.UNIT_DOCUMENTS,
-            description="Number of documents a retrieval step returned.",
-            explicit_bucket_boundaries_advisory=[float(b) for b in sc.DOCUMENT_COUNT_BUCKETS],
-        )
+class Telemetry(Instruments):
+    """The instruments of one tracer/meter provider pair, and the operations opened on them (see Instruments)."""
 
     def start(
         self,
@@ -137,427 +65,21 @@ class Telemetry:
         attach: bool = True,
     ) -> Operation:
         """:meth:`start` for callers that have just checked instrumentation is not suppressed (the wrappers)."""
-        try:
-            parent = otel_context.get_value(_OP_KEY)
-            if (
-                isinstance(parent, Operation)
-                and parent.stage == stage
-                and not parent.ended
-                and trace.get_current_span() is parent.span
-            ):
-                return _MergedOperation(parent, attributes, name, attach)
-            return Operation(self, stage, component, attributes, name, attach)
-        except Exception as exc:  # noqa: BLE001 - the single guard around span creation; see _guard
-            _guard.report("Telemetry.start", exc)
-            return NOOP
+        # The single guard around span creation: a failure gives the no-op operation.
+        return _guard.call("Telemetry.start", lambda: self._operation(stage, component, attributes, name, attach), NOOP)
 
-    def truncate(self, text: str) -> str:
-        """Cut captured content to the configured length."""
-        limit = self.capture_max_length
-        return text if len(text) <= limit else text[:limit] + "…"
-
-
-def span_name(stage: str, attributes: Mapping[str, Any]) -> str:
-    """Span naming of DESIGN.md section 3, derived from the attributes so every caller names alike."""
-    if stage in (sc.STAGE_GENERATION, sc.STAGE_EMBEDDING):
-        default_op = sc.OP_CHAT if stage == sc.STAGE_GENERATION else sc.OP_EMBEDDINGS
-        op = attributes.get(sc.GEN_AI_OPERATION_NAME) or default_op
-        model = attributes.get(sc.GEN_AI_REQUEST_MODEL)
-        return f"{op} {model}" if model else str(op)
-    if stage == sc.STAGE_RETRIEVAL:
-        source = attributes.get(sc.GEN_AI_DATA_SOURCE_ID)
-        return f"retrieval {source}" if source else "retrieval"
-    if stage == sc.STAGE_VECTOR_DB:
-        op = attributes.get(sc.DB_OPERATION_NAME) or "query"
-        collection = attributes.get(sc.DB_COLLECTION_NAME)
-        return f"{op} {collection}" if collection else str(op)
-    if stage == sc.STAGE_RERANK:
-        model = attributes.get(sc.RAGOTEL_RERANK_MODEL) or attributes.get(sc.GEN_AI_REQUEST_MODEL)
-        return f"rerank {model}" if model else "rerank"
-    name = attributes.get(sc.RAGOTEL_PIPELINE_NAME)
-    return f"pipeline {name}" if name else "pipeline"
-
-
-class Operation:
-    """One RAG step: a span (made current while the step's own code runs), a timer and its metric records.
-
-    Thread-safety: an operation belongs to the call that started it; ``end`` may come from another thread (a
-    stream finished at garbage collection) and runs at most once.
-    """
-
-    __slots__ = (
-        "_depth",
-        "_docs",
-        "_ended",
-        "_lock",
-        "_metric_attrs",
-        "_start",
-        "_tel",
-        "_token",
-        "_ttfc",
-        "_usage_depth",
-        "_usage_in",
-        "_usage_out",
-        "component",
-        "span",
-        "stage",
-    )
-
-    def __init__(
-        self,
-        tel: Telemetry | None,
-        stage: str,
-        component: str,
-        attributes: dict[str, Any] | None,
-        name: str | None,
-        attach: bool,
-    ) -> None:
-        self.stage = stage
-        self.component = component
-        self._tel = tel
-        self._ended = tel is None
-        self._token: object | None = None
-        self._ttfc: float | None = None
-        self._usage_in: int | None = None
-        self._usage_out: int | None = None
-        self._usage_depth = 0
-        self._depth = 0
-        self._docs: int | None = None
-        self._lock = threading.Lock() if tel is not None else None
-        self._metric_attrs: dict[str, Any] = {}
-        if tel is None:
-            self.span: trace.Span = trace.INVALID_SPAN
-            self._start = 0.0
-            return
-        attrs: dict[str, Any] = {sc.RAGOTEL_STAGE: stage, sc.RAGOTEL_COMPONENT: component}
-        if attributes:
-            attrs.update((k, v) for k, v in attributes.items() if v is not None)
-            self._note_metric_attrs(attrs)
-        kind = SpanKind.CLIENT if stage in _CLIENT_STAGES else SpanKind.INTERNAL
-        self.span = tel.tracer.start_span(name or span_name(stage, attrs), kind=kind, attributes=_aliased(tel, attrs))
-        self._start = time.perf_counter()
-        if attach:
-            self.attach()
-
-    # -- context ---------------------------------------------------------------------------------------------------
-    def attach(self) -> None:
-        """Make this operation's span current in the calling context (until :meth:`detach` or :meth:`end`)."""
-        if self._tel is None or self._token is not None:
-            return
-        ctx = otel_context.set_value(_OP_KEY, self, trace.set_span_in_context(self.span))
-        self._token = otel_context.attach(ctx)
-
-    def detach(self) -> None:
-        """Restore the context that was current before :meth:`attach`."""
-        token, self._token = self._token, None
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]  # the token attach() returned
-
-    @contextmanager
-    def activated(self) -> Iterator[None]:
-        """Make the span current for one step of a stream or generator, and restore the caller's context after."""
-        if self._tel is None or self._ended:
-            yield
-            return
-        ctx = otel_context.set_value(_OP_KEY, self, trace.set_span_in_context(self.span))
-        token = otel_context.attach(ctx)
-        try:
-            yield
-        finally:
-            otel_context.detach(token)
-
-    @property
-    def ended(self) -> bool:
-        """True once the operation has ended."""
-        return self._ended
-
-    @property
-    def recording(self) -> bool:
-        """False for the no-op operation (suppressed or failed to start)."""
-        return self._tel is not None
-
-    @property
-    def capture_content(self) -> bool:
-        """Whether prompts, completions, query text, documents and vectors may be recorded."""
-        return self._tel is not None and self._tel.capture_content
-
-    # -- recording -------------------------------------------------------------------------------------------------
-    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        """Set span attributes (``None`` values skipped); low-cardinality ones also label this step's metrics."""
-        self._set_attributes_at(attributes, self._depth)
-
-    def _set_attributes_at(self, attributes: Mapping[str, Any], depth: int) -> None:
-        """Set attributes reported by the step ``depth`` merges deep (0: this step itself)."""
-        tel = self._tel
-        if tel is None or self._ended or not attributes:
-            return
-        try:
-            clean = {k: v for k, v in attributes.items() if v is not None}
-            if not clean:
-                return
-            self._note_metric_attrs(clean)
-            if _USAGE_KEYS.intersection(clean):
-                self._add_usage(
-                    clean.pop(sc.GEN_AI_USAGE_INPUT_TOKENS, None), clean.pop(sc.GEN_AI_USAGE_OUTPUT_TOKENS, None), depth
-                )
-            count = clean.get(sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT)
-            if isinstance(count, int):
-                self._docs = count
-            self.span.set_attributes(_aliased(tel, clean))
-        except Exception as exc:  # noqa: BLE001 - telemetry must not raise into the instrumented call
-            _guard.report("Operation.set_attributes", exc)
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        """Set one attribute (see :meth:`set_attributes`)."""
-        self.set_attributes({key: value})
-
-    def capture(self, key: str, value: Any) -> None:
-        """Record content (text, messages, documents) only when content capture is on, truncated to the limit."""
-        tel = self._tel
-        if tel is None or not tel.capture_content or self._ended or value is None:
-            return
-        try:
-            text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-            self.span.set_attribute(key, tel.truncate(text))
-        except Exception as exc:  # noqa: BLE001 - telemetry must not raise into the instrumented call
-            _guard.report("Operation.capture", exc)
-
-    def record_usage(self, input_tokens: int | None = None, output_tokens: int | None = None) -> None:
-        """Add token usage (summed when several provider calls make up one step)."""
-        self.set_attributes({sc.GEN_AI_USAGE_INPUT_TOKENS: input_tokens, sc.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens})
-
-    def add_documents(self, documents: Iterable[Any], *, scores: Iterable[float | None] | None = None) -> None:
-        """Record retrieved documents: count and best score always; ids and scores only with content capture.
-
-        Each document may be a mapping with ``id``/``score``, an object with ``id``/``score`` attributes,
-        an ``(id, score)`` pair, or a bare id. ``scores`` overrides the scores found on the documents.
-        """
-        if self._tel is None or self._ended:
-            return
-        try:
-            ids: list[str] = []
-            found: list[float] = []
-            docs = list(documents)
-            explicit = list(scores) if scores is not None else None
-            for i, doc in enumerate(docs):
-                doc_id, score = _doc_id_score(doc)
-                if explicit is not None and i < len(explicit):
-                    score = explicit[i]
-                if doc_id is not None:
-                    ids.append(str(doc_id))
-                if isinstance(score, int | float):
-                    found.append(float(score))
-            attrs: dict[str, Any] = {sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT: len(docs)}
-            if found:
-                attrs[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] = max(found)
-            self.set_attributes(attrs)
-            if self.capture_content:
-                if ids:
-                    self.capture(sc.RAGOTEL_RETRIEVAL_DOCUMENT_IDS, ids)
-                if found:
-                    self.span.set_attribute(sc.RAGOTEL_RETRIEVAL_DOCUMENT_SCORES, found)
-        except Exception as exc:  # noqa: BLE001 - telemetry must not raise into the instrumented call
-            _guard.report("Operation.add_documents", exc)
-
-    def set_response_model(self, model: str | None) -> None:
-        """Record the model that actually answered."""
-        self.set_attributes({sc.GEN_AI_RESPONSE_MODEL: model})
-
-    def first_chunk(self) -> None:
-        """Mark the arrival of a streamed generation's first chunk (only the first call counts).
-
-        Time to first chunk is a GenAI measure: other streamed stages (a retrieval generator) do not record it.
-        """
-        if self._tel is None or self._ended or self._ttfc is not None or self.stage != sc.STAGE_GENERATION:
-            return
-        self._ttfc = time.perf_counter() - self._start
-        self.span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._ttfc)
-
-    def fail(self, exc: BaseException) -> None:
-        """End the operation as failed: status ERROR, ``error.type``, the exception recorded. Never raises."""
-        self.end(exc)
-
-    def end(self, exc: BaseException | None = None, *, ended_early: bool = False) -> None:
-        """End the span and record the metrics, exactly once. Never raises."""
-        lock = self._lock
-        if lock is None or self._ended:
-            return
-        with lock:
-            if self._ended:
-                return
-            self._ended = True
-        try:
-            duration = time.perf_counter() - self._start
-            self.detach()
-            span = self.span
-            final: dict[str, Any] = {}
-            if exc is not None:
-                error_type = _error_type(exc)
-                self._metric_attrs[sc.ERROR_TYPE] = final[sc.ERROR_TYPE] = error_type
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"[:1024]))
-            if ended_early:
-                final[sc.RAGOTEL_STREAM_ENDED_EARLY] = True
-            if self._usage_in is not None or self._usage_out is not None:
-                usage = {sc.GEN_AI_USAGE_INPUT_TOKENS: self._usage_in, sc.GEN_AI_USAGE_OUTPUT_TOKENS: self._usage_out}
-                tel = self._tel
-                assert tel is not None  # only an operation with a Telemetry has a lock
-                final.update(_aliased(tel, {k: v for k, v in usage.items() if v is not None}))
-            if final:
-                span.set_attributes(final)
-            span.end()
-        except Exception as err:  # noqa: BLE001 - telemetry must not raise into the instrumented call
-            _guard.report("Operation.end", err)
-            return
-        self._record_metrics(duration)
-
-    # -- internals -------------------------------------------------------------------------------------------------
-    def _note_metric_attrs(self, attrs: Mapping[str, Any]) -> None:
-        for key in _METRIC_KEYS.intersection(attrs):
-            value = attrs[key]
-            if isinstance(value, str | int | float | bool):
-                self._metric_attrs[key] = value
-
-    def _add_usage(self, input_tokens: Any, output_tokens: Any, depth: int = 0) -> None:
-        # The innermost reporter wins: a framework step (LangChain) and the provider call it merged (OpenAI) both
-        # read the same usage from the same response; only the deepest level's figures are kept (summed when that
-        # level made several calls), whatever order the reports arrive in.
-        if depth < self._usage_depth:
-            return
-        if depth > self._usage_depth:
-            self._usage_depth = depth
-            self._usage_in = self._usage_out = None
-        if isinstance(input_tokens, int) and not isinstance(input_tokens, bool):
-            self._usage_in = (self._usage_in or 0) + input_tokens
-        if isinstance(output_tokens, int) and not isinstance(output_tokens, bool):
-            self._usage_out = (self._usage_out or 0) + output_tokens
-
-    def _record_metrics(self, duration: float) -> None:
-        tel = self._tel
-        assert tel is not None
-        try:
-            m = self._metric_attrs
-            error = m.get(sc.ERROR_TYPE)
-            stage_attrs = {sc.RAGOTEL_STAGE: self.stage, sc.RAGOTEL_COMPONENT: self.component}
-            if error is not None:
-                stage_attrs[sc.ERROR_TYPE] = error
-            tel.stage_duration.record(duration, stage_attrs)
-            stage = self.stage
-            if stage == sc.STAGE_VECTOR_DB:
-                tel.db_duration.record(duration, {k: v for k, v in m.items() if k in _DB_METRIC_KEYS})
-                return
-            if sc.GEN_AI_OPERATION_NAME in m:
-                gen_attrs = {k: v for k, v in m.items() if k in _GEN_AI_METRIC_KEYS}
-                tel.gen_ai_duration.record(duration, gen_attrs)
-                if self._ttfc is not None:
-                    tel.time_to_first_chunk.record(self._ttfc, gen_attrs)
-                if self._usage_in is not None or self._usage_out is not None:
-                    token_attrs = {k: v for k, v in gen_attrs.items() if k != sc.ERROR_TYPE}
-                    if self._usage_in is not None:
-                        tel.token_usage.record(
-                            self._usage_in, {**token_attrs, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT}
-                        )
-                    if self._usage_out is not None:
-                        tel.token_usage.record(
-                            self._usage_out, {**token_attrs, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT}
-                        )
-            if stage == sc.STAGE_RETRIEVAL and self._docs is not None:
-                tel.retrieval_documents.record(self._docs, {sc.RAGOTEL_COMPONENT: self.component})
-        except Exception as exc:  # noqa: BLE001 - a metric failure must not reach the instrumented call
-            _guard.report("Operation.record_metrics", exc)
-
-
-class _MergedOperation(Operation):
-    """A same-stage step nested directly in another: its records go to the outer step, which alone is counted."""
-
-    __slots__ = ("_outer",)
-
-    def __init__(
-        self, outer: Operation, attributes: Mapping[str, Any] | None, name: str | None, attach: bool = True
-    ) -> None:
-        self._outer = outer
-        self.stage = outer.stage
-        self.component = outer.component
-        self.span = outer.span
-        self._tel = outer._tel
-        self._ended = False
-        self._token = None
-        self._depth = outer._depth + 1
-        # The timer, usage, document and metric slots stay unset: every method reading them is forwarded.
-        if attributes:
-            self._set_attributes_at(attributes, self._depth)
-            new_name = name or span_name(outer.stage, attributes)
-            if sc.GEN_AI_REQUEST_MODEL in attributes or sc.DB_COLLECTION_NAME in attributes or name:
-                _guard.call("span.update_name", lambda: outer.span.update_name(new_name), None)
-        # Current as the operation (on the outer span), so a step nested deeper merges through it and its
-        # depth is known: see Operation._add_usage.
-        if attach:
-            self.attach()
-
-    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        """Forward to the outer step."""
-        if not self._ended:
-            self._outer._set_attributes_at(attributes, self._depth)
-
-    def _set_attributes_at(self, attributes: Mapping[str, Any], depth: int) -> None:
-        self._outer._set_attributes_at(attributes, depth)
-
-    def capture(self, key: str, value: Any) -> None:
-        """Forward to the outer step."""
-        if not self._ended:
-            self._outer.capture(key, value)
-
-    def add_documents(self, documents: Iterable[Any], *, scores: Iterable[float | None] | None = None) -> None:
-        """Forward to the outer step."""
-        if not self._ended:
-            self._outer.add_documents(documents, scores=scores)
-
-    def first_chunk(self) -> None:
-        """Forward to the outer step."""
-        if not self._ended:
-            self._outer.first_chunk()
-
-    def end(self, exc: BaseException | None = None, *, ended_early: bool = False) -> None:
-        """Only stop forwarding (and restore the context): the outer step ends the span and records metrics once."""
-        self._ended = True
-        self.detach()
-
-
-NOOP: Final = Operation(None, "", "", None, None, False)
-"""The operation returned when instrumentation is suppressed or a start failed: every method does nothing."""
-
-
-def _aliased(tel: Telemetry, attrs: dict[str, Any]) -> dict[str, Any]:
-    if not tel.aliases:
-        return attrs
-    out = {k: v for k, v in attrs.items() if k not in tel.dropped}
-    for key, old in tel.aliases.items():
-        if key in attrs:
-            out[old] = attrs[key]
-    return out
-
-
-def _error_type(exc: BaseException) -> str:
-    cls = type(exc)
-    module = cls.__module__
-    if module in ("builtins", "__main__"):
-        return cls.__qualname__
-    # The public path when the package re-exports the class: `openai.RateLimitError`, not
-    # `openai._exceptions.RateLimitError` (stable across a library's internal moves, and what users search for).
-    top = module.partition(".")[0]
-    if top != module and getattr(sys.modules.get(top), cls.__qualname__, None) is cls:
-        return f"{top}.{cls.__qualname__}"
-    return f"{module}.{cls.__qualname__}"
-
-
-def _doc_id_score(doc: Any) -> tuple[Any, Any]:
-    if isinstance(doc, Mapping):
-        return doc.get("id"), doc.get("score")
-    if isinstance(doc, tuple) and len(doc) == 2:
-        return doc[0], doc[1]
-    if isinstance(doc, str | int):
-        return doc, None
-    return getattr(doc, "id", None), getattr(doc, "score", None)
+    def _operation(
+        self, stage: str, component: str, attributes: dict[str, Any] | None, name: str | None, attach: bool
+    ) -> Operation:
+        parent = otel_context.get_value(OP_KEY)
+        if (
+            isinstance(parent, Operation)
+            and parent.stage == stage
+            and not parent.ended
+            and trace.get_current_span() is parent.span
+        ):
+            return MergedOperation(parent, attributes, name, attach)
+        return Operation(self, stage, component, attributes, name, attach)
 
 
 # -- the current Telemetry ------------------------------------------------------------------------------------------
@@ -590,7 +112,7 @@ def current() -> Telemetry:
 
 def current_operation() -> Operation | None:
     """The ragotel operation current in this context (still running), if any."""
-    op = otel_context.get_value(_OP_KEY)
+    op = otel_context.get_value(OP_KEY)
     return op if isinstance(op, Operation) and not op.ended else None
 
 

@@ -184,3 +184,22 @@ def test_alertmanager_config_passes_amtool() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     route = _load("alertmanager.yml")["route"]
     assert {"alertname", "service"} <= set(route["group_by"])
+
+
+def test_gateway_routes_logs_by_service_on_collectors_before_v0_154() -> None:
+    """Logs reach the analyzers keyed by service even where loadbalancing routes logs by trace id (contrib < v0.154)."""
+    gateway = _load("gateway.yaml")
+    logs = gateway["service"]["pipelines"]["logs"]
+    assert logs["exporters"] == ["loadbalancing/analyzers"], "the trace-id rewrite must feed only the analyzers"
+    assert "transform/logs_by_service" in logs["processors"]
+    statements = [
+        statement
+        for group in gateway["processors"]["transform/logs_by_service"]["log_statements"]
+        for statement in group["statements"]
+    ]
+    assert any(
+        s.startswith("set(trace_id.string,") and 'SHA256(resource.attributes["service.name"])' in s for s in statements
+    )
+    readme = (CONFIG_DIR / "README.md").read_text(encoding="utf-8")
+    assert "v0.154" in readme
+    assert "routing_key" in readme

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +30,9 @@ from examples.langchain_app import (
 from examples.langchain_app.cli import main as cli_main
 from examples.langchain_app.corpus import default_corpus_dir
 from examples.langchain_app.embeddings import HashEmbeddings
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.trace import StatusCode
+from tests.servers import HttpReceiver
 
 import ragotel
 from ragotel.testing import Capture, capture
@@ -334,3 +339,44 @@ def test_http_api_answers_validates_and_reports_health(tmp_path: Path) -> None:
     finally:
         server.stop()
         app.close()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "ragotel-example-rag"),
+        ({"OTEL_SERVICE_NAME": "from-env"}, "from-env"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test,service.name=from-resource"}, "from-resource"),
+    ],
+    ids=["default", "otel-service-name", "resource-attributes"],
+)
+def test_cli_reports_its_service_name_over_otlp(
+    tmp_path: Path, http_receiver: HttpReceiver, env: dict[str, str], expected: str
+) -> None:
+    """With only OTEL_EXPORTER_OTLP_ENDPOINT set the CLI exports as `ragotel-example-rag`, never unknown_service."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RAGOTEL_", "RAGAPP_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.langchain_app", "ask", QUESTION, "--embedding", "hash"],
+        env={
+            **clean,
+            **env,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.url,
+            "RAGOTEL_HOST_METRICS": "false",
+            "RAGAPP_STORE_DIR": str(tmp_path / "store"),
+        },
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    names: set[str] = set()
+    for request in http_receiver.requests:
+        if request.path == "/v1/traces":
+            message = ExportTraceServiceRequest()
+            message.ParseFromString(request.body)
+            for spans in message.resource_spans:
+                names |= {a.value.string_value for a in spans.resource.attributes if a.key == "service.name"}
+    assert names == {expected}

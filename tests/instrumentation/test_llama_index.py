@@ -27,8 +27,8 @@ from tests.instrumentation.instrumentation_helpers import Instrumented, exported
 
 import ragotel
 from ragotel import semconv as sc
-from ragotel.instrumentation import llama_index as li_inst
 from ragotel.instrumentation.llama_index import LlamaIndexInstrumentor
+from ragotel.instrumentation.llama_index import extract as li_inst
 from ragotel.testing import Capture, capture
 
 DIM = 8

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import inspect
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -30,7 +31,9 @@ from tests.instrumentation.instrumentation_helpers import (
 from tests.servers import FakeOpenAI
 
 import ragotel
+from ragotel import bounds
 from ragotel import semconv as sc
+from ragotel.config import DEFAULT_CAPTURE_MAX_LENGTH
 from ragotel.instrumentation.openai import OpenAIInstrumentor
 from ragotel.instrumentation.openai import extract as oai
 from ragotel.testing import Capture, capture
@@ -632,3 +635,49 @@ def test_stage_api_around_openai_counts_once(cap: Capture, client: openai.OpenAI
 def test_missing_library_is_silent(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """With openai not importable (as under `opentelemetry-instrument`), instrumenting logs no warning."""
     assert_silent_without("openai", OpenAIInstrumentor, (Completions, "create"), monkeypatch, caplog)
+
+
+# -- malformed answers: telemetry cost bounded by the limits, not by the answer (issue 10, item 12) --------------
+def _median_call_time(client: openai.OpenAI, runs: int = 3) -> tuple[float, Any]:
+    times: list[float] = []
+    result: Any = None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[runs // 2], result
+
+
+@pytest.mark.parametrize("capture_content", [False, True], ids=["no-content", "content"])
+def test_string_choices_cost_no_more_than_plain(
+    instrumented: Instrumented, client: openai.OpenAI, server: FakeOpenAI, capture_content: bool
+) -> None:
+    """2 MB strings where `choices` and `id` belong cost (nearly) nothing over the plain call; the id is cut."""
+    server.reshape = lambda payload: {**payload, "choices": "x" * 2_000_000, "id": "i" * 2_000_000}
+    plain, _ = _median_call_time(client)
+    cap = instrumented(OpenAIInstrumentor, capture_content=capture_content)
+    traced, result = _median_call_time(client)
+    assert result.choices == "x" * 2_000_000  # the caller's object, untouched
+    assert traced < plain + 0.2, f"instrumented {traced:.3f}s vs plain {plain:.3f}s"
+    spans = cap.spans()
+    assert len(spans) == 3
+    assert sc.GEN_AI_RESPONSE_FINISH_REASONS not in _attrs(spans[-1])
+    assert _attrs(spans[-1])[sc.GEN_AI_RESPONSE_ID] == "i" * bounds.MAX_TEXT + "…"
+
+
+def test_huge_choices_list_gives_bounded_attributes(
+    instrumented: Instrumented, client: openai.OpenAI, server: FakeOpenAI
+) -> None:
+    """50,000 choices: finish reasons are read from the first bounds.MAX_ITEMS, captured output is cut to the limit."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": "long " * 50}, "finish_reason": "stop"}
+    server.reshape = lambda payload: {**payload, "choices": [choice] * 50_000}
+    cap = instrumented(OpenAIInstrumentor, capture_content=True)
+    result = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(result.choices) == 50_000
+    attrs = _attrs(_one(cap))
+    assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",) * bounds.MAX_ITEMS
+    output = attrs[sc.GEN_AI_OUTPUT_MESSAGES]
+    assert isinstance(output, str)
+    assert len(output) == DEFAULT_CAPTURE_MAX_LENGTH + 1
+    assert output.endswith("…")
+    assert output.startswith('[{"role": "assistant", "parts": [{"type": "text", "content": "long long')

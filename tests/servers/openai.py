@@ -164,7 +164,9 @@ class FakeOpenAI(HttpServerBase):
     response headers), `first_chunk_delay` (seconds between stream headers and the first event), `chunk_delay`
     (seconds between stream events), `embedding_dim`, `api_key` (when set, `Authorization: Bearer <key>` is
     required, else 401), `response_models` (request model -> response model), `cached_tokens`, `reasoning_tokens`,
-    `system_fingerprint`, `service_tier`, `call_tools` and `tool_arguments` (below). Requests are recorded in
+    `system_fingerprint`, `service_tier`, `call_tools`, `tool_arguments` (below) and `reshape` (a callable given
+    each non-streamed chat, completion, embeddings or responses answer body, returning the body to send: malformed
+    answers for hostile tests). Requests are recorded in
     `.requests` (see HttpServerBase). A `reply` callable runs on the request's thread, so it may also sleep.
 
     Tool calling (chat completions): when the request offers function `tools`, `tool_choice` is not `none` and the last
@@ -202,6 +204,7 @@ class FakeOpenAI(HttpServerBase):
         self.tool_arguments: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.system_fingerprint = "fp_fake0000001"
         self.service_tier = "default"
+        self.reshape: Callable[[dict[str, Any]], Any] | None = None
         self._failures: list[tuple[str | None, InjectedError, list[int]]] = []
         self._stats_lock = threading.Lock()
         self.streams_completed = 0
@@ -252,6 +255,10 @@ class FakeOpenAI(HttpServerBase):
             self._failures.clear()
             self.streams_completed = self.streams_aborted = 0
             self.max_in_flight = self.in_flight
+
+    def _reshape(self, payload: dict[str, Any]) -> Any:
+        reshape = self.reshape
+        return payload if reshape is None else reshape(payload)
 
     def json_bodies(self, path: str | None = None) -> list[Any]:
         """Parsed JSON bodies of the requests received (optionally only those to `path`), oldest first."""
@@ -477,7 +484,7 @@ class FakeOpenAI(HttpServerBase):
                 message.update(content=None, tool_calls=[tool_call])
             choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish} for i in range(n)]
             payload = {**common, "object": "chat.completion", "choices": choices, "usage": usage}
-            handler.send_json(200, payload, self._headers(started))
+            handler.send_json(200, self._reshape(payload), self._headers(started))
             return
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         chunk_base = {**common, "object": "chat.completion.chunk"}
@@ -556,7 +563,9 @@ class FakeOpenAI(HttpServerBase):
         count = n * len(prompts)
         if not body.get("stream"):
             choices = [{"text": text, "index": i, "logprobs": None, "finish_reason": finish} for i in range(count)]
-            handler.send_json(200, {**common, "choices": choices, "usage": usage}, self._headers(started))
+            handler.send_json(
+                200, self._reshape({**common, "choices": choices, "usage": usage}), self._headers(started)
+            )
             return
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -615,7 +624,7 @@ class FakeOpenAI(HttpServerBase):
             "model": self._response_model(str(body["model"])),
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
-        handler.send_json(200, payload, self._headers(started))
+        handler.send_json(200, self._reshape(payload), self._headers(started))
 
     # -- responses -----------------------------------------------------------------------------------------------
     def _responses(
@@ -685,7 +694,7 @@ class FakeOpenAI(HttpServerBase):
         final_status = "incomplete" if truncated else "completed"
         final = response(final_status, [message("completed", text)], usage)
         if not body.get("stream"):
-            handler.send_json(200, final, self._headers(started))
+            handler.send_json(200, self._reshape(final), self._headers(started))
             return
 
         def events() -> Iterator[tuple[str | None, Any]]:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 from ragotel import semconv as sc
+from ragotel.bounds import items
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, argument
 
 __all__ = ["ChromaInstrumentor"]
@@ -108,12 +109,11 @@ def _count_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, An
 
 # -- response extractors ----------------------------------------------------------------------------------------
 def _query_response(instance: Any, result: Any) -> dict[str, Any]:
-    ids = result["ids"] or []
-    attrs: dict[str, Any] = {sc.DB_RESPONSE_RETURNED_ROWS: sum(len(row) for row in ids)}
+    attrs: dict[str, Any] = {sc.DB_RESPONSE_RETURNED_ROWS: sum(len(row) for row in items(result["ids"]))}
     distances = result.get("distances")
     if distances:
         # Chroma returns each query's neighbours nearest first, and every metric it offers is a distance.
-        firsts = [float(row[0]) for row in distances if row]
+        firsts = [float(row[0]) for row in items(distances) if row]
         if firsts:
             attrs[sc.RAGOTEL_DB_BEST_DISTANCE] = min(firsts)
     return attrs
@@ -136,7 +136,7 @@ def _query_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, An
     text: dict[str, Any] = {}
     texts = argument(args, kwargs, 1, "query_texts")
     if texts:
-        text["query_texts"] = [texts] if isinstance(texts, str) else list(texts)
+        text["query_texts"] = [texts] if isinstance(texts, str) else items(texts)
     text.update(_filters(args, kwargs, 6, 7))
     return {sc.DB_QUERY_TEXT: text} if text else None
 
@@ -153,7 +153,7 @@ def _delete_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, A
 
 def _records(ids: Sequence[Any], distances: Sequence[Any] | None, documents: Sequence[Any] | None) -> list[Any]:
     records: list[dict[str, Any]] = []
-    for i, record_id in enumerate(ids):
+    for i, record_id in enumerate(items(ids)):
         record: dict[str, Any] = {"id": str(record_id)}
         if distances is not None and i < len(distances):
             record["distance"] = float(distances[i])
@@ -164,9 +164,9 @@ def _records(ids: Sequence[Any], distances: Sequence[Any] | None, documents: Seq
 
 
 def _query_result_content(instance: Any, result: Any) -> dict[str, Any] | None:
-    ids = result["ids"] or []
-    distances = result.get("distances") or [None] * len(ids)
-    documents = result.get("documents") or [None] * len(ids)
+    ids = items(result["ids"])
+    distances = items(result.get("distances")) or [None] * len(ids)
+    documents = items(result.get("documents")) or [None] * len(ids)
     per_query = [_records(row, distances[q], documents[q]) for q, row in enumerate(ids)]
     return {sc.GEN_AI_RETRIEVAL_DOCUMENTS: per_query[0] if len(per_query) == 1 else per_query}
 

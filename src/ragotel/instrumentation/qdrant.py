@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from ragotel import semconv as sc
+from ragotel.bounds import MAX_ITEMS, items
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, argument
 
 __all__ = ["QdrantInstrumentor"]
@@ -59,11 +60,11 @@ def _points_response(instance: Any, result: Any) -> dict[str, Any]:
 
 def _batch_response(instance: Any, result: Any) -> dict[str, Any]:
     # A best score across queries has no meaning without the metric's direction: rows only.
-    return {sc.DB_RESPONSE_RETURNED_ROWS: sum(len(getattr(r, "points", r)) for r in result)}
+    return {sc.DB_RESPONSE_RETURNED_ROWS: sum(len(getattr(r, "points", r)) for r in items(result))}
 
 
 def _groups_response(instance: Any, result: Any) -> dict[str, Any]:
-    groups = result.groups
+    groups = items(result.groups)
     attrs: dict[str, Any] = {sc.DB_RESPONSE_RETURNED_ROWS: sum(len(g.hits) for g in groups)}
     if groups and groups[0].hits:
         attrs[sc.RAGOTEL_DB_TOP_SCORE] = _score(groups[0].hits[0])
@@ -90,9 +91,9 @@ def _found(result: Any) -> list[Any]:
         result = result[0]
     groups = getattr(result, "groups", None)
     if groups is not None:
-        return [hit for group in groups for hit in group.hits]
+        return [hit for group in items(groups) for hit in items(group.hits)][:MAX_ITEMS]
     points = getattr(result, "points", result)
-    return list(points) if isinstance(points, list) else []
+    return items(points) if isinstance(points, list) else []
 
 
 def _documents_content(instance: Any, result: Any) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
 from ragotel import semconv as sc
+from ragotel.bounds import items
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, argument
 
 __all__ = ["SentenceTransformersInstrumentor"]
@@ -76,7 +77,7 @@ def _response(instance: Any, result: Any) -> dict[str, Any] | None:
 
 def _request_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
     inputs = _inputs(args, kwargs)
-    texts = [inputs] if isinstance(inputs, str) else [t for t in inputs if isinstance(t, str)]
+    texts = [inputs] if isinstance(inputs, str) else [t for t in items(inputs) if isinstance(t, str)]
     return {sc.RAGOTEL_INPUT: texts} if texts else None
 
 

@@ -164,11 +164,13 @@ class _EmbeddingsHook:
                         continue
                     if isinstance(func, wrapt.ObjectProxy):
                         continue  # wrapped already (by us earlier, or another tool): never twice
-                    try:
-                        wrapt.wrap_function_wrapper(klass, name, make_wrapper(target, func))
-                        self.wrapped.append((weakref.ref(klass), name))
-                    except Exception as exc:  # noqa: BLE001 - one odd class must not stop the others
-                        _guard.report(f"langchain: wrapping {klass.__qualname__}.{name}", exc)
+                    # one odd class must not stop the others
+                    wrap = functools.partial(self._wrap, klass, name, target, func)
+                    _guard.call(f"langchain: wrapping {klass.__qualname__}.{name}", wrap, None)
+
+    def _wrap(self, klass: type, name: str, target: Target, func: Any) -> None:
+        wrapt.wrap_function_wrapper(klass, name, make_wrapper(target, func))
+        self.wrapped.append((weakref.ref(klass), name))
 
     def install(self) -> None:
         """Wrap every existing subclass, and any later one at its first instantiation."""
@@ -222,12 +224,13 @@ class LangChainInstrumentor(RagotelInstrumentor):
         except ImportError as exc:  # not installed (e.g. loaded by opentelemetry-instrument anyway): quietly nothing
             _guard.report("langchain: langchain_core not importable", exc)
             return
-        try:
-            hook = _EmbeddingsHook(Embeddings)
-            hook.install()
-            self._ragotel_embeddings = hook
-        except Exception as exc:  # noqa: BLE001 - embeddings failing must not undo the other hooks
-            _guard.warn("instrumenting langchain embeddings", exc)
+        # embeddings failing must not undo the other hooks
+        _guard.warned("instrumenting langchain embeddings", functools.partial(self._hook_embeddings, Embeddings), None)
+
+    def _hook_embeddings(self, embeddings: type) -> None:
+        hook = _EmbeddingsHook(embeddings)
+        hook.install()
+        self._ragotel_embeddings = hook
 
     def _uninstrument_extra(self, **kwargs: Any) -> None:
         hook = getattr(self, "_ragotel_embeddings", None)

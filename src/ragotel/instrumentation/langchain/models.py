@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ragotel import semconv as sc
+from ragotel.bounds import MAX_ITEMS, TextBuffer, items
 from ragotel.telemetry import Operation
 
 COMPONENT: Final = "langchain"
@@ -195,13 +196,13 @@ def _finish_reason(meta: Mapping[str, Any]) -> str | None:
 
 def generate_response(instance: Any, result: Any) -> dict[str, Any]:
     """An ``LLMResult``: response model, finish reasons, usage (summed over prompts, once per prompt)."""
-    generations = getattr(result, "generations", None) or []
+    generations = items(getattr(result, "generations", None))
     attrs: dict[str, Any] = {}
     reasons: list[str] = []
     usage_in = usage_out = 0
     seen_usage = False
     for per_prompt in generations:
-        for i, generation in enumerate(per_prompt):
+        for i, generation in enumerate(items(per_prompt)):
             meta = _metadata(generation)
             model = meta.get("model_name") or meta.get("model")
             if isinstance(model, str) and sc.GEN_AI_RESPONSE_MODEL not in attrs:
@@ -240,7 +241,7 @@ def _parts(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "content": content}] if content else []
     parts: list[dict[str, Any]] = []
-    for block in content if isinstance(content, list) else ():
+    for block in items(content) if isinstance(content, list) else ():
         if isinstance(block, str):
             parts.append({"type": "text", "content": block})
         elif isinstance(block, Mapping):
@@ -262,7 +263,7 @@ def message_to_semconv(message: Any) -> dict[str, Any]:
         response["response"] = getattr(message, "content", None)
         return {"role": role, "parts": [response]}
     parts = _parts(getattr(message, "content", None))
-    for call in getattr(message, "tool_calls", None) or ():
+    for call in items(getattr(message, "tool_calls", None)):
         if isinstance(call, Mapping):
             parts.append(
                 {"type": "tool_call", "id": call.get("id"), "name": call.get("name"), "arguments": call.get("args")}
@@ -274,9 +275,9 @@ def _flatten(prompts: Any) -> list[Any]:
     if not isinstance(prompts, list | tuple):  # never iterate a caller's generator
         return []
     out: list[Any] = []
-    for prompt in prompts:
-        out.extend(prompt if isinstance(prompt, list | tuple) else [prompt])
-    return out
+    for prompt in items(prompts):
+        out.extend(items(prompt) if isinstance(prompt, list | tuple) else [prompt])
+    return out[:MAX_ITEMS]
 
 
 def generate_request_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -298,8 +299,8 @@ def stream_request_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping
 def generate_response_content(instance: Any, result: Any) -> dict[str, Any]:
     """The generations as output messages."""
     out = []
-    for per_prompt in getattr(result, "generations", None) or []:
-        for generation in per_prompt:
+    for per_prompt in items(getattr(result, "generations", None)):
+        for generation in items(per_prompt):
             message = field(generation, "message")
             semconv = message_to_semconv(message) if message is not None else message_to_semconv(generation.text)
             semconv["role"] = "assistant"
@@ -320,13 +321,12 @@ class ModelStreamReader:
         self._in: int | None = None
         self._out: int | None = None
         self._details: dict[str, Any] = {}
-        self._texts: list[str] = []
+        self._texts = TextBuffer()
 
     def on_chunk(self, op: Operation, chunk: Any) -> None:
         """Note metadata and usage; keep text only when content may be captured."""
         if isinstance(chunk, str):
-            if op.capture_content:
-                self._texts.append(chunk)
+            self._texts.add(chunk, op.capture_limit)
             return
         meta = getattr(chunk, "response_metadata", None)
         if isinstance(meta, Mapping) and meta:
@@ -344,12 +344,15 @@ class ModelStreamReader:
             for key in (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS):
                 if attrs[key] is not None:
                     self._details[key] = attrs[key]
-        if op.capture_content:
+        limit = op.capture_limit
+        if limit:
             content = getattr(chunk, "content", None)
             if isinstance(content, str) and content:
-                self._texts.append(content)
+                self._texts.add(content, limit)
             else:
-                self._texts.extend(p["content"] for p in _parts(content) if p.get("type") == "text")
+                for part in _parts(content):
+                    if part.get("type") == "text":
+                        self._texts.add(part["content"], limit)
 
     def on_end(self, op: Operation) -> None:
         """Record what was seen (also after an early end)."""
@@ -363,7 +366,7 @@ class ModelStreamReader:
         op.set_attributes(attrs)
         if op.capture_content and self._texts:
             message: dict[str, Any] = {"role": "assistant", "finish_reason": self._finish}
-            message["parts"] = [{"type": "text", "content": "".join(self._texts)}]
+            message["parts"] = [{"type": "text", "content": self._texts.text()}]
             op.capture(sc.GEN_AI_OUTPUT_MESSAGES, [message])
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ragotel import semconv as sc
+from ragotel.bounds import items
 from ragotel.instrumentation._base import argument
 from ragotel.instrumentation.langchain.models import field, model_of, provider_of
 
@@ -71,7 +72,7 @@ def retriever_response(instance: Any, result: Any) -> dict[str, Any]:
     """A list of ``Document``s: count, and the best score when the documents carry one in their metadata."""
     if not isinstance(result, list):
         return {}
-    scores = [s for s in (_score(d) for d in result) if s is not None]
+    scores = [s for s in (_score(d) for d in items(result)) if s is not None]
     return {
         sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT: len(result),
         sc.RAGOTEL_RETRIEVAL_TOP_SCORE: max(scores) if scores else None,
@@ -92,7 +93,7 @@ def _documents(pairs: list[tuple[Any, float | None]]) -> dict[str, Any]:
 
 def retriever_response_content(instance: Any, result: Any) -> dict[str, Any]:
     """Document ids and scores (never their text)."""
-    return _documents([(doc, _score(doc)) for doc in result]) if isinstance(result, list) else {}
+    return _documents([(doc, _score(doc)) for doc in items(result)]) if isinstance(result, list) else {}
 
 
 # -- scored search on any vector store (a retrieval step; merges into a retriever's span) ------------------------
@@ -108,7 +109,7 @@ def scored_search_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[
 
 def _pairs(result: Any) -> list[tuple[Any, float | None]]:
     out: list[tuple[Any, float | None]] = []
-    for item in result if isinstance(result, list) else ():
+    for item in items(result) if isinstance(result, list) else ():
         if isinstance(item, tuple) and len(item) >= 2:
             score = item[1]
             out.append((item[0], float(score) if isinstance(score, int | float) else None))

@@ -16,10 +16,11 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from ragotel import _guard
 from ragotel import semconv as sc
-from ragotel.instrumentation._base import RagotelInstrumentor, Target, end_stream
+from ragotel.instrumentation._base import RagotelInstrumentor, Target
 from ragotel.instrumentation.openai import content as c
 from ragotel.instrumentation.openai import extract as x
 from ragotel.instrumentation.openai import streams as st
+from ragotel.streams import end_stream
 
 __all__ = ["OpenAIInstrumentor"]
 
@@ -101,15 +102,17 @@ class OpenAIInstrumentor(RagotelInstrumentor):
     def _instrument_extra(self, **kwargs: Any) -> None:
         self._ragotel_helpers: list[tuple[Any, str]] = []
         for module_name, class_name, is_async in _HELPER_STREAMS:
-            try:
-                module = __import__(module_name, fromlist=[class_name])
-                owner = getattr(module, class_name)
-                if "close" not in vars(owner):
-                    continue
-                wrapt.wrap_function_wrapper(owner, "close", _close_helper_async if is_async else _close_helper_sync)
-                self._ragotel_helpers.append((owner, "close"))
-            except Exception as exc:  # noqa: BLE001 - a helper missing in this version must not stop the rest
-                _guard.report(f"openai: stream helper {module_name}.{class_name}", exc)
+            # a helper missing in this version must not stop the rest
+            wrap = functools.partial(self._wrap_helper, module_name, class_name, is_async)
+            _guard.call(f"openai: stream helper {module_name}.{class_name}", wrap, None)
+
+    def _wrap_helper(self, module_name: str, class_name: str, is_async: bool) -> None:
+        module = __import__(module_name, fromlist=[class_name])
+        owner = getattr(module, class_name)
+        if "close" not in vars(owner):
+            return
+        wrapt.wrap_function_wrapper(owner, "close", _close_helper_async if is_async else _close_helper_sync)
+        self._ragotel_helpers.append((owner, "close"))
 
     def _uninstrument_extra(self, **kwargs: Any) -> None:
         for owner, name in getattr(self, "_ragotel_helpers", []):

@@ -5,10 +5,11 @@ A caller's generator (of messages, prompts, inputs) is never iterated: only list
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ragotel import semconv as sc
+from ragotel.bounds import items
 from ragotel.instrumentation.openai.extract import get, given, responses_finish_reason
 
 
@@ -23,20 +24,19 @@ def _parts(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [text_part(content)]
     parts: list[dict[str, Any]] = []
-    if isinstance(content, Iterable):
-        for part in content:
-            kind = get(part, "type")
-            text = get(part, "text")
-            if isinstance(text, str) and kind in ("text", "input_text", "output_text", None):
-                parts.append(text_part(text))
-            elif kind is not None:
-                parts.append({"type": str(kind)})
+    for part in items(content):
+        kind = get(part, "type")
+        text = get(part, "text")
+        if isinstance(text, str) and kind in ("text", "input_text", "output_text", None):
+            parts.append(text_part(text))
+        elif kind is not None:
+            parts.append({"type": str(kind)})
     return parts
 
 
 def _tool_call_parts(tool_calls: Any) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    for call in tool_calls or ():
+    for call in items(tool_calls):
         function = get(call, "function")
         parts.append(
             {
@@ -64,13 +64,13 @@ def chat_request_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[s
     messages = kwargs.get("messages")
     if not isinstance(messages, list | tuple):  # never iterate a caller's generator
         return {}
-    return {sc.GEN_AI_INPUT_MESSAGES: [_chat_message(m) for m in messages]}
+    return {sc.GEN_AI_INPUT_MESSAGES: [_chat_message(m) for m in items(messages)]}
 
 
 def chat_response_content(instance: Any, result: Any) -> dict[str, Any]:
     """The completion choices as ``gen_ai.output.messages``."""
     out = []
-    for choice in get(result, "choices") or ():
+    for choice in items(get(result, "choices")):
         message = get(choice, "message")
         parts = _parts(get(message, "content")) + _tool_call_parts(get(message, "tool_calls"))
         out.append({"role": "assistant", "parts": parts, "finish_reason": get(choice, "finish_reason")})
@@ -82,7 +82,8 @@ def completion_request_content(instance: Any, args: tuple[Any, ...], kwargs: Map
     prompt = kwargs.get("prompt")
     if not given(prompt):
         return {}
-    prompts = prompt if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt) else [prompt]
+    listed = items(prompt)
+    prompts = listed if isinstance(prompt, list) and all(isinstance(p, str) for p in listed) else [prompt]
     return {sc.GEN_AI_INPUT_MESSAGES: [{"role": "user", "parts": [text_part(p)]} for p in prompts]}
 
 
@@ -90,7 +91,7 @@ def completion_response_content(instance: Any, result: Any) -> dict[str, Any]:
     """The completion texts."""
     out = [
         {"role": "assistant", "parts": [text_part(get(c, "text"))], "finish_reason": get(c, "finish_reason")}
-        for c in get(result, "choices") or ()
+        for c in items(get(result, "choices"))
     ]
     return {sc.GEN_AI_OUTPUT_MESSAGES: out}
 
@@ -113,7 +114,7 @@ def responses_request_content(instance: Any, args: tuple[Any, ...], kwargs: Mapp
     elif isinstance(value, list | tuple):  # never iterate a caller's generator
         attrs[sc.GEN_AI_INPUT_MESSAGES] = [
             {"role": get(item, "role") or str(get(item, "type")), "parts": _parts(get(item, "content"))}
-            for item in value
+            for item in items(value)
         ]
     return attrs
 
@@ -121,7 +122,7 @@ def responses_request_content(instance: Any, args: tuple[Any, ...], kwargs: Mapp
 def responses_response_content(instance: Any, result: Any) -> dict[str, Any]:
     """The output message items of a response."""
     out = []
-    for item in get(result, "output") or ():
+    for item in items(get(result, "output")):
         if get(item, "type") == "message":
             out.append({"role": get(item, "role") or "assistant", "parts": _parts(get(item, "content"))})
         elif get(item, "type") == "function_call":

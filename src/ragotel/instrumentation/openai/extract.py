@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
 from ragotel import semconv as sc
+from ragotel.bounds import items
 from ragotel.instrumentation._base import ENVELOPE_LAZY, ENVELOPE_READY
 
 COMPONENT: Final = "openai"
@@ -70,8 +71,9 @@ def client_attributes(instance: Any) -> dict[str, Any]:
 def _stop_sequences(stop: Any) -> list[str] | None:
     if isinstance(stop, str):
         return [stop]
-    if isinstance(stop, list | tuple) and all(isinstance(s, str) for s in stop):
-        return list(stop)
+    if isinstance(stop, list | tuple):
+        stops = items(stop)
+        return stops if all(isinstance(s, str) for s in stops) else None
     return None
 
 
@@ -232,7 +234,7 @@ def responses_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str,
 
 def chat_response(instance: Any, result: Any) -> dict[str, Any]:
     """A ``ChatCompletion`` (or legacy ``Completion``): id, model, finish reasons, usage, fingerprint, tier."""
-    reasons = [r for r in (get(c, "finish_reason") for c in get(result, "choices") or ()) if isinstance(r, str)]
+    reasons = [r for r in (get(c, "finish_reason") for c in items(get(result, "choices"))) if isinstance(r, str)]
     attrs = {
         sc.GEN_AI_RESPONSE_ID: get(result, "id"),
         sc.GEN_AI_RESPONSE_MODEL: get(result, "model"),
@@ -249,7 +251,7 @@ def embeddings_response(instance: Any, result: Any) -> dict[str, Any]:
     attrs: dict[str, Any] = {sc.GEN_AI_RESPONSE_MODEL: get(result, "model")}
     usage = get(result, "usage")
     attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = _int(get(usage, "prompt_tokens"))
-    data = get(result, "data")
+    data = items(get(result, "data"), 1)
     if data:
         vector = get(data[0], "embedding")
         if isinstance(vector, list):

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ragotel import semconv as sc
+from ragotel.bounds import TextBuffer, items
 from ragotel.instrumentation.openai.content import responses_response_content, text_part
 from ragotel.instrumentation.openai.extract import is_stream, responses_response, usage_attributes
 from ragotel.telemetry import Operation
@@ -24,7 +25,7 @@ class ChoiceStreamReader:
         self._first: Any = None
         self._usage: Any = None
         self._finish: dict[int, str] = {}
-        self._texts: dict[int, list[str]] = {}
+        self._texts: dict[int, TextBuffer] = {}
 
     def on_chunk(self, op: Operation, chunk: Any) -> None:
         """Note ids, finish reasons and usage; accumulate text only when content may be captured."""
@@ -33,16 +34,16 @@ class ChoiceStreamReader:
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self._usage = usage
-        capture = op.capture_content
-        for choice in getattr(chunk, "choices", None) or ():
+        limit = op.capture_limit
+        for choice in items(getattr(chunk, "choices", None)):
             index = getattr(choice, "index", 0) or 0
             reason = getattr(choice, "finish_reason", None)
             if reason:
                 self._finish[index] = reason
-            if capture:
+            if limit:
                 text = getattr(getattr(choice, "delta", None), "content", None) if self._chat else choice.text
-                if text:
-                    self._texts.setdefault(index, []).append(text)
+                if isinstance(text, str) and text:
+                    self._texts.setdefault(index, TextBuffer()).add(text, limit)
 
     def on_end(self, op: Operation) -> None:
         """Record what the stream showed (also when it ended early: whatever was seen)."""
@@ -62,7 +63,7 @@ class ChoiceStreamReader:
             messages = [
                 {
                     "role": "assistant",
-                    "parts": [text_part("".join(self._texts.get(i, ())))],
+                    "parts": [text_part(self._texts[i].text() if i in self._texts else "")],
                     "finish_reason": self._finish.get(i),
                 }
                 for i in indexes
@@ -78,7 +79,7 @@ class ResponsesStreamReader:
     def __init__(self) -> None:
         self._started: Any = None
         self._final: Any = None
-        self._texts: list[str] = []
+        self._texts = TextBuffer()
 
     def on_chunk(self, op: Operation, event: Any) -> None:
         """Keep the created and final response objects; text deltas only with content capture on."""
@@ -90,7 +91,7 @@ class ResponsesStreamReader:
         elif kind == "response.output_text.delta" and op.capture_content:
             delta = getattr(event, "delta", None)
             if isinstance(delta, str):
-                self._texts.append(delta)
+                self._texts.add(delta, op.capture_limit)
 
     def on_end(self, op: Operation) -> None:
         """Record the final response (or the started one, when the stream ended before it)."""
@@ -109,7 +110,7 @@ class ResponsesStreamReader:
                 }
             )
         if op.capture_content and self._texts:
-            op.capture(sc.GEN_AI_OUTPUT_MESSAGES, [{"role": "assistant", "parts": [text_part("".join(self._texts))]}])
+            op.capture(sc.GEN_AI_OUTPUT_MESSAGES, [{"role": "assistant", "parts": [text_part(self._texts.text())]}])
 
 
 def chat_stream(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], result: Any) -> Any:
