@@ -542,10 +542,15 @@ def notes(results: list[Result]) -> list[str]:
     lines = []
     for r in results:
         extra = []
+        if r.first_alert is not None and r.first_alert["at_s"] > r.timeline.get("fault_s", 0.0):
+            late = r.first_alert["at_s"] - r.timeline["fault_s"]
+            extra.append(f"the first alert arrived {late:.1f} s after the fault was cleared")
         if r.pre_fault_alerts:
             extra.append(f"before the fault: {', '.join(r.pre_fault_alerts)}")
+        cleared = r.timeline.get("fault_s", 0.0)
         later = [
             f"{n['rule']} ({n['severity']}) → {n['primary_cause']} at +{n['at_s']:.1f}s"
+            + (f" ({n['at_s'] - cleared:.1f} s after the fault was cleared)" if n["at_s"] > cleared else "")
             for n in r.notifications
             if n["status"] == "firing" and n["at_s"] >= 0 and (r.first_alert is None or n != r.first_alert)
         ]
@@ -555,7 +560,7 @@ def notes(results: list[Result]) -> list[str]:
         if still:
             extra.append("still firing at the end: " + ", ".join(still))
         if extra:
-            lines.append(f"- {r.fault}: " + "; ".join(extra))
+            lines.append(f"- {r.fault} (fault on for {cleared:.0f} s): " + "; ".join(extra))
     return lines
 
 
@@ -571,8 +576,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--save", type=Path, help="also write the JSON here (rewritten after every fault)")
+    parser.add_argument("--render", type=Path, help="print the table of a run saved with --save, and exit")
     parser.add_argument("--quick", action="store_true", help="smoke run: llm_errors, short warm-up and limits")
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        saved = saved if isinstance(saved, list) else saved["results"]
+        loaded = [Result(**r) for r in saved]
+        print(render_table([r.row() for r in loaded]) + "\n\n" + "\n".join(notes(loaded)))
+        return
     if args.quick:
         args.faults = args.faults or "llm_errors"
         args.warmup, args.fault_seconds, args.resolve_seconds, args.hold = 8.0, 12.0, 6.0, 2.0
