@@ -35,7 +35,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 APP_FAULTS = ("slow_llm", "slow_vectordb", "llm_errors", "vectordb_errors", "leak", "empty_retrieval", "token_spike")
 EXTRA_DELAY_S = 1.5
@@ -148,6 +148,7 @@ class App:
 
     def __init__(self, args: argparse.Namespace) -> None:
         import chromadb
+        import numpy as np
         import openai
         from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
         from chromadb.config import Settings
@@ -181,7 +182,8 @@ class App:
 
             def __call__(self, input: Documents) -> Embeddings:
                 app.vector_db_fault()
-                return [[b / 255.0 for b in hashlib.sha256(text.encode()).digest()[:16]] for text in input]
+                digests = [hashlib.sha256(text.encode()).digest()[:16] for text in input]
+                return [np.frombuffer(d, dtype=np.uint8).astype(np.float32) / 255.0 for d in digests]
 
             @staticmethod
             def name() -> str:
@@ -195,12 +197,13 @@ class App:
                 return HashEmbedding()
 
         chroma = chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False))
-        self.full = chroma.get_or_create_collection("kb-docs", embedding_function=HashEmbedding())
+        embed = cast(Any, HashEmbedding())  # Chroma types the function over its image inputs too
+        self.full = chroma.get_or_create_collection("kb-docs", embedding_function=embed)
         self.full.add(
             ids=[f"doc-{i}" for i in range(60)],
             documents=[f"document {i} about topic {i % 7}: retrieval, vectors and generation" for i in range(60)],
         )
-        self.empty = chroma.get_or_create_collection("kb-docs-empty", embedding_function=HashEmbedding())
+        self.empty = chroma.get_or_create_collection("kb-docs-empty", embedding_function=embed)
         self.collection = self.full
         self.pool = ThreadPoolExecutor(max_workers=48, thread_name_prefix="request")
 

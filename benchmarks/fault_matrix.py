@@ -90,11 +90,20 @@ FAULTS: dict[str, Fault] = {
 }
 # Faults the app process cannot see itself: their detection clock starts at the injection.
 INJECTION_CLOCK = frozenset({"redis_down", "leak", "cpu_saturation"})
-HEADERS = ("fault", "first alert (rule, severity)", "primary cause", "stage/component", "right?", "detection s")
-HEADERS += ("resolution s",)
+HEADERS = (
+    "fault",
+    "first alert (rule, severity)",
+    "primary cause",
+    "stage/component",
+    "right?",
+    "detection s",
+    "resolution s",
+)
 DASH = "—"
-ALERT_KEYS = ("rule", "status", "severity", "stage", "component", "active_since", "started_at", "resolved_at")
-ALERT_KEYS += ("notified", "value", "threshold")
+ALERT_KEYS = (
+    *("rule", "status", "severity", "stage", "component"),
+    *("active_since", "started_at", "resolved_at", "notified", "value", "threshold"),
+)
 
 
 def free_port() -> int:
