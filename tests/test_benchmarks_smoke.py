@@ -1,4 +1,4 @@
-"""Smoke test: benchmarks/overhead.py still runs and prints its full table (figures are not checked here)."""
+"""Smoke tests: the benchmark scripts still run and print their tables (figures are not checked here)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,34 @@ def test_overhead_quick_prints_every_row() -> None:
         assert len(cells) == 10, rows[case]
         assert all(c.endswith("x") and float(c[:-1]) > 0 for c in cells[-3:]), rows[case]
     assert "worst ratio vs the bare SDK span" in proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_fault_matrix_quick_prints_table() -> None:
+    """`fault_matrix.py --quick` exits 0 and prints its table; whether the analyzer catches the fault is not checked."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "fault_matrix.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("|")]
+    assert len(lines) == 3, proc.stdout  # header, separator, one fault
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == [
+        "fault",
+        "first alert (rule, severity)",
+        "primary cause",
+        "stage/component",
+        "right?",
+        "detection s",
+        "resolution s",
+    ]
+    row = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert row[0] == "llm_errors"
+    assert row[4] in ("yes", "no")
+    for cell in row[5:]:
+        assert cell == "—" or float(cell) == float(cell), row  # a dash or a number of seconds
