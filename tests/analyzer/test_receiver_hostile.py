@@ -61,6 +61,7 @@ HOSTILE_JSON = {
     "key with bytes ED A0 80": ("/v1/traces", _RAW_SURROGATE_KEY),
     "key with an escaped lone surrogate": ("/v1/traces", _ESCAPED_SURROGATE_KEY),
     "name with an escaped lone surrogate": ("/v1/traces", _SURROGATE_VALUE),
+    "field name with an escaped lone surrogate": ("/v1/traces", b'{"resourceSpans": [{"scopeSpans\\ud800": []}]}'),
     "severityNumber 1e400": ("/v1/logs", _LOG_SEVERITY),
     "severityNumber NaN": ("/v1/logs", _LOG_SEVERITY_NAN),
     "timeUnixNano 1e400": ("/v1/metrics", _METRIC_INF_TIME),

@@ -118,6 +118,7 @@ def parse_otlp_json(signal: str, body: bytes, message: Message) -> None:
         ValueError,
         OverflowError,  # 1e400 where an integer or enum is expected
         RecursionError,
+        SystemError,  # upb's fields_by_name.get() on a key holding a lone surrogate (protobuf 5/6)
         AttributeError,
         KeyError,
         IndexError,
