@@ -82,7 +82,8 @@ def test_check_config_prints_one_line_per_problem_and_exits_2(
     assert capsys.readouterr().err.splitlines() == [
         f"{bad}: window: expected a duration such as 60s, 5m, 1h or 250ms (got 'soon')",
         f"{bad}: receivers.grpc.max_message_size: expected a value > 0 (got -1)",
-        f"{bad}: receivers.grpc.endpont: unknown key (expected one of: enabled, endpoint, max_message_size, workers)",
+        f"{bad}: receivers.grpc.endpont: unknown key (expected one of: enabled, endpoint, max_message_size, workers, "
+        "max_concurrent_rpcs, max_concurrent_streams, handshake_timeout, max_connection_age, max_connection_age_grace)",
         f"{bad}: receivers.http.endpoint: expected HOST:PORT (port 0 picks a free port) (got 'nohost')",
         f"{bad}: limits.max_series: expected an integer (got 'many')",
         f"{bad}: passthrough.endpoint: expected http://HOST:PORT or https://HOST:PORT (got 'ftp://x')",

@@ -25,7 +25,7 @@ from ragotel.analyzer.api.router import Handler, Router, add_builtin_routes
 from ragotel.analyzer.config.model import Config
 from ragotel.analyzer.receive.auth import TokenAuth, load_tls
 from ragotel.analyzer.receive.export import ExportHandler
-from ragotel.analyzer.receive.http_service import HttpService, bind
+from ragotel.analyzer.receive.http_service import ConnectionLimits, HttpService, bind
 from ragotel.analyzer.receive.ingest import Ingest
 from ragotel.analyzer.receive.otlp_grpc import OtlpGrpcServer
 from ragotel.analyzer.receive.otlp_http import OtlpHttpApp
@@ -179,8 +179,10 @@ class Server:
         self._api.start()
         _log.info("listening", extra={"service": "api", "address": self.api_address, "tls": bool(self._api_tls)})
         if config.receivers.http.enabled:
-            app = OtlpHttpApp(self._handler, self._receiver_auth, config.receivers.http.max_body_size)
-            self._http = HttpService("otlp-http", app, bind(config.receivers.http.endpoint), tls=self._receiver_tls)
+            http = config.receivers.http
+            app = OtlpHttpApp(self._handler, self._receiver_auth, http.max_body_size, http.read_timeout)
+            limits = ConnectionLimits(http.read_timeout, http.max_connections)
+            self._http = HttpService("otlp-http", app, bind(http.endpoint), tls=self._receiver_tls, limits=limits)
             self._http.start()
             _log.info("listening", extra={"service": "otlp-http", "address": self.http_address})
         if config.receivers.grpc.enabled:

@@ -32,10 +32,17 @@ receivers:
     endpoint: 127.0.0.1:4317   # port 0 picks a free port; the bound address is logged
     max_message_size: 4MiB     # after decompression; larger -> RESOURCE_EXHAUSTED
     workers: 4
+    max_concurrent_rpcs: 1000  # RPCs in progress (reading included); beyond -> RESOURCE_EXHAUSTED
+    max_concurrent_streams: 100  # RPCs in progress on one connection
+    handshake_timeout: 10s     # a connection must finish its TLS / HTTP/2 handshake within this
+    max_connection_age: 60s    # connections are then asked to reconnect (GOAWAY) ...
+    max_connection_age_grace: 10s  # ... and closed this much later: bounds a half-sent RPC holding a worker
   http:
     enabled: true
     endpoint: 127.0.0.1:4318   # /v1/traces, /v1/metrics, /v1/logs
     max_body_size: 20MiB       # after decompression; larger -> 413
+    read_timeout: 10s          # headers, then the body, must each arrive within this; else closed / 408
+    max_connections: 1000      # open connections; beyond, new ones are closed at once
   auth:                        # bearer token on both receivers; off while neither is set
     token_env: null            # name of an environment variable holding the token
     token_file: null           # or a file holding it (surrounding whitespace ignored)

@@ -105,6 +105,11 @@ class GrpcReceiverConfig(_Model):
     endpoint: Endpoint = "127.0.0.1:4317"
     max_message_size: Size = Field(default=4 * 1024**2, gt=0)
     workers: int = Field(default=4, ge=1, le=256)
+    max_concurrent_rpcs: int = Field(default=1000, ge=1)
+    max_concurrent_streams: int = Field(default=100, ge=1)
+    handshake_timeout: Duration = Field(default=10.0, gt=0)
+    max_connection_age: Duration = Field(default=60.0, gt=0)
+    max_connection_age_grace: Duration = Field(default=10.0, gt=0)
 
 
 class HttpReceiverConfig(_Model):
@@ -113,6 +118,8 @@ class HttpReceiverConfig(_Model):
     enabled: bool = True
     endpoint: Endpoint = "127.0.0.1:4318"
     max_body_size: Size = Field(default=20 * 1024**2, gt=0)
+    read_timeout: Duration = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
 
 
 class ReceiversConfig(_Model):

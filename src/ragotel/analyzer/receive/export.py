@@ -29,6 +29,7 @@ _log = logging.getLogger("ragotel.analyzer.receiver")
 GRPC_CODES = {
     "OK": 0,
     "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
     "NOT_FOUND": 5,
     "RESOURCE_EXHAUSTED": 8,
     "UNIMPLEMENTED": 12,

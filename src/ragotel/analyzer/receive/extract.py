@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
@@ -62,9 +63,12 @@ def _text(raw: bytes | None, default: str) -> str:
 
 
 def extract_traces(message: Any) -> TraceBatch:
-    """Group the spans of a ``LeanTraceRequest`` per series; reject spans with invalid ids or negative duration."""
+    """Group the spans of a ``LeanTraceRequest`` per series.
+
+    Spans with invalid ids, a negative duration or a ``status`` that does not decode are rejected one by one.
+    """
     raw_groups: dict[tuple[Any, ...], list[Any]] = {}
-    accepted = rejected = 0
+    accepted = rejected = bad_status = 0
     zero_counts = _ZERO_COUNTS
     error_status = ERROR_STATUS
     for resource_spans in message.resource_spans:
@@ -83,6 +87,14 @@ def extract_traces(message: Any) -> TraceBatch:
                 ):
                     rejected += 1
                     continue
+                status = span.status
+                error = status == error_status  # ERROR is almost always exactly these two bytes
+                if status and not error:
+                    code = _status_code(status)
+                    if code is None:
+                        bad_status += 1
+                        continue
+                    error = code == Status.STATUS_CODE_ERROR
                 get = span.attributes.get
                 key = (
                     service,
@@ -95,9 +107,7 @@ def extract_traces(message: Any) -> TraceBatch:
                 if group is None:
                     group = raw_groups[key] = [[], 0, 0, []]
                 group[0].append(duration)
-                status = span.status
-                if status and (status == error_status or _is_error(status)):
-                    group[1] += 1
+                group[1] += error
                 count = get(RAGOTEL_RETRIEVAL_DOCUMENT_COUNT)
                 if count is not None and count in zero_counts:
                     group[2] += 1
@@ -121,16 +131,20 @@ def extract_traces(message: Any) -> TraceBatch:
                 users=[u for u in map(any_value_text, users) if u] if stage_text == "pipeline" else [],
             )
         )
-    reason = f"{rejected} span(s) with an invalid trace_id/span_id or an end before the start" if rejected else ""
-    return TraceBatch(groups, accepted, rejected, reason)
+    reasons = []
+    if rejected:
+        reasons.append(f"{rejected} span(s) with an invalid trace_id/span_id or an end before the start")
+    if bad_status:
+        reasons.append(f"{bad_status} span(s) with an undecodable status")
+    return TraceBatch(groups, accepted, rejected + bad_status, "; ".join(reasons))
 
 
-def _is_error(status: bytes) -> bool:
-    """Find ``code`` (field 3) in a serialized Status that also carries a message."""
+def _status_code(status: bytes) -> int | None:
+    """The ``code`` of a serialized Status that also carries a message; None if it does not decode."""
     try:
-        return bool(Status.FromString(status).code == Status.STATUS_CODE_ERROR)
-    except ValueError:  # DecodeError subclasses it
-        return False
+        return int(Status.FromString(status).code)
+    except DecodeError:
+        return None
 
 
 def _attr_text(value: Any) -> str:

@@ -45,14 +45,21 @@ class OtlpGrpcServer:
 
     def start(self) -> None:
         """Bind and serve; OSError if the endpoint cannot be bound."""
-        limit = self._config.max_message_size
+        config = self._config
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._config.workers, thread_name_prefix="ragotel-analyzer-grpc"),
+            futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="ragotel-analyzer-grpc"),
             options=[
-                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_receive_message_length", config.max_message_size),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
+                # Slow-loris: grpcio reads a unary request on a worker thread, with no read deadline of its own, so
+                # a half-sent RPC holds a worker until its connection is closed at max age + grace.
+                ("grpc.max_concurrent_streams", config.max_concurrent_streams),
+                ("grpc.server_handshake_timeout_ms", _ms(config.handshake_timeout)),
+                ("grpc.max_connection_age_ms", _ms(config.max_connection_age)),
+                ("grpc.max_connection_age_grace_ms", _ms(config.max_connection_age_grace)),
             ],
+            maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
         handlers = [
             grpc.method_handlers_generic_handler(
@@ -105,6 +112,10 @@ class OtlpGrpcServer:
         self._handler.bad_request("grpc", signal, error, context.peer())
         context.abort(getattr(grpc.StatusCode, error.grpc_code), error.reason)
         raise AssertionError("unreachable: abort raises")
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def _abort_unavailable(context: grpc.ServicerContext, refused: Refused) -> NoReturn:

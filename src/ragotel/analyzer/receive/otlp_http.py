@@ -2,11 +2,13 @@
 
 Answers follow the OTLP/HTTP specification: 200 with an Export*ServiceResponse (``partial_success`` when items
 were rejected) in the request's content type; 400/413/415 with a ``google.rpc.Status`` body; 401 without a valid
-bearer token; 404/405 for other paths and methods; 503 with ``Retry-After`` when overloaded (retryable).
+bearer token; 404/405 for other paths and methods; 408 (connection closed) for a body not received within the
+read timeout; 503 with ``Retry-After`` when overloaded (retryable).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -23,10 +25,11 @@ _PATHS = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}
 class OtlpHttpApp:
     """The ASGI application of the OTLP/HTTP receiver."""
 
-    def __init__(self, handler: ExportHandler, auth: TokenAuth, max_body_size: int) -> None:
+    def __init__(self, handler: ExportHandler, auth: TokenAuth, max_body_size: int, read_timeout: float = 10.0) -> None:
         self._handler = handler
         self._auth = auth
         self._limit = max_body_size
+        self._read_timeout = read_timeout
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """ASGI entry point; the body is read in full (up to the limit) before any decoding."""
@@ -42,8 +45,7 @@ class OtlpHttpApp:
             peer = f"{client[0]}:{client[1]}"
             self._handler.bad_request("http", signal, exc, peer)
             status, body, extra = exc.status, status_body(exc.grpc_code, exc.reason, media or JSON), []
-            if exc.status in (405, 401):
-                extra = _ERROR_HEADERS[exc.status]
+            extra = _ERROR_HEADERS.get(exc.status, [])
         else:
             outcome = "accepted" if status == 200 else f"error_{status}"
             self._handler.metrics.requests.labels("http", signal, outcome).inc()
@@ -82,7 +84,12 @@ class OtlpHttpApp:
         refused = self._handler.ingest.check()
         if refused is not None:
             return _unavailable(refused, media)
-        raw = await _read_body(receive, self._limit)
+        try:
+            raw = await asyncio.wait_for(_read_body(receive, self._limit), self._read_timeout)
+        except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
+            raise PayloadError(
+                408, "DEADLINE_EXCEEDED", f"body not received within the read timeout of {self._read_timeout:g}s"
+            ) from None
         encoding = headers.get(b"content-encoding")
         data = decompress(raw, encoding.decode("latin-1") if encoding else None, self._limit)
         result = self._handler.export(signal, data, media)
@@ -116,4 +123,5 @@ def _unavailable(refused: Refused, media: str) -> tuple[int, bytes, list[tuple[b
 _ERROR_HEADERS = {
     405: [(b"allow", b"POST")],
     401: [(b"www-authenticate", b'Bearer realm="ragotel"')],
+    408: [(b"connection", b"close")],
 }

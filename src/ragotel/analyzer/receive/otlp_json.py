@@ -89,16 +89,38 @@ _WALKERS: dict[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
+def _no_constant(name: str) -> Any:
+    raise JsonDecodeError(f"invalid JSON: {name} is not a JSON number (the OTLP/JSON mapping writes it as a string)")
+
+
 def parse_otlp_json(signal: str, body: bytes, message: Message) -> None:
-    """Fill ``message`` (an empty Export*ServiceRequest) from an OTLP/JSON body; raise JsonDecodeError."""
+    """Fill ``message`` (an empty Export*ServiceRequest) from an OTLP/JSON body.
+
+    Raises JsonDecodeError, and nothing else, for any body: deep nesting, numbers too long, too large or
+    non-finite where an integer or enum is expected, invalid UTF-8 or lone surrogates.
+    """
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = json.loads(body, parse_constant=_no_constant)
+    except JsonDecodeError:
+        raise
+    # ValueError covers JSONDecodeError, UnicodeDecodeError and the int-digit limit; RecursionError deep nesting.
+    except (ValueError, RecursionError) as exc:
         raise JsonDecodeError(f"invalid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise JsonDecodeError(f"expected a JSON object at the top level, got {type(doc).__name__}")
     _WALKERS[signal](doc)
     try:
         json_format.ParseDict(doc, message, ignore_unknown_fields=True)
-    except (json_format.ParseError, binascii.Error, TypeError, ValueError) as exc:
+    except (
+        json_format.ParseError,
+        binascii.Error,
+        TypeError,
+        ValueError,
+        OverflowError,  # 1e400 where an integer or enum is expected
+        RecursionError,
+        SystemError,  # upb's fields_by_name.get() on a key holding a lone surrogate (protobuf 5/6)
+        AttributeError,
+        KeyError,
+        IndexError,
+    ) as exc:
         raise JsonDecodeError(f"invalid OTLP/JSON: {exc}") from None
