@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from ragotel.analyzer.api.metrics import exposition
 from ragotel.analyzer.receive.auth import TokenAuth
 from ragotel.analyzer.vocabulary import SIGNALS
 from ragotel.analyzer.windows import Windows
@@ -172,7 +173,7 @@ def add_builtin_routes(
         return Response(200, {"signal": name, "values": [{"labels": v.labels, "value": v.value} for v in values]})
 
     def metrics(request: Request) -> Response:
-        return Response(200, text=generate_latest(registry).decode(), content_type=CONTENT_TYPE_LATEST)
+        return Response(200, text=exposition(registry), content_type=CONTENT_TYPE_LATEST)
 
     def healthz(request: Request) -> Response:
         return Response(200, {"status": "ok"})
