@@ -70,6 +70,7 @@ passthrough:                   # forward everything accepted, unchanged, to a do
   queue_size: 1000             # requests held for retry; beyond it the oldest are dropped and counted
   timeout: 10s
   max_elapsed: 60s             # give up retrying one request after this long
+  signals: [traces, metrics, logs]  # what is forwarded; [traces] for a traces-only backend (Phoenix)
 
 log:
   level: info                  # debug | info | warning | error
