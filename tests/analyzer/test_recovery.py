@@ -324,8 +324,8 @@ def test_command_gets_a_minimal_environment(tmp_path: Path, monkeypatch: pytest.
 def test_trailing_newline_and_option_like_service_never_reach_argv(tmp_path: Path, service: str, reason: str) -> None:
     """``rag-api\\n`` (let through by ``re.match`` with ``$``) and ``-rf`` are refused in an argv; nothing runs."""
     marker = tmp_path / "ran"
-    hook = {"name": "restart", "on": ["database_connection"],
-            "action": {"type": "command", "argv": ["touch", str(marker), "{service}"]}}  # fmt: skip
+    action = {"type": "command", "argv": ["touch", str(marker), "{service}"], "cwd": str(tmp_path)}
+    hook = {"name": "restart", "on": ["database_connection"], "action": action}
     h = harness(tmp_path, [hook])
     fire(h, service=service)
     (record,) = wait(lambda: finished(h))
