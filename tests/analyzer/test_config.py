@@ -139,3 +139,36 @@ def test_unreadable_tls_files_exit_2_naming_the_key(tmp_path: Path, capsys: pyte
     assert main(["--config", config]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("api.tls: expected a readable PEM certificate chain and matching key (")
+
+
+_REPLICA = Path(__file__).resolve().parents[2] / "collector-config" / "analyzer-replica.yaml"
+
+
+def test_check_config_runs_what_startup_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """analyzer-replica.yaml without its token variables fails --check-config with the very problems start-up
+    reports (exit 2 both), and passes once they are set; unreadable token and TLS files are caught the same way."""
+    monkeypatch.delenv("RAGOTEL_RECEIVER_TOKEN", raising=False)
+    monkeypatch.delenv("RAGOTEL_API_TOKEN", raising=False)
+    assert main(["--check-config", str(_REPLICA)]) == 2
+    checked = capsys.readouterr().err.splitlines()
+    assert checked == [
+        f"{_REPLICA}: receivers.auth.token_env: expected environment variable RAGOTEL_RECEIVER_TOKEN to hold a token",
+        f"{_REPLICA}: api.auth.token_env: expected environment variable RAGOTEL_API_TOKEN to hold a token",
+    ]
+    assert main(["--config", str(_REPLICA)]) == 2
+    assert capsys.readouterr().err.splitlines() == [line.split(": ", 1)[1] for line in checked]
+    monkeypatch.setenv("RAGOTEL_RECEIVER_TOKEN", "receiver-secret")
+    monkeypatch.setenv("RAGOTEL_API_TOKEN", "api-secret")
+    assert main(["--check-config", str(_REPLICA)]) == 0
+    assert capsys.readouterr().out == "1 config file(s) OK\n"
+    files = _write(
+        tmp_path,
+        "files.yaml",
+        f"api: {{auth: {{token_file: {tmp_path / 'missing-token'}}}}}\n"
+        f"receivers: {{tls: {{cert_file: {tmp_path / 'cert.pem'}, key_file: {tmp_path / 'key.pem'}}}}}\n",
+    )
+    assert main(["--check-config", files]) == 2
+    problems = capsys.readouterr().err.splitlines()
+    assert [p.split(": ", 2)[:2] for p in problems] == [[files, "api.auth.token_file"], [files, "receivers.tls"]]

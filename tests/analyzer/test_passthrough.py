@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from tests.analyzer.analyzer_helpers import api, encoded_spans, stage_row
+from tests.analyzer.analyzer_helpers import api, encoded_spans, gauge_request, stage_row
 from tests.servers import HangingServer, HttpReceiver
 
 from ragotel.analyzer.server import Server
@@ -116,3 +117,40 @@ def test_a_full_forwarding_queue_drops_the_oldest_and_counts_it(
         _post(server, body)
     assert stage_row(server, "slow", "generation")["count"] == 4
     assert _passthrough_counts(server).get("dropped") == 2  # one is in flight, one queued, two pushed out
+
+
+def test_traces_only_backend_gets_only_traces_and_one_warning(
+    make_analyzer: Callable[..., Server], http_receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backend answering 405 to /v1/metrics (Phoenix): by default each metrics export fails but one warning is
+    logged, not one per request; with ``signals: [traces]`` metrics are not sent at all."""
+    http_receiver.respond("/v1/metrics", status=405, body=b"Method Not Allowed")
+    metrics = gauge_request("fwd", [("system.cpu.utilization", 0.5, {}, time.time())])
+
+    def post_metrics(server: Server, n: int) -> None:
+        for _ in range(n):
+            url = f"http://{server.http_address}/v1/metrics"
+            assert httpx.post(url, content=metrics, headers=PROTOBUF, timeout=10).status_code == 200
+
+    with caplog.at_level(logging.WARNING, logger="ragotel.analyzer.passthrough"):
+        every = make_analyzer({"passthrough": {"endpoint": http_receiver.url}})
+        post_metrics(every, 20)
+        deadline = time.monotonic() + 10
+        while _passthrough_counts(every).get("failed", 0) < 20:
+            assert time.monotonic() < deadline, _passthrough_counts(every)
+            time.sleep(0.05)
+        warnings = [r.getMessage() for r in caplog.records if r.name == "ragotel.analyzer.passthrough"]
+        assert len(warnings) == 1, warnings
+        assert "HTTP 405" in warnings[0]
+        assert "leave it out of passthrough.signals" in warnings[0]
+
+        caplog.clear()
+        http_receiver.clear()
+        traces_only = make_analyzer({"passthrough": {"endpoint": http_receiver.url, "signals": ["traces"]}})
+        post_metrics(traces_only, 5)
+        _post(traces_only, encoded_spans("fwd", [("chat", GEN, 0.1)]))
+        (forwarded,) = http_receiver.wait_for(1, timeout=10)
+        time.sleep(0.3)  # anything else would have been forwarded by now
+        assert [r.path for r in http_receiver.requests] == ["/v1/traces"] == [forwarded.path]
+        assert _passthrough_counts(traces_only) == {"sent": 1}
+        assert [r for r in caplog.records if r.name == "ragotel.analyzer.passthrough"] == []

@@ -315,3 +315,33 @@ def test_command_gets_a_minimal_environment(tmp_path: Path, monkeypatch: pytest.
     assert any(line.startswith("PATH=") for line in lines)
     assert "s3cret" not in record["detail"]["stdout"]
     h.close()
+
+
+@pytest.mark.parametrize(
+    ("service", "reason"),
+    [("rag-api\n", "does not match"), ("--help", "starts with '-'"), ("-rf", "starts with '-'")],
+)
+def test_trailing_newline_and_option_like_service_never_reach_argv(tmp_path: Path, service: str, reason: str) -> None:
+    """``rag-api\\n`` (let through by ``re.match`` with ``$``) and ``-rf`` are refused in an argv; nothing runs."""
+    marker = tmp_path / "ran"
+    action = {"type": "command", "argv": ["touch", str(marker), "{service}"], "cwd": str(tmp_path)}
+    hook = {"name": "restart", "on": ["database_connection"], "action": action}
+    h = harness(tmp_path, [hook])
+    fire(h, service=service)
+    (record,) = wait(lambda: finished(h))
+    assert record["status"] == "refused"
+    assert reason in record["detail"]["error"]
+    assert not marker.exists()
+    h.close()
+
+
+def test_trailing_newline_never_reaches_a_redis_pattern(tmp_path: Path) -> None:
+    """The Redis pattern ``cache:{service}:*`` is refused for ``rag-api\\n`` (a leading '-' is harmless there)."""
+    action = {"type": "redis_flush", "url": "redis://127.0.0.1:9/0", "pattern": "cache:{service}:*"}
+    hook = {"name": "flush", "on": ["database_connection"], "action": action}
+    h = harness(tmp_path, [hook])
+    fire(h, service="rag-api\n")
+    (record,) = wait(lambda: finished(h))
+    assert record["status"] == "refused"
+    assert "does not match" in record["detail"]["error"]
+    h.close()

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,12 +37,13 @@ def _spans(errors: int, total: int = 10) -> bytes:
 class Feeder:
     """Posts OTLP/HTTP span batches to the analyzer every 100 ms; `faulty` picks failing or healthy spans."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, faulty_body: bytes | None = None, interval: float = 0.1) -> None:
         self.url = url
         self.faulty = True
+        self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._bodies = {True: _spans(10), False: _spans(0, 200)}
+        self._bodies = {True: faulty_body or _spans(10), False: _spans(0, 200)}
 
     def _run(self) -> None:
         with httpx.Client(timeout=2) as client:
@@ -49,7 +51,7 @@ class Feeder:
                 # The daemon is down between the kill and the restart: those posts fail, as an exporter's would.
                 with contextlib.suppress(httpx.HTTPError):
                     client.post(self.url, content=self._bodies[self.faulty], headers=_PROTOBUF)
-                self._stop.wait(0.1)
+                self._stop.wait(self._interval)
 
     def __enter__(self) -> Feeder:
         self._thread.start()
@@ -127,5 +129,53 @@ def test_kill_9_mid_alert_keeps_state_and_notifications(tmp_path: Path, http_rec
         time.sleep(1.0)
         assert len(http_receiver.requests) == 2, "a resolved alert does not come back after a restart"
         assert httpx.get(f"http://{api}/api/v1/alerts?status=firing", timeout=5).json()["alerts"] == []
+    finally:
+        proc.stop()
+
+
+def test_kill_9_while_pending_keeps_the_for_clock(tmp_path: Path) -> None:
+    """Slow pipeline spans at 2/s, kill -9 half-way through `for`, restart on the same state file: the restored
+    pending episode (same id, same active_since) fires once its `for` has elapsed, not `for` after the restart."""
+    http_port, api_port = free_port(), free_port()
+    api = f"127.0.0.1:{api_port}"
+    config = tmp_path / "analyzer.yaml"
+    rule = {"name": "slow_pipeline", "signal": "latency_p95", "match": {"stage": "pipeline"}, "threshold": 1.0}
+    config.write_text(
+        json.dumps(
+            {
+                "evaluation_interval": "200ms",
+                "receivers": {"grpc": {"enabled": False}, "http": {"endpoint": f"127.0.0.1:{http_port}"}},
+                "api": {"endpoint": api},
+                "state": {"path": str(tmp_path / "state.db")},
+                "rules": [{**rule, "for": "6s", "severity": "critical"}],
+            }
+        )
+    )
+
+    def alerts(status: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = httpx.get(f"http://{api}/api/v1/alerts?status={status}", timeout=5).json()[
+            "alerts"
+        ]
+        return found
+
+    log = tmp_path / "analyzer.log"
+    slow = encoded_spans("rag-api", [("rag", {"ragotel.stage": "pipeline"}, 2.0)])
+    proc = _start(config, api, log)
+    try:
+        with Feeder(f"http://127.0.0.1:{http_port}/v1/traces", slow, interval=0.5):
+            assert wait_until(lambda: bool(alerts("pending")), 15), proc.log_tail()
+            (pending,) = alerts("pending")
+            time.sleep(3.0)
+            assert alerts("firing") == []
+            proc.kill()
+            proc = _start(config, api, log)
+            restarted = time.monotonic()
+            assert "restored 1 pending/firing alert(s)" in proc.log_tail(50)
+            assert wait_until(lambda: bool(alerts("firing")), 20), proc.log_tail()
+            fired_after = time.monotonic() - restarted
+            (firing,) = alerts("firing")
+        assert (firing["id"], firing["active_since"]) == (pending["id"], pending["active_since"])
+        assert alerts("pending") == []
+        assert fired_after < 4.5, f"fired {fired_after:.1f} s after the restart: its `for` clock restarted"
     finally:
         proc.stop()

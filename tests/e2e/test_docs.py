@@ -152,6 +152,8 @@ def test_documented_analyzer_defaults_match_the_built_in_configuration() -> None
             assert value == pytest.approx(parse_duration(text)), key
         elif isinstance(value, dict):
             assert value == {}, key
+        elif isinstance(value, list | tuple):
+            assert [str(v) for v in value] == [v.strip() for v in text.strip("[]").split(",")], key
         else:
             assert str(value) == text, key
 

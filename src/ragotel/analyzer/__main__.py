@@ -11,6 +11,7 @@ from typing import Any
 
 from ragotel.analyzer.config.loading import DEFAULT_CONFIG_YAML, ConfigError, check_config, load_config
 from ragotel.analyzer.logfmt import configure_logging
+from ragotel.analyzer.receive.auth import load_credentials
 
 __all__ = ["main"]
 
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(DEFAULT_CONFIG_YAML)
         return EXIT_OK
     if args.check_config:
-        problems = check_config(args.check_config)
+        problems = check_config(args.check_config, startup=load_credentials)  # what Server checks at start-up
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:

@@ -23,7 +23,7 @@ from ragotel.analyzer.api.alerts import AlertsApi
 from ragotel.analyzer.api.metrics import AlertingCollector, AlertingMetrics, WindowsCollector
 from ragotel.analyzer.api.router import Handler, Router, add_builtin_routes
 from ragotel.analyzer.config.model import Config
-from ragotel.analyzer.receive.auth import TokenAuth, load_tls
+from ragotel.analyzer.receive.auth import load_credentials
 from ragotel.analyzer.receive.export import ExportHandler
 from ragotel.analyzer.receive.http_service import ConnectionLimits, HttpService, bind
 from ragotel.analyzer.receive.ingest import Ingest
@@ -65,10 +65,9 @@ class Server:
         self.metrics = AnalyzerMetrics(self.registry)
         self.windows = Windows(config.window, max_series=config.limits.max_series)
         # Everything the configuration points at is checked before anything holds a resource.
-        self._receiver_auth = TokenAuth.from_config(config.receivers.auth, "receivers.auth")
-        api_auth = TokenAuth.from_config(config.api.auth, "api.auth")
-        self._receiver_tls = load_tls(config.receivers.tls, "receivers.tls")
-        self._api_tls = load_tls(config.api.tls, "api.tls")
+        credentials = load_credentials(config)  # the same check as --check-config
+        self._receiver_auth, self._receiver_tls = credentials.receiver_auth, credentials.receiver_tls
+        self._api_tls = credentials.api_tls
         self.passthrough = Passthrough(config.passthrough, self.metrics) if config.passthrough.endpoint else None
         limits = config.limits
         self.ingest = Ingest(
@@ -82,7 +81,7 @@ class Server:
         )
         self.registry.register(WindowsCollector(self.windows, self.ingest.state))
         self._handler = ExportHandler(self.ingest, self.metrics)
-        self.router = Router(api_auth)
+        self.router = Router(credentials.api_auth)
         add_builtin_routes(self.router, self.windows, self.registry, self.readiness)
         self._components: list[Component] = []
         self._grpc: OtlpGrpcServer | None = None

@@ -8,13 +8,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from ragotel.analyzer.alerting import Alerting
+from ragotel.analyzer.api.query import choice_param, choices_param, duration_param, int_param
 from ragotel.analyzer.api.router import Request, Response
 from ragotel.analyzer.judge.records import Alert
-from ragotel.analyzer.vocabulary import iso_time, parse_duration
+from ragotel.analyzer.vocabulary import iso_time
 
 __all__ = ["AlertsApi"]
 
-_STATES: Final = frozenset({"pending", "firing", "resolved"})
+_STATES: Final = ("pending", "firing", "resolved", "active")
+_DELIVERIES: Final = ("pending", "delivered", "failed")
 
 
 class AlertsApi:
@@ -32,36 +34,21 @@ class AlertsApi:
         )
 
     @staticmethod
-    def _since(request: Request, default: str = "24h") -> float:
-        raw = request.query.get("since", default)
-        try:
-            return time.time() - parse_duration(raw)
-        except ValueError:
-            raise _BadQuery(f"query parameter since: expected a duration such as 30m, 24h or 7d, got {raw!r}") from None
+    def _since(request: Request) -> float:
+        return time.time() - duration_param(request.query, "since", "24h")
 
     @staticmethod
     def _limit(request: Request) -> int:
-        raw = request.query.get("limit", "500")
-        if not raw.isdigit() or not 1 <= int(raw) <= 10000:
-            raise _BadQuery(f"query parameter limit: expected an integer from 1 to 10000, got {raw!r}")
-        return int(raw)
+        return int_param(request.query, "limit", 500, minimum=1, maximum=10000)
 
     def api_alerts(self, request: Request) -> Response:
         """Alerts active now or changed within ``since`` (default 24h), newest first, each with its diagnosis."""
         if self._alerting.store is None:
             return Response.error(503, "alerting is not started")
-        try:
-            since, limit = self._since(request), self._limit(request)
-            states = [s for s in request.query.get("status", "").split(",") if s]
-            if "active" in states:
-                states = [s for s in states if s != "active"] + ["pending", "firing"]
-            unknown = [s for s in states if s not in _STATES]
-            if unknown:
-                raise _BadQuery(
-                    f"query parameter status: expected pending, firing, resolved or active, got {unknown[0]!r}"
-                )
-        except _BadQuery as exc:
-            return Response.error(400, str(exc))
+        since, limit = self._since(request), self._limit(request)
+        states = choices_param(request.query, "status", _STATES)
+        if "active" in states:
+            states = [s for s in states if s != "active"] + ["pending", "firing"]
         rows = self._alerting.store.query_alerts(
             since=since,
             states=states,
@@ -81,10 +68,7 @@ class AlertsApi:
         """The recovery audit trail within ``since`` (default 24h), newest first."""
         if self._alerting.store is None:
             return Response.error(503, "alerting is not started")
-        try:
-            since, limit = self._since(request), self._limit(request)
-        except _BadQuery as exc:
-            return Response.error(400, str(exc))
+        since, limit = self._since(request), self._limit(request)
         rows = self._alerting.store.recoveries(
             since=since, hook=request.query.get("hook"), service=request.query.get("service"), limit=limit
         )
@@ -101,13 +85,8 @@ class AlertsApi:
         """Outbox rows (``status`` pending, delivered or failed), newest first: where delivery problems show."""
         if self._alerting.store is None:
             return Response.error(503, "alerting is not started")
-        status = request.query.get("status")
-        if status not in (None, "pending", "delivered", "failed"):
-            return Response.error(400, f"query parameter status: expected pending, delivered or failed, got {status!r}")
-        try:
-            limit = self._limit(request)
-        except _BadQuery as exc:
-            return Response.error(400, str(exc))
+        status = choice_param(request.query, "status", _DELIVERIES)
+        limit = self._limit(request)
         rows = [_notification(n) for n in self._alerting.store.notifications(status=status, limit=limit)]
         return Response(200, _finite({"notifications": rows, "count": len(rows)}))
 
@@ -152,10 +131,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
-
-
-class _BadQuery(ValueError):
-    pass
 
 
 def _alert(row: Mapping[str, Any], deliveries: list[dict[str, Any]], live: Alert | None) -> dict[str, Any]:

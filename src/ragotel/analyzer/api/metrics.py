@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ragotel.analyzer.alerting import Alerting
 from ragotel.analyzer.windows import Windows
 
-__all__ = ["AlertingCollector", "AlertingMetrics", "WindowsCollector"]
+__all__ = ["AlertingCollector", "AlertingMetrics", "WindowsCollector", "exposition"]
 
 
 class AlertingMetrics:
@@ -118,28 +118,45 @@ class WindowsCollector(Collector):
         )
         counts = self._windows.snapshot_counts()
         yield GaugeMetricFamily("ragotel_analyzer_series", "Series held in the windows.", counts["series"])
-        overflow = GaugeMetricFamily(
+        yield CounterMetricFamily(
             "ragotel_analyzer_overflow_items",
             "Items counted into the overflow series since start because max_series was reached.",
             counts["overflow"],
         )
-        yield overflow
         labels = ["service", "stage", "component"]
         rate = GaugeMetricFamily("ragotel_stage_request_rate", "Spans per second over the window.", labels=labels)
         errors = GaugeMetricFamily("ragotel_stage_error_ratio", "Failed fraction over the window.", labels=labels)
-        latency = GaugeMetricFamily(
-            "ragotel_stage_latency_seconds", "Latency quantiles over the window.", labels=[*labels, "quantile"]
-        )
-        for signal, family, quantile in (
-            ("request_rate", rate, None),
-            ("error_rate", errors, None),
-            ("latency_p50", latency, "0.5"),
-            ("latency_p95", latency, "0.95"),
-            ("latency_p99", latency, "0.99"),
-        ):
+        # A summary of quantiles only: the window has no cumulative _count/_sum to offer, and the text format
+        # reserves the ``quantile`` label for summaries.
+        latency = Metric("ragotel_stage_latency_seconds", "Latency quantiles over the window.", "summary")
+        for signal, family in (("request_rate", rate), ("error_rate", errors)):
             for value in self._windows.signal(signal):
-                values = [value.labels.get(k, "") for k in labels]
-                family.add_metric(values + ([quantile] if quantile else []), value.value)
+                family.add_metric([value.labels.get(k, "") for k in labels], value.value)
+        for signal, quantile in (("latency_p50", "0.5"), ("latency_p95", "0.95"), ("latency_p99", "0.99")):
+            for value in self._windows.signal(signal):
+                sample_labels = {k: value.labels.get(k, "") for k in labels}
+                latency.add_sample(latency.name, {**sample_labels, "quantile": quantile}, value.value)
         yield rate
         yield errors
         yield latency
+
+
+class _WithoutCreated(Collector):
+    """A registry's metrics without the ``*_created`` samples (exposed as gauge families in the text format).
+
+    Filtering here rather than calling ``prometheus_client.disable_created_metrics()`` leaves the process-global
+    setting of an application that embeds the analyzer alone.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
+
+
+def exposition(registry: CollectorRegistry) -> str:
+    """The Prometheus text exposition of ``registry`` (``promtool check metrics`` clean)."""
+    return generate_latest(_WithoutCreated(registry)).decode()

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from ragotel.analyzer.api.metrics import exposition
+from ragotel.analyzer.api.query import BadQuery, choice_param, int_param
 from ragotel.analyzer.receive.auth import TokenAuth
 from ragotel.analyzer.vocabulary import SIGNALS
 from ragotel.analyzer.windows import Windows
@@ -65,7 +67,8 @@ Handler = Callable[[Request], Response]
 
 
 class Router:
-    """Exact-path routing with 404/405 answers, bearer auth (except ``open_paths``), and JSON 500s."""
+    """Exact-path routing with 404/405 answers, bearer auth (except ``open_paths``), 400 for a ``BadQuery``
+    (``api/query.py``) a handler raises, and JSON 500s."""
 
     def __init__(self, auth: TokenAuth, open_paths: frozenset[str] = frozenset({"/healthz", "/readyz"})) -> None:
         self._routes: dict[str, dict[str, Handler]] = {}
@@ -94,6 +97,8 @@ class Router:
             return Response.error(405, f"{request.method} not allowed on {request.path}", {"allow": allowed})
         try:
             return handler(request)
+        except BadQuery as exc:
+            return Response.error(400, str(exc))
         except Exception:  # noqa: BLE001  a failing handler answers 500; the API keeps serving the rest
             _log.exception("API handler for %s %s failed", request.method, request.path)
             return Response.error(500, "internal error; see the analyzer log")
@@ -125,19 +130,6 @@ class Router:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else payload})
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit():
-        raise _BadParam(f"query parameter {name}: expected a non-negative integer, got {raw!r}")
-    return int(raw)
-
-
-class _BadParam(ValueError):
-    pass
-
-
 def add_builtin_routes(
     router: Router,
     windows: Windows,
@@ -156,23 +148,18 @@ def add_builtin_routes(
         return Response(200, windows.health())
 
     def series(request: Request) -> Response:
-        try:
-            limit = _int_param(request, "limit", 1000)
-        except _BadParam as exc:
-            return Response.error(400, str(exc))
+        limit = int_param(request.query, "limit", 1000)
         found = windows.metric_series(service=request.query.get("service"), name=request.query.get("name"), limit=limit)
         return Response(200, {"series": found})
 
     def signals(request: Request) -> Response:
-        name = request.query.get("signal")
-        if name not in SIGNALS:
-            return Response.error(400, f"query parameter signal: expected one of {', '.join(sorted(SIGNALS))}")
+        name = str(choice_param(request.query, "signal", sorted(SIGNALS), required=True))
         match = {k: v for k, v in request.query.items() if k != "signal"}
         values = windows.signal(name, match)
         return Response(200, {"signal": name, "values": [{"labels": v.labels, "value": v.value} for v in values]})
 
     def metrics(request: Request) -> Response:
-        return Response(200, text=generate_latest(registry).decode(), content_type=CONTENT_TYPE_LATEST)
+        return Response(200, text=exposition(registry), content_type=CONTENT_TYPE_LATEST)
 
     def healthz(request: Request) -> Response:
         return Response(200, {"status": "ok"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -77,6 +77,7 @@ passthrough:                   # forward everything accepted, unchanged, to a do
   queue_size: 1000             # requests held for retry; beyond it the oldest are dropped and counted
   timeout: 10s
   max_elapsed: 60s             # give up retrying one request after this long
+  signals: [traces, metrics, logs]  # what is forwarded; [traces] for a traces-only backend (Phoenix)
 
 log:
   level: info                  # debug | info | warning | error
@@ -213,8 +214,13 @@ def load_config(paths: Sequence[str | Path] = (), overrides: Mapping[str, Any] |
     return config
 
 
-def check_config(paths: Sequence[str | Path]) -> list[str]:
-    """Validate each file over the defaults, then all of them merged; return the problems (empty when valid)."""
+def check_config(paths: Sequence[str | Path], startup: Callable[[Config], object] | None = None) -> list[str]:
+    """Validate each file over the defaults, then all of them merged; return the problems (empty when valid).
+
+    ``startup`` is what start-up checks beyond the schema (token sources, TLS files: ``load_credentials``); it runs
+    on the merged configuration, and each ``key.path: ...`` problem it raises as ConfigError is prefixed with the
+    file that set the key.
+    """
     defaults: _Source = ("defaults", _defaults())
     problems: list[str] = []
     sources: list[_Source] = [defaults]
@@ -224,8 +230,16 @@ def check_config(paths: Sequence[str | Path]) -> list[str]:
             errors = _validate([defaults, (str(path), data)])[1]
         problems += errors
         sources.append((str(path), data))
-    if not problems and len(paths) > 1:
-        problems = _validate(sources)[1]
+    if problems:
+        return problems
+    config, problems = _validate(sources)
+    if config is not None and startup is not None:
+        try:
+            startup(config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                key = problem.split(":", 1)[0]
+                problems.append(f"{_source_of(tuple(key.split('.')), sources)}: {problem}")
     return problems
 
 

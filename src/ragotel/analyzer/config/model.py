@@ -165,6 +165,9 @@ class PassthroughConfig(_Model):
     queue_size: int = Field(default=1000, ge=1)
     timeout: Duration = Field(default=10.0, gt=0)
     max_elapsed: Duration = Field(default=60.0, gt=0)
+    signals: tuple[Literal["traces", "metrics", "logs"], ...] = Field(
+        default=("traces", "metrics", "logs"), min_length=1
+    )
 
     @field_validator("endpoint")
     @classmethod

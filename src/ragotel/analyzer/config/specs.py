@@ -41,10 +41,11 @@ __all__ = [
 ]
 
 # Labels a rule may select on and a recovery command may receive. Only the second set is ever substituted into an
-# argv, a Redis pattern or a URL, and only after its value matched LABEL_VALUE_RE (telemetry is untrusted input).
+# argv, a Redis pattern or a URL, and only after its whole value matched LABEL_VALUE_RE (``fullmatch``: a ``$``
+# would let a trailing newline through) -- telemetry is untrusted input.
 MATCH_LABELS: Final = ("service", "stage", "component", "model", "collection", "dependency", "kind")
 SUBSTITUTABLE_LABELS: Final = ("service", "stage", "component", "rule", "severity")
-LABEL_VALUE_RE: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+LABEL_VALUE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def _known_signal(value: str) -> str:

@@ -66,8 +66,9 @@ class RuleHealth:
 class AlertEngine:
     """Evaluates every rule each tick and drives each series through the alert state machine.
 
-    ``absent_grace``: a firing series that disappears from the windows (no data) resolves only after this long,
-    so a restart with empty windows or a pause in telemetry does not resolve what is still broken.
+    ``absent_grace``: a pending or firing series that disappears from the windows (no data) is dropped or resolved
+    only after this long, so a restart with empty windows or a pause in telemetry neither resets a pending alert's
+    ``for`` clock nor resolves what is still broken.
     """
 
     def __init__(
@@ -206,7 +207,10 @@ class AlertEngine:
         for fp, alert in list(alerts.items()):
             if fp not in seen:
                 grace = max(self._absent_grace, spec.keep_firing_for)
-                self._condition_false(alert, spec, now, since=max(alert.last_seen, alert.last_true), grace=grace)
+                since = max(alert.last_seen, alert.last_true)
+                if alert.state == "pending" and now - since < grace:
+                    continue  # no data (a pause, or the empty windows after a restart): the `for` clock keeps running
+                self._condition_false(alert, spec, now, since=since, grace=grace)
 
     @staticmethod
     def _observe(alert: AlertEpisode, sample: Sample, now: float, *, true: bool) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hmac
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ragotel.analyzer.config.loading import ConfigError
-from ragotel.analyzer.config.model import AuthConfig, TLSConfig
+from ragotel.analyzer.config.model import AuthConfig, Config, TLSConfig
 
-__all__ = ["TLSFiles", "TokenAuth", "load_tls"]
+__all__ = ["Credentials", "TLSFiles", "TokenAuth", "load_credentials", "load_tls"]
 
 
 class TokenAuth:
@@ -88,3 +90,40 @@ def load_tls(config: TLSConfig, where: str) -> TLSFiles | None:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError([f"{where}: expected a readable PEM certificate chain and matching key ({exc})"]) from None
     return files
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The tokens and TLS material of the receivers and the API, read and checked."""
+
+    receiver_auth: TokenAuth
+    api_auth: TokenAuth
+    receiver_tls: TLSFiles | None
+    api_tls: TLSFiles | None
+
+
+_T = TypeVar("_T")
+
+
+def load_credentials(config: Config) -> Credentials:
+    """Read every token source (env, file) and TLS file ``config`` names; ConfigError listing every problem.
+
+    What ``Server`` checks before it holds a resource, and what ``--check-config`` runs on the merged files: a
+    configuration that passes the check does not fail here at start-up (unless the environment changed between).
+    """
+    problems: list[str] = []
+
+    def attempt(load: Callable[[], _T]) -> _T | None:
+        try:
+            return load()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return None
+
+    receiver_auth = attempt(lambda: TokenAuth.from_config(config.receivers.auth, "receivers.auth"))
+    api_auth = attempt(lambda: TokenAuth.from_config(config.api.auth, "api.auth"))
+    receiver_tls = attempt(lambda: load_tls(config.receivers.tls, "receivers.tls"))
+    api_tls = attempt(lambda: load_tls(config.api.tls, "api.tls"))
+    if problems or receiver_auth is None or api_auth is None:
+        raise ConfigError(problems)
+    return Credentials(receiver_auth, api_auth, receiver_tls, api_tls)

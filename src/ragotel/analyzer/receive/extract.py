@@ -8,6 +8,7 @@ break the OTLP data model are counted as rejected and reported back through ``pa
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -177,13 +178,14 @@ def _resource_identity(attributes: Iterable[Any]) -> tuple[str, str]:
 
 
 def extract_metrics(message: Any) -> MetricBatch:
-    """Reduce every data point of an ``ExportMetricsServiceRequest``; reject number points with no value.
+    """Reduce every data point of an ``ExportMetricsServiceRequest``; reject points with no value or a non-finite one.
 
     The resource's ``service.instance.id`` joins the point attributes so that two replicas of one service
     never interleave in one series.
     """
     points: list[MetricPoint] = []
     rejected = 0
+    non_finite: list[str] = []  # names of the metrics whose points were NaN or infinite
     for resource_metrics in message.resource_metrics:
         service, instance = _resource_identity(resource_metrics.resource.attributes)
         extra = ((SERVICE_INSTANCE_ID, instance),) if instance else ()
@@ -204,14 +206,21 @@ def extract_metrics(message: Any) -> MetricBatch:
                     else:
                         count = int(point.count)
                         value = point.sum / count if count else 0.0
+                    if not math.isfinite(value):  # one NaN would poison every read that touches its series
+                        non_finite.append(name)
+                        continue
                     attributes = tuple(sorted({kv.key: _attr_text(kv.value) for kv in point.attributes}.items()))
                     points.append(
                         MetricPoint(
                             service, name, attributes + extra, kind, unit, point.time_unix_nano * 1e-9, value, count
                         )
                     )
-    reason = f"{rejected} number data point(s) without a value" if rejected else ""
-    return MetricBatch(points, len(points), rejected, reason)
+    reasons = [f"{rejected} number data point(s) without a value"] if rejected else []
+    if non_finite:
+        reasons.append(
+            f"{len(non_finite)} data point(s) with a NaN or infinite value (first in {non_finite[0][:128]!r})"
+        )
+    return MetricBatch(points, len(points), rejected + len(non_finite), "; ".join(reasons))
 
 
 def extract_logs(message: Any) -> LogBatch:

@@ -1,8 +1,10 @@
 """Pass-through: forward every accepted request, unchanged, to a downstream OTLP endpoint with bounded retry.
 
-The queue holds at most ``queue_size`` requests; when it is full the oldest is dropped and counted. Transient
-failures (HTTP 429/502/503/504, gRPC UNAVAILABLE and the like, connection errors) are retried with exponential
-backoff, honouring Retry-After, for up to ``max_elapsed``; others are counted as failed. Nothing is lost silently.
+Only the configured ``signals`` are forwarded (a traces-only backend such as Phoenix answers 405 to metrics). The
+queue holds at most ``queue_size`` requests; when it is full the oldest is dropped and counted. Transient failures
+(HTTP 429/502/503/504, gRPC UNAVAILABLE and the like, connection errors) are retried with exponential backoff,
+honouring Retry-After, for up to ``max_elapsed``; others are counted as failed. Nothing is lost silently; the
+warnings about failures are rate-limited (one per signal and kind of failure every ``_WARN_EVERY`` seconds).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import grpc
 import httpx
 
 from ragotel.analyzer.config.model import PassthroughConfig
+from ragotel.analyzer.logfmt import LogLimiter
 from ragotel.analyzer.receive.selfmetrics import AnalyzerMetrics
 
 __all__ = ["Passthrough"]
 
 _log = logging.getLogger("ragotel.analyzer.passthrough")
+_WARN_EVERY = 60.0
 
 _GRPC_METHODS = {
     "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -55,7 +59,9 @@ class Passthrough:
         if config.endpoint is None:
             raise ValueError("passthrough.endpoint is not set")
         self._config = config
+        self._signals = frozenset(config.signals)
         self._metrics = metrics.passthrough
+        self._warn = LogLimiter(_log, _WARN_EVERY)
         self._queue: deque[tuple[str, bytes]] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -84,7 +90,10 @@ class Passthrough:
         self._thread.start()
 
     def forward(self, signal: str, protobuf: bytes) -> None:
-        """Queue one request; drop (and count) the oldest when the queue is full."""
+        """Queue one request of a configured signal (others are not forwarded); drop (and count) the oldest when
+        the queue is full."""
+        if signal not in self._signals:
+            return
         with self._cond:
             if self._closing:
                 self._metrics.labels(signal, "dropped").inc()
@@ -140,11 +149,25 @@ class Passthrough:
                 if self._closing:
                     limit = min(limit, self._deadline)
                 if time.monotonic() + backoff > limit:
-                    _log.warning("pass-through gave up on a %s request after %d attempts: %s", signal, attempt, exc)
+                    self._warn.warning(
+                        f"gave up {signal}",
+                        "pass-through gave up on a %s request after %d attempts: %s",
+                        signal,
+                        attempt,
+                        exc,
+                    )
                     return "failed"
                 time.sleep(backoff)
             except _Failed as exc:
-                _log.warning("pass-through could not deliver a %s request: %s", signal, exc)
+                self._warn.warning(
+                    f"failed {signal}",
+                    "pass-through could not deliver a %s request: %s%s",
+                    signal,
+                    exc,
+                    f" (if {self._base} does not take {signal}, leave it out of passthrough.signals)"
+                    if exc.refused
+                    else "",
+                )
                 return "failed"
 
     def _send(self, signal: str, payload: bytes) -> None:
@@ -158,7 +181,9 @@ class Passthrough:
             if response.status_code in _RETRYABLE_HTTP:
                 after = response.headers.get("retry-after")
                 raise _Retry(f"HTTP {response.status_code}", float(after) if after and after.isdigit() else None)
-            raise _Failed(f"HTTP {response.status_code}: {response.text[:200]}")
+            raise _Failed(
+                f"HTTP {response.status_code}: {response.text[:200]}", refused=response.status_code in (404, 405)
+            )
         call = self._channel.unary_unary(_GRPC_METHODS[signal])
         try:
             call(
@@ -170,8 +195,10 @@ class Passthrough:
             code = exc.code()
             if code in _RETRYABLE_GRPC:
                 raise _Retry(f"gRPC {code.name}") from None
-            raise _Failed(f"gRPC {code.name}: {exc.details()}") from None
+            raise _Failed(f"gRPC {code.name}: {exc.details()}", refused=code == grpc.StatusCode.UNIMPLEMENTED) from None
 
 
 class _Failed(Exception):
-    pass
+    def __init__(self, reason: str, *, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.refused = refused  # the endpoint does not serve this signal at all

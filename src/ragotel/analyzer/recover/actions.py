@@ -52,8 +52,12 @@ class UnsafeLabelError(ValueError):
     """A placeholder's label is missing or its value is not safe to pass to an action."""
 
 
-def render(template: str, labels: Mapping[str, str]) -> str:
-    """Replace ``{service}``-style placeholders with validated label values; raise UnsafeLabelError otherwise."""
+def render(template: str, labels: Mapping[str, str], *, argv: bool = False) -> str:
+    """Replace ``{service}``-style placeholders with validated label values; raise UnsafeLabelError otherwise.
+
+    A value must match ``LABEL_VALUE_RE`` whole; in an ``argv`` element it must not start with ``-`` either (most
+    programs would read it as an option).
+    """
     out = template
     for name in SUBSTITUTABLE_LABELS:
         token = "{" + name + "}"
@@ -62,8 +66,10 @@ def render(template: str, labels: Mapping[str, str]) -> str:
         value = labels.get(name)
         if value is None:
             raise UnsafeLabelError(f"label {name!r} is missing from the alert")
-        if not LABEL_VALUE_RE.match(value):
+        if not LABEL_VALUE_RE.fullmatch(value):
             raise UnsafeLabelError(f"label {name}={value[:64]!r} does not match {LABEL_VALUE_RE.pattern}")
+        if argv and value.startswith("-"):
+            raise UnsafeLabelError(f"label {name}={value[:64]!r} starts with '-', which a command reads as an option")
         out = out.replace(token, value)
     return out
 
@@ -97,7 +103,7 @@ class CommandAction:
         self._spec = spec
 
     def describe(self, labels: Mapping[str, str]) -> dict[str, Any]:
-        return {"argv": [render(arg, labels) for arg in self._spec.argv], "cwd": self._spec.cwd}
+        return {"argv": [render(arg, labels, argv=True) for arg in self._spec.argv], "cwd": self._spec.cwd}
 
     def run(self, labels: Mapping[str, str], alert: Mapping[str, Any], timeout: float) -> ActionResult:
         argv = self.describe(labels)["argv"]

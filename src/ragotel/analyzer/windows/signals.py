@@ -139,7 +139,8 @@ def _utilization(signal: str, points: list[tuple[dict[str, str], float]]) -> flo
         values = [v for _, v in points]
     if not values:
         return None
-    return max(values) if signal == "disk_utilization" else sum(values) / len(values)
+    value = max(values) if signal == "disk_utilization" else sum(values) / len(values)
+    return value if math.isfinite(value) else None  # huge finite points can still overflow the sum
 
 
 def window_slope(samples: Iterable[tuple[float, float, float]], horizon: float) -> float | None:
@@ -148,9 +149,13 @@ def window_slope(samples: Iterable[tuple[float, float, float]], horizon: float) 
     if len(pts) < 2:
         return None
     n = len(pts)
-    mean_t = math.fsum(t for t, _ in pts) / n
-    mean_v = math.fsum(v for _, v in pts) / n
-    var = math.fsum((t - mean_t) ** 2 for t, _ in pts)
-    if var <= 0:
+    try:
+        mean_t = math.fsum(t for t, _ in pts) / n
+        mean_v = math.fsum(v for _, v in pts) / n
+        var = math.fsum((t - mean_t) ** 2 for t, _ in pts)
+        if not var > 0:
+            return None
+        slope = math.fsum((t - mean_t) * (v - mean_v) for t, v in pts) / var
+    except (OverflowError, ValueError):  # huge or non-finite points: no slope, rather than a failing reader
         return None
-    return math.fsum((t - mean_t) * (v - mean_v) for t, v in pts) / var
+    return slope if math.isfinite(slope) else None

@@ -169,6 +169,8 @@ class WindowStore:
             self._totals["metric_points"] += batch.accepted
 
     def _add_point(self, point: MetricPoint, now: float) -> None:
+        if not math.isfinite(point.value):  # receive/extract rejects these; a batch built elsewhere may not
+            return
         by_key = self._metrics.get(point.name)
         key: MetricKey = (point.service, point.name, point.attributes)
         series = by_key.get(key) if by_key is not None else None
