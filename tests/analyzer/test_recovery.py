@@ -319,10 +319,17 @@ def test_command_gets_a_minimal_environment(tmp_path: Path, monkeypatch: pytest.
 
 @pytest.mark.parametrize(
     ("service", "reason"),
-    [("rag-api\n", "does not match"), ("--help", "starts with '-'"), ("-rf", "starts with '-'")],
+    [
+        ("rag-api\n", "does not match"),
+        ("--help", "starts with '-'"),
+        ("-rf", "starts with '-'"),
+        ("..", "does not match"),
+        (".", "does not match"),
+    ],
 )
 def test_trailing_newline_and_option_like_service_never_reach_argv(tmp_path: Path, service: str, reason: str) -> None:
-    """``rag-api\\n`` (let through by ``re.match`` with ``$``) and ``-rf`` are refused in an argv; nothing runs."""
+    """``rag-api\\n`` (let through by ``re.match`` with ``$``), ``-rf`` and the path ``..`` are refused in an argv;
+    nothing runs."""
     marker = tmp_path / "ran"
     action = {"type": "command", "argv": ["touch", str(marker), "{service}"], "cwd": str(tmp_path)}
     hook = {"name": "restart", "on": ["database_connection"], "action": action}

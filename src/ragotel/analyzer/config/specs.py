@@ -45,7 +45,7 @@ __all__ = [
 # would let a trailing newline through) -- telemetry is untrusted input.
 MATCH_LABELS: Final = ("service", "stage", "component", "model", "collection", "dependency", "kind")
 SUBSTITUTABLE_LABELS: Final = ("service", "stage", "component", "rule", "severity")
-LABEL_VALUE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+LABEL_VALUE_RE: Final = re.compile(r"(?!\.+\Z)[A-Za-z0-9_.:-]{1,128}")  # not only dots: `.`/`..` are paths
 
 
 def _known_signal(value: str) -> str:
