@@ -148,11 +148,15 @@ class Instrumentation:
         wanted = self.settings.libraries
         names = list(LIBRARIES) if wanted is None else [n.removeprefix("ragotel_") for n in wanted]
         for name in names:
-            if name in self.settings.disabled_libraries:
+            if name in self.settings.disabled_libraries or "*" in self.settings.disabled_libraries:
                 continue
             lib = LIBRARIES.get(name)
             if lib is None:
                 _log.warning("ragotel: unknown library %r in libraries=; known: %s", name, ", ".join(LIBRARIES))
+                continue
+            active = _active_instrumentor(lib)
+            if active is not None:  # instrumented already, e.g. by `opentelemetry-instrument`'s entry point
+                self.instrumentors[name] = active
                 continue
             if lib.module in sys.modules:
                 self._instrument_library(name, lib)
@@ -179,6 +183,10 @@ class Instrumentation:
             _guard.warn(f"instrumenting {name}", exc)
 
     def _load_instrumentor(self, name: str, lib: Library) -> None:
+        active = _active_instrumentor(lib)
+        if active is not None:  # instrumenting it again would only log "already instrumented"
+            self.instrumentors[name] = active
+            return
         module_name, _, class_name = lib.instrumentor.partition(":")
         instrumentor = getattr(importlib.import_module(module_name), class_name)()
         instrumentor.instrument(
@@ -203,6 +211,14 @@ class Instrumentation:
             stoppable: Stoppable | None = _guard.call(f"{module_name}.{func}", starter, None)
             if stoppable is not None:
                 self._stoppables.append(stoppable)
+
+
+def _active_instrumentor(lib: Library) -> Any:
+    """The instrumentor of ``lib`` if it is instrumented already (they are singletons), without importing anything."""
+    module_name, _, class_name = lib.instrumentor.partition(":")
+    cls = getattr(sys.modules.get(module_name), class_name, None)
+    instance = getattr(cls, "_instance", None)
+    return instance if getattr(instance, "is_instrumented_by_opentelemetry", False) else None
 
 
 def _unregistered(stop: Callable[[], Any]) -> Callable[[], Any]:
