@@ -148,15 +148,15 @@ class Instrumentation:
         wanted = self.settings.libraries
         names = list(LIBRARIES) if wanted is None else [n.removeprefix("ragotel_") for n in wanted]
         for name in names:
-            if name in self.settings.disabled_libraries or "*" in self.settings.disabled_libraries:
-                continue
             lib = LIBRARIES.get(name)
             if lib is None:
                 _log.warning("ragotel: unknown library %r in libraries=; known: %s", name, ", ".join(LIBRARIES))
                 continue
             active = _active_instrumentor(lib)
-            if active is not None:  # instrumented already, e.g. by `opentelemetry-instrument`'s entry point
+            if active is not None:  # instrumented already, e.g. by `opentelemetry-instrument`'s ragotel_ entry point
                 self.instrumentors[name] = active
+                continue
+            if name in self.settings.disabled_libraries or "*" in self.settings.disabled_libraries:
                 continue
             if lib.module in sys.modules:
                 self._instrument_library(name, lib)
@@ -190,7 +190,10 @@ class Instrumentation:
         module_name, _, class_name = lib.instrumentor.partition(":")
         instrumentor = getattr(importlib.import_module(module_name), class_name)()
         instrumentor.instrument(
-            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, skip_dep_check=False
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            skip_dep_check=False,
+            coexistence=self.settings.coexistence,
         )
         if instrumentor.is_instrumented_by_opentelemetry:
             self.instrumentors[name] = instrumentor
@@ -247,13 +250,17 @@ def instrument(
     host_metrics: bool = True,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
+    coexistence: str | None = None,
 ) -> Instrumentation:
     """Instrument every supported, importable library and start the gauges. Idempotent; never raises.
 
     Providers: the ones passed, else SDK providers the app already installed globally (ragotel then adds no
     exporter), else new SDK providers exporting OTLP (``http/protobuf`` by default, ``grpc`` on request),
     installed as the global providers. Explicit arguments beat ``OTEL_*`` environment variables. Makes no network
-    call itself: exporters connect on their first export, from their own threads.
+    call itself: exporters connect on their first export, from their own threads. ``coexistence`` (else
+    ``RAGOTEL_COEXISTENCE``, else ``"defer"``) says what to do about another instrumentation of a library
+    (:mod:`ragotel.coexistence`). Under ``opentelemetry-instrument`` ragotel is already started: this returns its
+    handle.
     """
     global _current
     with _lock:
@@ -270,6 +277,7 @@ def instrument(
                 capture_content=capture_content,
                 libraries=libraries,
                 host_metrics=host_metrics,
+                coexistence=coexistence,
             ),
             Settings(),
         )

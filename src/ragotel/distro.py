@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
-from ragotel import _guard
+from ragotel import _guard, coexistence
 from ragotel.bootstrap import instrument
 
 __all__ = ["RagotelConfigurator", "RagotelDistro", "start"]
@@ -38,12 +38,20 @@ class RagotelDistro(BaseDistro):  # type: ignore[misc]  # the contrib base class
     def _configure(self, **kwargs: Any) -> None:
         for name, value in _DEFAULTS.items():
             os.environ.setdefault(name, value)
+        _guard.call("RAGOTEL_COEXISTENCE", coexistence.exclude_registered_peers, None)
 
 
 class RagotelConfigurator(_OTelSDKConfigurator):
     """``OTEL_PYTHON_CONFIGURATOR=ragotel``: the OTel SDK's own configuration from the ``OTEL_*`` variables."""
 
+    def _configure(self, **kwargs: Any) -> None:
+        super()._configure(**kwargs)  # type: ignore[no-untyped-call]  # the SDK's configurator is untyped
+        # before the loader reads OTEL_PYTHON_DISABLED_INSTRUMENTATIONS (also done by the distro, when it is ours)
+        _guard.call("RAGOTEL_COEXISTENCE", coexistence.exclude_registered_peers, None)
+
 
 def start() -> None:
     """``opentelemetry_post_instrument`` hook: ``ragotel.instrument()`` over the configured providers. Never raises."""
+    _guard.call("restoring OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", coexistence.restore_environment, None)
+    _guard.call("RAGOTEL_COEXISTENCE", coexistence.switch_off_loaded, None)
     _guard.call("starting ragotel (zero-code)", instrument, None)

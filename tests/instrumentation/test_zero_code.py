@@ -17,12 +17,12 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.instrumentation.instrumentation_helpers import console_objects
 from tests.servers import FakeOpenAI
 
 from ragotel import semconv as sc
@@ -143,22 +143,9 @@ def _script() -> str:
     return "".join(parts)
 
 
-def _json_objects(stdout: str) -> Iterator[Any]:
-    """The JSON objects a console exporter printed, in order (other output skipped)."""
-    decoder = json.JSONDecoder()
-    i = 0
-    while (start := stdout.find("{", i)) != -1:
-        try:
-            obj, i = decoder.raw_decode(stdout, start)
-        except json.JSONDecodeError:
-            i = start + 1
-            continue
-        yield obj
-
-
 def _console_spans(stdout: str) -> list[dict[str, Any]]:
     """The spans the console span exporter printed, in order."""
-    return [o for o in _json_objects(stdout) if isinstance(o, dict) and "context" in o and "attributes" in o]
+    return [o for o in console_objects(stdout) if isinstance(o, dict) and "context" in o and "attributes" in o]
 
 
 def test_opentelemetry_instrument_runs_the_same_spans(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
@@ -247,7 +234,7 @@ def _metric_names(stdout: str) -> set[str]:
     """Names of the metrics with data points the console metric exporter printed."""
     return {
         metric["name"]
-        for obj in _json_objects(stdout)
+        for obj in console_objects(stdout)
         if isinstance(obj, dict)
         for resource in obj.get("resource_metrics", [])
         for scope in resource["scope_metrics"]

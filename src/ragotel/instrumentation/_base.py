@@ -22,7 +22,7 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
-from ragotel import _guard
+from ragotel import _guard, coexistence
 from ragotel import telemetry as _telemetry
 from ragotel.streams import EnvelopeProxy, StreamReader, wrap_stream
 from ragotel.telemetry import NOOP, Operation
@@ -249,6 +249,18 @@ class RagotelInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the contri
         return getattr(self, "_ragotel_pending", None) is not None
 
     def _patch(self, **kwargs: Any) -> None:
+        mode = kwargs.get("coexistence") or coexistence.env_mode()
+        found = [
+            _guard.call(f"resolving {t.module}.{t.method}", functools.partial(_resolve, t), None) for t in self.targets
+        ]
+        none: list[coexistence.Peer] = []
+        detect = functools.partial(coexistence.active_peers, self.library, [r for r in found if r is not None])
+        peers = _guard.call("detecting other instrumentations", detect, none)
+        if peers and mode == "exclusive":
+            _guard.call("switching off other instrumentations", functools.partial(coexistence.switch_off, peers), None)
+            peers = _guard.call("detecting other instrumentations", detect, none)
+        if not coexistence.instruments(self.library, mode, peers):
+            return  # left to the other instrumentation (warned once)
         seen: set[tuple[int, str]] = set()
         for target in self.targets:
             where = f"instrumenting {target.module}.{target.method}"
