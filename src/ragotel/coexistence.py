@@ -130,10 +130,13 @@ def _disabled(environ: dict[str, str] | os._Environ[str]) -> list[str]:
     return [name.strip() for name in environ.get(ENV_DISABLED, "").split(",") if name.strip()]
 
 
+# wrapt 2's FunctionWrapper is a BaseObjectProxy and not a wrapt.ObjectProxy (which adds the operators); wrapt 1 has
+# only ObjectProxy.
+_PROXY: Final[type] = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
 _LOADER: Final = "opentelemetry.instrumentation.auto_instrumentation._load"
 _lock = threading.Lock()
 _original_disabled: list[str | None] = []  # the variable's value before exclude_registered_peers changed it
-_warned: set[tuple[str, str]] = set()
+_warned: set[tuple[str, str, str]] = set()
 
 
 def exclude_registered_peers() -> None:
@@ -192,7 +195,7 @@ def _active_instrumentor(target: str | None) -> bool:
 def _wrapper_peer(library: str, owner: Any, name: str) -> Peer | None:
     """The peer whose wrapt wrapper is already on ``owner.name``, if a foreign one is."""
     attribute = inspect.getattr_static(owner, name, None)
-    if not isinstance(attribute, wrapt.ObjectProxy):
+    if not isinstance(attribute, _PROXY):
         return None
     wrapper = getattr(attribute, "_self_wrapper", None)
     module = str(getattr(wrapper, "__module__", None) or type(wrapper).__module__ or "")
@@ -273,7 +276,7 @@ def instruments(library: str, mode: str, peers: list[Peer]) -> bool:
     if not peers:
         return True
     peer = peers[0]
-    key = (library, peer.package)
+    key = (library, peer.package, mode)
     with _lock:
         first = key not in _warned
         _warned.add(key)

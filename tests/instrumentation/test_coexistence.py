@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.instrumentation.instrumentation_helpers import console_objects
+import wrapt
+from opentelemetry.instrumentation.utils import unwrap
+from tests.instrumentation.instrumentation_helpers import Instrumented, console_objects
 from tests.servers import FakeOpenAI
 
 from ragotel import coexistence
 from ragotel import semconv as sc
+from ragotel.instrumentation.openai import OpenAIInstrumentor
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
@@ -120,3 +123,33 @@ def test_one_chat_call_makes_the_spans_the_mode_says(
         assert warnings == [], proc.stderr[-4000:]
     if app_mode != "code":
         assert "Attempting to instrument while already instrumented" not in proc.stderr
+
+
+def _foreign_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return wrapped(*args, **kwargs)  # stands in for a wrapper ragotel does not know (OpenLIT's)
+
+
+@pytest.mark.parametrize(("mode", "spans"), [("defer", 0), ("exclusive", 1), ("both", 1)])
+def test_a_foreign_wrapper_on_a_target_counts_as_a_peer(
+    fake_openai: FakeOpenAI,
+    instrumented: Instrumented,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+    spans: int,
+) -> None:
+    """A wrapt wrapper already on `Completions.create` makes ragotel step aside (defer) or say it cannot remove it."""
+    import openai
+    from openai.resources.chat.completions import completions
+
+    monkeypatch.setenv("RAGOTEL_COEXISTENCE", mode)
+    wrapt.wrap_function_wrapper(completions, "Completions.create", _foreign_wrapper)
+    try:
+        cap = instrumented(OpenAIInstrumentor)
+        client = openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-test", max_retries=0)
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        unwrap(completions.Completions, "create")
+    assert len(cap.spans()) == spans
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and __name__ in r.getMessage()]
+    assert len(warnings) == (0 if mode == "both" else 1), warnings
