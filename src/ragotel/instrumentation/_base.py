@@ -249,6 +249,7 @@ class RagotelInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the contri
         return getattr(self, "_ragotel_pending", None) is not None
 
     def _patch(self, **kwargs: Any) -> None:
+        """Wrap every target, unless another instrumentation of the library is active and the mode says defer."""
         mode = kwargs.get("coexistence") or coexistence.env_mode()
         found = [
             _guard.call(f"resolving {t.module}.{t.method}", functools.partial(_resolve, t), None) for t in self.targets
