@@ -31,8 +31,10 @@ class Corpus:
 
 
 def default_corpus_dir() -> Path:
-    """``docs/`` of the checkout this example lives in."""
-    return Path(__file__).resolve().parents[2] / "docs"
+    """``docs/`` of the checkout this example lives in, or the copy shipped beside it in the wheel."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "docs"  # ragotel._example.docs: the wheel's copy of docs/*.md
+    return packaged if packaged.is_dir() else here.parents[1] / "docs"
 
 
 def load_corpus(directory: Path) -> Corpus:

@@ -148,11 +148,15 @@ class Instrumentation:
         wanted = self.settings.libraries
         names = list(LIBRARIES) if wanted is None else [n.removeprefix("ragotel_") for n in wanted]
         for name in names:
-            if name in self.settings.disabled_libraries:
-                continue
             lib = LIBRARIES.get(name)
             if lib is None:
                 _log.warning("ragotel: unknown library %r in libraries=; known: %s", name, ", ".join(LIBRARIES))
+                continue
+            active = _active_instrumentor(lib)
+            if active is not None:  # instrumented already, e.g. by `opentelemetry-instrument`'s ragotel_ entry point
+                self.instrumentors[name] = active
+                continue
+            if name in self.settings.disabled_libraries or "*" in self.settings.disabled_libraries:
                 continue
             if lib.module in sys.modules:
                 self._instrument_library(name, lib)
@@ -179,10 +183,17 @@ class Instrumentation:
             _guard.warn(f"instrumenting {name}", exc)
 
     def _load_instrumentor(self, name: str, lib: Library) -> None:
+        active = _active_instrumentor(lib)
+        if active is not None:  # instrumenting it again would only log "already instrumented"
+            self.instrumentors[name] = active
+            return
         module_name, _, class_name = lib.instrumentor.partition(":")
         instrumentor = getattr(importlib.import_module(module_name), class_name)()
         instrumentor.instrument(
-            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, skip_dep_check=False
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            skip_dep_check=False,
+            coexistence=self.settings.coexistence,
         )
         if instrumentor.is_instrumented_by_opentelemetry:
             self.instrumentors[name] = instrumentor
@@ -203,6 +214,14 @@ class Instrumentation:
             stoppable: Stoppable | None = _guard.call(f"{module_name}.{func}", starter, None)
             if stoppable is not None:
                 self._stoppables.append(stoppable)
+
+
+def _active_instrumentor(lib: Library) -> Any:
+    """The instrumentor of ``lib`` if it is instrumented already (they are singletons), without importing anything."""
+    module_name, _, class_name = lib.instrumentor.partition(":")
+    cls = getattr(sys.modules.get(module_name), class_name, None)
+    instance = getattr(cls, "_instance", None)
+    return instance if getattr(instance, "is_instrumented_by_opentelemetry", False) else None
 
 
 def _unregistered(stop: Callable[[], Any]) -> Callable[[], Any]:
@@ -231,13 +250,17 @@ def instrument(
     host_metrics: bool = True,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
+    coexistence: str | None = None,
 ) -> Instrumentation:
     """Instrument every supported, importable library and start the gauges. Idempotent; never raises.
 
     Providers: the ones passed, else SDK providers the app already installed globally (ragotel then adds no
     exporter), else new SDK providers exporting OTLP (``http/protobuf`` by default, ``grpc`` on request),
     installed as the global providers. Explicit arguments beat ``OTEL_*`` environment variables. Makes no network
-    call itself: exporters connect on their first export, from their own threads.
+    call itself: exporters connect on their first export, from their own threads. ``coexistence`` (else
+    ``RAGOTEL_COEXISTENCE``, else ``"defer"``) says what to do about another instrumentation of a library
+    (:mod:`ragotel.coexistence`). Under ``opentelemetry-instrument`` ragotel is already started: this returns its
+    handle.
     """
     global _current
     with _lock:
@@ -254,6 +277,7 @@ def instrument(
                 capture_content=capture_content,
                 libraries=libraries,
                 host_metrics=host_metrics,
+                coexistence=coexistence,
             ),
             Settings(),
         )

@@ -36,8 +36,13 @@ ENV_HEALTH_PROBE_LLM: Final = "RAGOTEL_HEALTH_PROBE_LLM"  # opt-in: probe LLM en
 ENV_HOST_FILESYSTEM_PATHS: Final = "RAGOTEL_HOST_FILESYSTEM_PATHS"  # extra paths whose filesystem is reported
 ENV_HOST_PER_CPU: Final = "RAGOTEL_HOST_PER_CPU"  # opt-in: one system.cpu.utilization series per logical CPU
 ENV_LOG_LEVEL: Final = "RAGOTEL_LOG_LEVEL"
+ENV_COEXISTENCE: Final = "RAGOTEL_COEXISTENCE"  # defer | exclusive | both: another instrumentation of a library
 
 PROTOCOLS: Final = ("http/protobuf", "grpc")
+# What ragotel does about another instrumentation of a library it instruments (ragotel.coexistence):
+# defer = leave that library to it; exclusive = switch the other off where possible; both = keep both.
+COEXISTENCE_MODES: Final = ("defer", "exclusive", "both")
+DEFAULT_COEXISTENCE: Final = "defer"
 DEFAULT_PROTOCOL: Final = "http/protobuf"
 DEFAULT_CAPTURE_MAX_LENGTH: Final = 4096
 # Exporter queue: spans beyond this many waiting are dropped (and counted by the SDK), so an endpoint that is
@@ -142,6 +147,20 @@ def parse_headers(raw: str, *, source: str) -> dict[str, str] | None:
     return headers
 
 
+_bad_coexistence: set[str | None] = set()
+
+
+def coexistence_mode(value: str | None, *, source: str) -> str:
+    """A valid coexistence mode (None, empty: the default); another value warns and gives the default."""
+    mode = (value or "").strip().lower() or DEFAULT_COEXISTENCE
+    if mode not in COEXISTENCE_MODES:
+        if value not in _bad_coexistence:  # read by every instrumentor and by instrument(): warned once
+            _bad_coexistence.add(value)
+            _warn(source, value, " | ".join(COEXISTENCE_MODES), DEFAULT_COEXISTENCE)
+        return DEFAULT_COEXISTENCE
+    return mode
+
+
 def normalize_protocol(value: str | None, *, source: str) -> str:
     """Return a supported OTLP protocol; an unknown one warns and falls back to http/protobuf."""
     if value is None or value.strip() == "":
@@ -182,6 +201,7 @@ class Settings:
     export_timeout_ms: int = DEFAULT_EXPORT_TIMEOUT_MS
     metric_export_interval_ms: int = DEFAULT_METRIC_EXPORT_INTERVAL_MS
     exporter_timeout_s: float = DEFAULT_EXPORTER_TIMEOUT_S
+    coexistence: str = DEFAULT_COEXISTENCE
 
     @classmethod
     def from_env(
@@ -195,6 +215,7 @@ class Settings:
         capture_content: bool | None = None,
         libraries: list[str] | tuple[str, ...] | None = None,
         host_metrics: bool = True,
+        coexistence: str | None = None,
     ) -> Settings:
         """Build settings; never raises: bad values warn once, naming the variable, and use the documented default."""
         env = os.environ if env is None else env
@@ -241,4 +262,7 @@ class Settings:
                 env, ENV_METRIC_EXPORT_INTERVAL, DEFAULT_METRIC_EXPORT_INTERVAL_MS, minimum=1
             ),
             exporter_timeout_s=env_float(env, ENV_EXPORTER_TIMEOUT, DEFAULT_EXPORTER_TIMEOUT_S, minimum=0.001),
+            coexistence=coexistence_mode(coexistence, source="instrument(coexistence=...)")
+            if coexistence is not None
+            else coexistence_mode(env.get(ENV_COEXISTENCE), source=ENV_COEXISTENCE),
         )

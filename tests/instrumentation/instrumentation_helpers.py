@@ -1,13 +1,15 @@
-"""Helpers shared by the instrumentation tests: every exported value as one string, and ways to end a stream."""
+"""Helpers shared by the instrumentation tests: every exported value as one string, ways to end a stream, and the
+JSON a console exporter printed in a child process."""
 
 from __future__ import annotations
 
 import dataclasses
 import gc
 import inspect
+import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import pytest
@@ -101,3 +103,16 @@ def break_response_extractors(
     targets = tuple(dataclasses.replace(t, response=broken) if which(t.method) else t for t in instrumentor.targets)
     monkeypatch.setattr(instrumentor, "targets", targets)
     return seen
+
+
+def console_objects(stdout: str) -> Iterator[Any]:
+    """The JSON objects a console exporter printed, in order (other output skipped)."""
+    decoder = json.JSONDecoder()
+    i = 0
+    while (start := stdout.find("{", i)) != -1:
+        try:
+            obj, i = decoder.raw_decode(stdout, start)
+        except json.JSONDecodeError:
+            i = start + 1
+            continue
+        yield obj

@@ -4,8 +4,8 @@ One child process runs every library's scenario under `opentelemetry-instrument`
 the spans it prints are checked against what the in-process tests expect. To cover another library, add one entry
 to SCENARIOS, keyed by its registry name (`ragotel_<name>` entry point): the code it runs (its own imports included;
 `FAKE_OPENAI_BASE_URL` is set) and the spans it must produce as `(span name, ragotel.stage, ragotel.component)`.
-Entry points of libraries without a scenario are disabled: importing them all (torch for sentence-transformers ...)
-costs tens of seconds here and adds nothing to what is checked.
+Other vendors' entry points are disabled. A second test checks that zero-code gives the metrics `instrument()` gives
+(host gauges, health probes, stage metrics) and imports no library before the app does.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.instrumentation.instrumentation_helpers import console_objects
 from tests.servers import FakeOpenAI
 
 from ragotel import semconv as sc
@@ -143,18 +144,8 @@ def _script() -> str:
 
 
 def _console_spans(stdout: str) -> list[dict[str, Any]]:
-    """The JSON objects the console exporter printed (one per span), in order."""
-    decoder = json.JSONDecoder()
-    spans, i = [], 0
-    while (start := stdout.find("{", i)) != -1:
-        try:
-            obj, i = decoder.raw_decode(stdout, start)
-        except json.JSONDecodeError:
-            i = start + 1
-            continue
-        if isinstance(obj, dict) and "context" in obj and "attributes" in obj:
-            spans.append(obj)
-    return spans
+    """The spans the console span exporter printed, in order."""
+    return [o for o in console_objects(stdout) if isinstance(o, dict) and "context" in o and "attributes" in o]
 
 
 def test_opentelemetry_instrument_runs_the_same_spans(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
@@ -209,3 +200,90 @@ def test_opentelemetry_instrument_runs_the_same_spans(fake_openai: FakeOpenAI, t
         root = by_name["pipeline RetrieverQueryEngine"]
         query_spans = [s for s in spans if s["context"]["trace_id"] == root["context"]["trace_id"]]
         assert len(query_spans) == 4  # pipeline, retrieval, query embedding, completion: one trace
+
+
+HEAVY = ("openai", "langchain_core", "chromadb", "qdrant_client", "sentence_transformers", "torch", "llama_index")
+
+PARITY_APP = """
+import json, os, sys, time
+print("EARLY " + json.dumps(sorted(n for n in {heavy!r} if n in sys.modules)), flush=True)
+import ragotel
+if not os.environ.get("ZERO_CODE"):  # the same console metric output, from an instrument() call
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+    reader = PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=600_000)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+active = ragotel.bootstrap.current_instrumentation()
+assert active is not None or not os.environ.get("ZERO_CODE"), "zero-code: the post-instrument hook started ragotel"
+handle = ragotel.instrument()
+assert handle is (active or handle) and ragotel.instrument() is handle
+{chromadb}
+{langchain}
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:  # the auto-registered Chroma probe reports once it ran
+    if any(d.healthy is not None for d in ragotel.health.status().dependencies):
+        break
+    time.sleep(0.05)
+print("LIBS " + json.dumps(sorted(handle.libraries)), flush=True)
+handle.force_flush()  # while the probes still run (at exit they stop before the providers' last collection)
+"""
+
+
+def _metric_names(stdout: str) -> set[str]:
+    """Names of the metrics with data points the console metric exporter printed."""
+    return {
+        metric["name"]
+        for obj in console_objects(stdout)
+        if isinstance(obj, dict)
+        for resource in obj.get("resource_metrics", [])
+        for scope in resource["scope_metrics"]
+        for metric in scope["metrics"]
+        if metric["data"]["data_points"]
+    }
+
+
+def _line(stdout: str, prefix: str) -> Any:
+    return json.loads(next(line for line in stdout.splitlines() if line.startswith(prefix)).removeprefix(prefix))
+
+
+def test_zero_code_gives_the_telemetry_of_instrument_and_imports_no_library_early(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Zero-code emits the metric set of `instrument()` (host, health, stages), imports no library before the app does,
+    and the app's own `ragotel.instrument()` there quietly returns the active handle."""
+    command = shutil.which("opentelemetry-instrument")
+    assert command is not None
+    code = {name: textwrap.dedent(SCENARIOS[name][0]) for name in ("chromadb", "langchain")}
+    script = tmp_path / "app.py"
+    script.write_text(PARITY_APP.format(heavy=HEAVY, **code), encoding="utf-8")
+    env = {
+        **os.environ,
+        "FAKE_OPENAI_BASE_URL": fake_openai.base_url,
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(
+            e.name for e in entry_points(group="opentelemetry_instrumentor") if not e.name.startswith("ragotel_")
+        ),
+        "RAGOTEL_HEALTH_INTERVAL": "0.2",
+        "ANONYMIZED_TELEMETRY": "False",
+    }
+    runs = {}
+    for mode, argv in (
+        ("instrument", [sys.executable, str(script)]),
+        ("zero-code", [command, "--traces_exporter", "none", "--metrics_exporter", "console", "--logs_exporter",
+                       "none", "--metric_export_interval", "600000", sys.executable, str(script)]),
+    ):  # fmt: skip
+        proc = subprocess.run(
+            argv, env={**env, "ZERO_CODE": "1" if mode == "zero-code" else ""},
+            capture_output=True, text=True, timeout=150, check=False, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert "already instrumented" not in proc.stderr
+        runs[mode] = proc.stdout
+    assert _line(runs["zero-code"], "EARLY ") == []  # nothing imported before the app's own imports
+    assert _line(runs["zero-code"], "LIBS ") == sorted(SCENARIOS)  # every entry point adopted by the one handle
+    names = _metric_names(runs["zero-code"])
+    assert names == _metric_names(runs["instrument"]), (names, _metric_names(runs["instrument"]))
+    assert {
+        sc.M_SYSTEM_CPU_UTILIZATION, sc.M_PROCESS_MEMORY_USAGE, sc.M_DEPENDENCY_HEALTH, sc.M_RETRIEVAL_DOCUMENTS,
+        sc.M_STAGE_DURATION, sc.M_GEN_AI_TOKEN_USAGE, sc.M_DB_OPERATION_DURATION,
+    } <= names  # fmt: skip

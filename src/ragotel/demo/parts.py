@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import json
 import sys
 import threading
@@ -137,13 +138,16 @@ def missing_extras() -> list[str]:
 
 
 def find_example_app() -> ModuleType | None:
-    """Import ``examples.langchain_app`` from the checkout ragotel runs from (or the current directory)."""
+    """Import ``examples.langchain_app`` from the checkout ragotel runs from (or the current directory), else the
+    copy the wheel ships as ``ragotel._example``."""
     candidates = [Path(__file__).resolve().parents[3], Path.cwd()]
     for root in candidates:
         if (root / "examples" / "langchain_app" / "__init__.py").is_file():
             if str(root) not in sys.path:
                 sys.path.insert(0, str(root))
             return importlib.import_module("examples.langchain_app")
+    if importlib.util.find_spec("ragotel._example") is not None:
+        return importlib.import_module("ragotel._example")
     return None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
@@ -21,7 +22,7 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
-from ragotel import _guard
+from ragotel import _guard, coexistence
 from ragotel import telemetry as _telemetry
 from ragotel.streams import EnvelopeProxy, StreamReader, wrap_stream
 from ragotel.telemetry import NOOP, Operation
@@ -193,6 +194,14 @@ def _resolve(target: Target) -> tuple[Any, str] | None:
     return (owner, name) if hasattr(owner, name) else None
 
 
+def _library_module(library: str) -> str | None:
+    """The module whose import enables ``library`` (the registry's), None for an unregistered one."""
+    from ragotel.bootstrap import LIBRARIES  # noqa: PLC0415  bootstrap is the registry; imported late, no cycle
+
+    lib = LIBRARIES.get(library)
+    return lib.module if lib is not None else None
+
+
 class RagotelInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the contrib base class is untyped
     """Base for every library instrumentor: wraps each :class:`Target` where it is defined, and unwraps it.
 
@@ -205,16 +214,54 @@ class RagotelInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the contri
     library: ClassVar[str] = ""
     targets: ClassVar[tuple[Target, ...]] = ()
     dependencies: ClassVar[tuple[str, ...]] = ()
+    _ragotel_pending: object | None = None  # the token of the post-import hook still waiting, if any
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """Requirement strings checked by ``BaseInstrumentor.instrument``."""
         return self.dependencies
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer_provider = kwargs.get("tracer_provider")
-        meter_provider = kwargs.get("meter_provider")
-        _telemetry.use_providers(tracer_provider, meter_provider)
+        """Patch now if the app already imported the library, else the moment it does (post-import hook).
+
+        Deferring keeps ``opentelemetry-instrument`` start-up cheap: an installed but unused library is never
+        imported by ragotel (torch behind sentence-transformers takes seconds), exactly as ``ragotel.instrument()``.
+        """
+        _telemetry.use_providers(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
         self._ragotel_wrapped: list[tuple[Any, str]] = []
+        module = _library_module(self.library)
+        if module is None or module in sys.modules:
+            self._ragotel_pending = None
+            self._patch(**kwargs)
+            return
+        token = self._ragotel_pending = object()
+        wrapt.register_post_import_hook(functools.partial(self._on_import, token, kwargs), module)
+
+    def _on_import(self, token: object, kwargs: dict[str, Any], _module: Any) -> None:
+        """Post-import hook: patch unless uninstrumented (or instrumented again) meanwhile. Never raises."""
+        if getattr(self, "_ragotel_pending", None) is not token:
+            return
+        self._ragotel_pending = None
+        _guard.call(f"instrumenting {self.library}", functools.partial(self._patch, **kwargs), None)
+
+    @property
+    def waiting(self) -> bool:
+        """True while instrumented but waiting for the app to import the library."""
+        return getattr(self, "_ragotel_pending", None) is not None
+
+    def _patch(self, **kwargs: Any) -> None:
+        """Wrap every target, unless another instrumentation of the library is active and the mode says defer."""
+        mode = kwargs.get("coexistence") or coexistence.env_mode()
+        found = [
+            _guard.call(f"resolving {t.module}.{t.method}", functools.partial(_resolve, t), None) for t in self.targets
+        ]
+        none: list[coexistence.Peer] = []
+        detect = functools.partial(coexistence.active_peers, self.library, [r for r in found if r is not None])
+        peers = _guard.call("detecting other instrumentations", detect, none)
+        if peers and mode == "exclusive":
+            _guard.call("switching off other instrumentations", functools.partial(coexistence.switch_off, peers), None)
+            peers = _guard.call("detecting other instrumentations", detect, none)
+        if not coexistence.instruments(self.library, mode, peers):
+            return  # left to the other instrumentation (warned once)
         seen: set[tuple[int, str]] = set()
         for target in self.targets:
             where = f"instrumenting {target.module}.{target.method}"
@@ -243,6 +290,9 @@ class RagotelInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the contri
         """Undo :meth:`_instrument_extra`."""
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        if self.waiting:  # never patched: the pending hook becomes a no-op
+            self._ragotel_pending = None
+            return
         for owner, name in reversed(getattr(self, "_ragotel_wrapped", [])):
             # restore as much as possible: one failure is logged and the others go on
             _guard.warned(f"uninstrumenting {owner!r}.{name}", functools.partial(unwrap, owner, name), None)
