@@ -21,6 +21,8 @@ from ragotel.semconv import (
     ENDUSER_ID,
     GEN_AI_REQUEST_MODEL,
     GEN_AI_RESPONSE_MODEL,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
     RAGOTEL_COMPONENT,
     RAGOTEL_RETRIEVAL_DOCUMENT_COUNT,
     RAGOTEL_STAGE,
@@ -93,7 +95,7 @@ def extract_traces(message: Any) -> TraceBatch:
                 )
                 group = raw_groups.get(key)
                 if group is None:
-                    group = raw_groups[key] = [[], 0, 0, []]
+                    group = raw_groups[key] = [[], 0, 0, [], 0, 0]
                 group[0].append(duration)
                 status = span.status
                 if status and (status == error_status or _is_error(status)):
@@ -104,9 +106,15 @@ def extract_traces(message: Any) -> TraceBatch:
                 user = get(ENDUSER_ID)
                 if user is not None:
                     group[3].append(user)
+                tokens_in = get(GEN_AI_USAGE_INPUT_TOKENS)
+                tokens_out = get(GEN_AI_USAGE_OUTPUT_TOKENS)
+                if tokens_in is not None or tokens_out is not None:
+                    group[4] += _count(tokens_in) + _count(tokens_out)
+                    group[5] += 1
                 accepted += 1
     groups = []
-    for (service, stage, component, model, collection), (durations, errors, empty, users) in raw_groups.items():
+    for key, (durations, errors, empty, users, tokens, token_calls) in raw_groups.items():
+        service, stage, component, model, collection = key
         stage_text = _text(stage, OTHER_STAGE)
         groups.append(
             SpanGroup(
@@ -119,10 +127,22 @@ def extract_traces(message: Any) -> TraceBatch:
                 errors=errors,
                 empty_retrievals=empty if stage_text == "retrieval" else 0,
                 users=[u for u in map(any_value_text, users) if u] if stage_text == "pipeline" else [],
+                tokens=tokens,
+                token_calls=token_calls,
             )
         )
     reason = f"{rejected} span(s) with an invalid trace_id/span_id or an end before the start" if rejected else ""
     return TraceBatch(groups, accepted, rejected, reason)
+
+
+def _count(raw: bytes | None) -> int:
+    """A token count attribute (int, or a numeric string/double) as a non-negative int; 0 when absent or not one."""
+    if raw is None:
+        return 0
+    try:
+        return max(0, int(float(_text(raw, "0"))))
+    except (ValueError, OverflowError):
+        return 0
 
 
 def _is_error(status: bytes) -> bool:
