@@ -21,6 +21,7 @@ from ragotel.analyzer.windows.records import Baseline, StageStats
 __all__ = ["Diagnoser", "StatsSource"]
 
 _SLOWER: Final = 1.5
+_ADAPTIVE: Final = 0.95
 _CHILD_STAGES: Final = frozenset({"embedding", "vector_db", "rerank"})
 
 
@@ -236,7 +237,8 @@ class Diagnoser:
         return diagnosis, symptoms
 
     def _adaptive_causes(self, spec: RuleSpec, labels: Mapping[str, str], value: float, now: float) -> list[Cause]:
-        """The stage an adaptive rule found off its baseline is the cause, with the excess quoted."""
+        """The stage an adaptive rule found off its baseline is the cause, with the excess quoted (0.95: it outranks
+        the same cause found by attribution, and only a down dependency of that stage outranks it)."""
         service, component = labels.get("service", ""), labels.get("component", "")
         stage = labels.get("stage", "other")
         known = stage if stage in STAGES else "other"
@@ -245,25 +247,27 @@ class Diagnoser:
         if spec.signal == "latency":
             was = f", usually p95 {format_value(usual.p95, 's')}" if usual is not None else ""
             summary = f"{where} p50 {format_value(value, 's')}{was}"
-            return [Cause(f"{known}_latency", summary, 0.9, CAUSE_ACTIONS["latency"], stage, component or None)]
+            return [Cause(f"{known}_latency", summary, _ADAPTIVE, CAUSE_ACTIONS["latency"], stage, component or None)]
         if spec.signal == "error_rate":
             was = f", usually {format_value(usual.error_rate, 'ratio')}" if usual is not None else ""
             summary = f"{where} fails {format_value(value, 'ratio')} of its newest calls{was}"
-            return [Cause(f"{known}_errors", summary, 0.9, CAUSE_ACTIONS["errors"], stage, component or None)]
+            return [Cause(f"{known}_errors", summary, _ADAPTIVE, CAUSE_ACTIONS["errors"], stage, component or None)]
         if spec.signal == "empty_retrieval_rate":
             was = f" (usually {format_value(usual.empty_rate, 'ratio')})" if usual is not None else ""
             summary = (
                 f"{format_value(value, 'ratio')} of the newest retrievals by {where} return no document{was}: the "
                 "collection is empty, or queries target the wrong collection or filter"
             )
-            return [Cause("empty_index", summary, 0.9, CAUSE_ACTIONS["empty_index"], "retrieval", component or None)]
+            return [
+                Cause("empty_index", summary, _ADAPTIVE, CAUSE_ACTIONS["empty_index"], "retrieval", component or None)
+            ]
         models = self._source.models(service, stage, component, now=now)
         model = f" model {models[0]}" if models else ""
         was = (
             f", usually {usual.tokens_per_call:.0f}" if usual is not None and usual.tokens_per_call is not None else ""
         )
         summary = f"{where}{model} uses {value:.0f} tokens per call{was}"
-        return [Cause("token_spike", summary, 0.9, CAUSE_ACTIONS["token_spike"], stage, component or None)]
+        return [Cause("token_spike", summary, _ADAPTIVE, CAUSE_ACTIONS["token_spike"], stage, component or None)]
 
     @staticmethod
     def _rank(causes: Sequence[Cause]) -> list[Cause]:
@@ -285,6 +289,9 @@ class Diagnoser:
             dep, dep_kind = labels.get("dependency", "?"), labels.get("kind", "?")
             corroborated = dep_kind in failing or (dep_kind in ("database", "vector_db") and "vector_db" in failing)
             confidence = 0.95 if kind in ("dependency_health", "errors") or corroborated else 0.6
+            if kind == "adaptive" and corroborated:
+                confidence = 0.97  # the failing stage's own dependency is down: that explains the stage
+
             out.append(
                 Cause(
                     "dependency_down",
