@@ -145,6 +145,16 @@ def _wait(receiver: HttpReceiver, rule: str, status: str = "firing", timeout: fl
     return body
 
 
+@contextlib.contextmanager
+def faulty_app(server: Server, receiver: HttpReceiver, rule: str, **fault: Any) -> Iterator[tuple[RagApp, Any]]:
+    """The app as usual for a second, then with the ``fault`` attributes set, until ``rule`` fires (its payload)."""
+    with RagApp(server.http_address or "") as app:
+        time.sleep(1.0)
+        for name, value in fault.items():
+            setattr(app, name, value)
+        yield app, _wait(receiver, rule)
+
+
 def _fired(receiver: HttpReceiver) -> list[tuple[str, str]]:
     return [
         (r.json["rule"], r.json.get("stage", ""))
@@ -164,20 +174,14 @@ def test_slow_vector_db_is_named_not_its_parents(
     """A vector DB 0.3 s slower fires stage_latency on vector_db/chroma (vector_db_latency), never on retrieval or
     pipeline, which carry the same extra time; it resolves once the vector DB is fast again."""
     server = adaptive_analyzer(QUICK_RESOLVE)
-    with RagApp(server.http_address or "") as app:
-        time.sleep(1.0)
-        app.vector_db_delay = 0.3
-        firing = _wait(http_receiver, "stage_latency")
-        assert (firing["stage"], firing["component"]) == ("vector_db", "chroma")
+    with faulty_app(server, http_receiver, "stage_latency", vector_db_delay=0.3) as (app, firing):
         assert _primary(firing) == ("vector_db_latency", "vector_db", "chroma")
-        assert re.fullmatch(
-            r"vector_db/chroma p50 \d+ ms, usually p95 6 ms", firing["diagnosis"]["possible_causes"][0]["summary"]
-        )
+        summary = firing["diagnosis"]["possible_causes"][0]["summary"]
+        assert re.fullmatch(r"vector_db/chroma p50 \d+ ms, usually p95 6 ms", summary)
         time.sleep(1.0)
         assert [stage for rule, stage in _fired(http_receiver) if rule == "stage_latency"] == ["vector_db"]
         app.vector_db_delay = 0.004
-        resolved = _wait(http_receiver, "stage_latency", "resolved")
-        assert resolved["fingerprint"] == firing["fingerprint"]
+        assert _wait(http_receiver, "stage_latency", "resolved")["fingerprint"] == firing["fingerprint"]
 
 
 def test_generation_error_burst_fires_stage_errors_on_generation(
@@ -185,13 +189,11 @@ def test_generation_error_burst_fires_stage_errors_on_generation(
 ) -> None:
     """Half of the LLM calls failing fires stage_errors on generation (not pipeline) within a few requests."""
     server = adaptive_analyzer(QUICK_RESOLVE)
-    with RagApp(server.http_address or "") as app:
-        time.sleep(1.0)
-        app.generation_fails = 0.5
-        firing = _wait(http_receiver, "stage_errors")
-        assert (firing["stage"], firing["component"]) == ("generation", "openai")
-        assert _primary(firing) == ("generation_errors", "generation", "openai")
-        assert firing["diagnosis"]["recommended_actions"][0] == "restart_service"
+    with faulty_app(server, http_receiver, "stage_errors", generation_fails=0.5) as (app, firing):
+        assert (_primary(firing), firing["diagnosis"]["recommended_actions"][0]) == (
+            ("generation_errors", "generation", "openai"),
+            "restart_service",
+        )
         app.generation_fails = 0.0
         _wait(http_receiver, "stage_errors", "resolved")
     assert [stage for rule, stage in _fired(http_receiver) if rule == "stage_errors"] == ["generation"]
@@ -201,22 +203,14 @@ def test_empty_retrievals_fire_empty_index(
     adaptive_analyzer: Callable[..., Server], http_receiver: HttpReceiver
 ) -> None:
     """Retrievals returning no document fire empty_retrievals with empty_index on retrieval/chromadb."""
-    server = adaptive_analyzer()
-    with RagApp(server.http_address or "") as app:
-        time.sleep(1.0)
-        app.documents = 0
-        firing = _wait(http_receiver, "empty_retrievals")
+    with faulty_app(adaptive_analyzer(), http_receiver, "empty_retrievals", documents=0) as (_, firing):
         assert _primary(firing) == ("empty_index", "retrieval", "chromadb")
         assert firing["diagnosis"]["recommended_actions"][0] == "reindex"
 
 
 def test_token_spike_names_the_model(adaptive_analyzer: Callable[..., Server], http_receiver: HttpReceiver) -> None:
     """Token usage 20x its usual fires token_spike, whose cause names the generation component and model."""
-    server = adaptive_analyzer()
-    with RagApp(server.http_address or "") as app:
-        time.sleep(1.0)
-        app.tokens = (1000, 400)
-        firing = _wait(http_receiver, "token_spike")
+    with faulty_app(adaptive_analyzer(), http_receiver, "token_spike", tokens=(1000, 400)) as (_, firing):
         assert _primary(firing) == ("token_spike", "generation", "openai")
         summary = firing["diagnosis"]["possible_causes"][0]["summary"]
         assert re.fullmatch(r"generation/openai model gpt-4o-mini uses \d+ tokens per call, usually 70", summary)

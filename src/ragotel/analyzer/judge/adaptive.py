@@ -24,13 +24,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, runtime_checkable
+from typing import Final
 
 from ragotel.analyzer.config.specs import RuleSpec
 from ragotel.analyzer.judge.records import LabelKey, Sample
+from ragotel.analyzer.windows import Windows
 from ragotel.analyzer.windows.records import Baseline, RecentStats
 
-__all__ = ["AdaptiveRule", "StageSource", "binomial_tail", "key_of", "select_labels"]
+__all__ = ["AdaptiveRule", "binomial_tail", "key_of", "select_labels"]
 
 ERROR_TAIL: Final = 1e-4
 _ELEVATED_TAIL: Final = 1e-2
@@ -41,26 +42,6 @@ _CHILDREN: Final[dict[str, frozenset[str]]] = {
     "pipeline": frozenset({"retrieval", "rerank", "embedding", "vector_db", "generation", "other"}),
     "retrieval": frozenset({"embedding", "vector_db", "rerank"}),
 }
-
-
-@runtime_checkable
-class StageSource(Protocol):
-    """What adaptive rules read: ``Windows`` of the analyzer (recent panes and baselines per series)."""
-
-    def stage_keys(self) -> list[tuple[str, str, str]]: ...
-
-    def recent(
-        self,
-        service: str,
-        stage: str,
-        component: str,
-        *,
-        min_samples: int,
-        horizon: float | None = None,
-        now: float | None = None,
-    ) -> RecentStats | None: ...
-
-    def baseline(self, service: str, stage: str, component: str) -> Baseline | None: ...
 
 
 def key_of(labels: Mapping[str, str], extra: Mapping[str, str]) -> LabelKey:
@@ -110,8 +91,8 @@ class AdaptiveRule:
         self._min_samples = spec.min_samples or min_samples
 
     def evaluate(self, source: object, now: float) -> list[Sample]:
-        if not isinstance(source, StageSource):
-            raise TypeError("adaptive rules need windows with recent panes and baselines")
+        if not isinstance(source, Windows):
+            raise TypeError("adaptive rules read the analyzer's Windows (recent panes and baselines)")
         spec = self.spec
         judged: list[_Judged] = []
         for service, stage, component in source.stage_keys():
