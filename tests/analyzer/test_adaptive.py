@@ -313,3 +313,14 @@ def test_baselines_survive_a_restart(harness: Harness, tmp_path: Path) -> None:
 def test_binomial_tail_matches_the_direct_sum(k: int, n: int, p: float) -> None:
     direct = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
     assert math.isclose(binomial_tail(k, n, p), direct, rel_tol=1e-9, abs_tol=1e-300)
+
+
+def test_span_signal_over_a_short_window_reads_the_recent_panes(harness: Harness) -> None:
+    """``signal(..., window=2)`` sees the last two seconds only, where the full window still holds the old spans."""
+    harness.spans(SERVICE, "generation", "openai", [0.2] * 10, errors=10)
+    harness.now += 5.0
+    harness.spans(SERVICE, "generation", "openai", [0.4] * 10)
+    (full,) = harness.windows.signal("error_rate", {"service": SERVICE}, now=harness.now)
+    (recent,) = harness.windows.signal("error_rate", {"service": SERVICE}, now=harness.now, window=2.0)
+    (p50,) = harness.windows.signal("latency_p50", {"service": SERVICE}, now=harness.now, window=2.0)
+    assert (full.value, recent.value, p50.value) == (0.5, 0.0, 0.4)

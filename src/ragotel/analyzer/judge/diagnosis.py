@@ -21,7 +21,7 @@ from ragotel.analyzer.windows.records import Baseline, StageStats
 __all__ = ["Diagnoser", "StatsSource"]
 
 _SLOWER: Final = 1.5
-_ADAPTIVE: Final = 0.95
+_ADAPTIVE: Final = 0.96  # above attribution's best (0.95), below a down dependency of the stage (0.97)
 _CHILD_STAGES: Final = frozenset({"embedding", "vector_db", "rerank"})
 
 
@@ -238,7 +238,7 @@ class Diagnoser:
 
     def _adaptive_causes(self, spec: RuleSpec, labels: Mapping[str, str], value: float, now: float) -> list[Cause]:
         """The stage an adaptive rule found off its baseline is the cause, with the excess quoted (0.95: it outranks
-        the same cause found by attribution, and only a down dependency of that stage outranks it)."""
+        the same cause found by attribution, and only a down dependency of that stage, 0.97, outranks it)."""
         service, component = labels.get("service", ""), labels.get("component", "")
         stage = labels.get("stage", "other")
         known = stage if stage in STAGES else "other"
