@@ -74,8 +74,14 @@ class RecentRing:
                 yield pane
 
     def between(self, first: int, last: int) -> list[RecentPane]:
-        """Panes with ``first <= index <= last``."""
-        return [p for p in self.panes if first <= p.index <= last]
+        """Panes with ``first <= index <= last`` (newest first; stops at the first older pane)."""
+        out = []
+        for pane in reversed(self.panes):
+            if pane.index < first:
+                break
+            if pane.index <= last:
+                out.append(pane)
+        return out
 
     def read(self, now: float, *, stage: str, min_samples: int, horizon: float) -> RecentStats | None:
         """The newest panes holding at least ``min_samples`` spans (or all within ``horizon``); None when empty."""
