@@ -27,6 +27,8 @@ from ragotel.semconv import (
     RAGOTEL_RETRIEVAL_DOCUMENT_COUNT,
     RAGOTEL_STAGE,
     SERVICE_NAME,
+    STAGE_EMBEDDING,
+    STAGE_GENERATION,
 )
 
 __all__ = [
@@ -43,6 +45,8 @@ _ZERO_COUNTS = frozenset({b"\x18\x00", b"\x21" + bytes(8), b"\x0a\x010"})  # int
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _ERROR_SEVERITY = 17  # SEVERITY_NUMBER_ERROR
+# The stages whose spans carry token usage, as the SDK encodes them (AnyValue string_value, field 1).
+_USAGE_STAGES = frozenset(b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING))
 
 
 _LABELS: dict[bytes, Any] = {}
@@ -68,6 +72,7 @@ def extract_traces(message: Any) -> TraceBatch:
     raw_groups: dict[tuple[Any, ...], list[Any]] = {}
     accepted = rejected = 0
     zero_counts = _ZERO_COUNTS
+    usage_stages = _USAGE_STAGES
     error_status = ERROR_STATUS
     for resource_spans in message.resource_spans:
         service = resource_spans.resource.attributes.get(SERVICE_NAME)
@@ -86,9 +91,10 @@ def extract_traces(message: Any) -> TraceBatch:
                     rejected += 1
                     continue
                 get = span.attributes.get
+                stage = get(RAGOTEL_STAGE)
                 key = (
                     service,
-                    get(RAGOTEL_STAGE),
+                    stage,
                     get(RAGOTEL_COMPONENT),
                     get(GEN_AI_RESPONSE_MODEL) or get(GEN_AI_REQUEST_MODEL),
                     get(DB_COLLECTION_NAME),
@@ -106,11 +112,12 @@ def extract_traces(message: Any) -> TraceBatch:
                 user = get(ENDUSER_ID)
                 if user is not None:
                     group[3].append(user)
-                tokens_in = get(GEN_AI_USAGE_INPUT_TOKENS)
-                tokens_out = get(GEN_AI_USAGE_OUTPUT_TOKENS)
-                if tokens_in is not None or tokens_out is not None:
-                    group[4] += _count(tokens_in) + _count(tokens_out)
-                    group[5] += 1
+                if stage in usage_stages:  # two map lookups saved on every other span
+                    tokens_in = get(GEN_AI_USAGE_INPUT_TOKENS)
+                    tokens_out = get(GEN_AI_USAGE_OUTPUT_TOKENS)
+                    if tokens_in is not None or tokens_out is not None:
+                        group[4] += _count(tokens_in) + _count(tokens_out)
+                        group[5] += 1
                 accepted += 1
     groups = []
     for key, (durations, errors, empty, users, tokens, token_calls) in raw_groups.items():
@@ -135,14 +142,24 @@ def extract_traces(message: Any) -> TraceBatch:
     return TraceBatch(groups, accepted, rejected, reason)
 
 
+_COUNTS: dict[bytes, int] = {}
+
+
 def _count(raw: bytes | None) -> int:
-    """A token count attribute (int, or a numeric string/double) as a non-negative int; 0 when absent or not one."""
+    """A token count attribute (int, or a numeric string/double) as a non-negative int; 0 when absent or not one.
+    Memoised like label values: one prompt template gives the same few counts again and again."""
     if raw is None:
         return 0
-    try:
-        return max(0, int(float(_text(raw, "0"))))
-    except (ValueError, OverflowError):
-        return 0
+    value = _COUNTS.get(raw)
+    if value is None:
+        try:
+            value = max(0, int(float(any_value_text(raw) or 0)))
+        except (ValueError, OverflowError):
+            value = 0
+        if len(_COUNTS) >= _LABELS_MAX:
+            _COUNTS.clear()
+        _COUNTS[raw] = value
+    return value
 
 
 def _is_error(status: bytes) -> bool:

@@ -61,9 +61,12 @@ class RecentRing:
         pane.empty += group.empty_retrievals
         pane.tokens += group.tokens
         pane.token_calls += group.token_calls
+        durations = group.durations
         room = _PANE_DURATIONS - len(pane.durations)
-        if room > 0:
-            pane.durations.extend(group.durations[:room])
+        if len(durations) <= room:
+            pane.durations.extend(durations)
+        elif room > 0:
+            pane.durations.extend(durations[:room])
 
     def newest(self, now_index: int, horizon: int) -> Iterator[RecentPane]:
         """Panes newest-first, back to ``horizon`` panes before ``now_index``."""
