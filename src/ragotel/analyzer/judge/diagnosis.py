@@ -398,7 +398,11 @@ class Diagnoser:
     @staticmethod
     def _summary(primary: Cause, shares: Sequence[StageShare]) -> str:
         parts = [primary.summary]
-        normal = [f"{s.stage}/{s.component}" for s in shares if s.status == "normal"]
+        normal = [
+            f"{s.stage}/{s.component}"
+            for s in shares
+            if s.status == "normal" and (s.stage, s.component) != (primary.stage, primary.component)
+        ]
         if normal:
             parts.append(f"{', '.join(normal)} normal")
         return "; ".join(parts)
