@@ -324,3 +324,22 @@ def test_span_signal_over_a_short_window_reads_the_recent_panes(harness: Harness
     (recent,) = harness.windows.signal("error_rate", {"service": SERVICE}, now=harness.now, window=2.0)
     (p50,) = harness.windows.signal("latency_p50", {"service": SERVICE}, now=harness.now, window=2.0)
     assert (full.value, recent.value, p50.value) == (0.5, 0.0, 0.4)
+
+
+def test_the_slow_tail_of_a_recovered_child_does_not_page_its_parent(harness: Harness) -> None:
+    """When a slow generation recovers, the requests in flight still end slow in the pipeline for a moment: that
+    tail is the child's fault, so the pipeline never fires, then and during the fault."""
+
+    def second(generation: float, pipeline: float) -> None:
+        harness.spans(SERVICE, "generation", "openai", [generation] * 10)
+        harness.spans(SERVICE, "pipeline", "custom", [pipeline] * 10)
+        harness.windows.roll_baselines(harness.now)
+        harness.tick(1.0)
+
+    for _ in range(40):
+        second(0.2, 0.3)
+    fired = set()
+    for generation, pipeline in [(0.8, 0.9)] * 3 + [(0.2, 0.9)] * 3 + [(0.2, 0.3)] * 5:
+        second(generation, pipeline)
+        fired |= {dict(a.labels)["stage"] for a in harness.engine.active()}
+    assert fired == {"generation"}

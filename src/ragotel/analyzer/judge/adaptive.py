@@ -14,7 +14,8 @@ A ``threshold`` set in the rule replaces the adaptive threshold (absolute, no ba
 
 Leaf first: one slow vector DB makes retrieval and pipeline slow too. A parent stage (pipeline holds every other
 stage, retrieval holds embedding, vector_db and rerank) is not active while a child stage of the same service is
-clearly off (p50 over its usual p95, or an error tail under 1 %) and carries at least half of the parent's excess
+clearly off (p50 over its usual p95, or an error tail under 1 %), or was within the last 10 s (the requests in
+flight when the child recovers still end slow in their parents), and carries at least half of the parent's excess
 (seconds per call for latency, excess errors per second for errors): one fault, one alert, on the stage that
 carries it.
 """
@@ -22,7 +23,7 @@ carries it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,6 +39,7 @@ _ELEVATED_TAIL: Final = 1e-2
 _MIN_ERRORS: Final = 3
 _MIN_ERROR_RATE: Final = 0.005
 _MIN_EMPTY_RATE: Final = 0.5
+_TAIL: Final = 10.0  # seconds a child stage found off still explains its parents' excess
 _CHILDREN: Final[dict[str, frozenset[str]]] = {
     "pipeline": frozenset({"retrieval", "rerank", "embedding", "vector_db", "generation", "other"}),
     "retrieval": frozenset({"embedding", "vector_db", "rerank"}),
@@ -89,6 +91,10 @@ class AdaptiveRule:
         self.spec = spec
         self._signal: str = spec.signal
         self._min_samples = spec.min_samples or min_samples
+        # Children clearly off recently (series key -> (time, excess)): the requests in flight when a child's fault
+        # ends still finish slow in their parents for a moment; that tail is the child's, not a new parent fault.
+        self._children_off: dict[tuple[str, str, str], tuple[float, float]] = {}
+        self._remember = max(spec.keep_firing_for, _TAIL)
 
     def evaluate(self, source: object, now: float) -> list[Sample]:
         if not isinstance(source, Windows):
@@ -108,17 +114,38 @@ class AdaptiveRule:
             one = self._judge(labels, recent, baseline)
             if one is not None:
                 judged.append(one)
+        off = self._children_off
+        for j in judged:
+            if (j.active or j.elevated) and j.excess > 0:
+                off[(j.labels.get("service", ""), j.labels.get("stage", ""), j.labels.get("component", ""))] = (
+                    now,
+                    j.excess,
+                )
+        for key in [k for k, (seen, _) in off.items() if now - seen > self._remember]:
+            del off[key]
         return [
             Sample(
                 key_of(j.labels, spec.labels),
                 j.value,
                 j.threshold,
                 spec.severity,
-                j.active and not _explained_by_child(j, judged),
+                j.active and not self._explained_by_child(j),
                 j.details,
             )
             for j in judged
         ]
+
+    def _explained_by_child(self, parent: _Judged) -> bool:
+        """Whether a child stage of the same service was off within the last seconds and carried at least half of
+        the parent's excess."""
+        children = _CHILDREN.get(parent.labels.get("stage", ""))
+        if not children or parent.excess <= 0:
+            return False
+        service = parent.labels.get("service")
+        return any(
+            key[0] == service and key[1] in children and excess >= parent.excess / 2
+            for key, (_, excess) in self._children_off.items()
+        )
 
     def _judge(self, labels: dict[str, str], recent: RecentStats, baseline: Baseline | None) -> _Judged | None:
         spec, signal = self.spec, self._signal
@@ -174,18 +201,3 @@ class AdaptiveRule:
             threshold = max(spec.factor * usual_tokens, usual_tokens + spec.min_delta)
             details["baseline_tokens_per_call"] = usual_tokens
         return _Judged(labels, value, threshold, enough and value >= threshold, False, 0.0, details)
-
-
-def _explained_by_child(parent: _Judged, judged: Sequence[_Judged]) -> bool:
-    """Whether a child stage of the same service is clearly off and carries at least half of the parent's excess."""
-    children = _CHILDREN.get(parent.labels.get("stage", ""))
-    if not children or parent.excess <= 0:
-        return False
-    service = parent.labels.get("service")
-    return any(
-        j.labels.get("service") == service
-        and j.labels.get("stage") in children
-        and (j.active or j.elevated)
-        and j.excess >= parent.excess / 2
-        for j in judged
-    )
