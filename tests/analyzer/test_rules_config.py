@@ -24,6 +24,10 @@ BUILTINS = [
     "empty_retrieval_rate",
     "availability_burn_rate",
     "latency_regression",
+    "stage_latency",
+    "stage_errors",
+    "empty_retrievals",
+    "token_spike",
 ]
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Final, Protocol
+from collections.abc import Iterable
+from typing import Any, Final, Protocol
 
 from ragotel.analyzer.config.model import Config
 from ragotel.analyzer.judge.alert_state import AlertEngine
@@ -24,6 +25,17 @@ __all__ = ["Alerting", "AlertingStats"]
 
 _log = logging.getLogger("ragotel.analyzer.alerting")
 _PRUNE_EVERY: Final = 3600.0
+_SAVE_BASELINES_EVERY: Final = 60.0
+
+
+class AlertingWindows(StatsSource, Protocol):
+    """The windows as alerting drives them: read by rules and diagnosis, baselines rolled and persisted."""
+
+    def roll_baselines(self, now: float | None = None, *, hold: frozenset[str] = frozenset()) -> None: ...
+
+    def dump_baselines(self, *, dirty_only: bool = True) -> list[tuple[tuple[str, str, str], list[list[float]]]]: ...
+
+    def restore_baselines(self, rows: Iterable[tuple[tuple[str, str, str], Any]], now: float | None = None) -> int: ...
 
 
 class AlertingStats(DeliveryStats, RecoveryStats, Protocol):
@@ -49,11 +61,16 @@ class _NoStats:
 class Alerting:
     """The alerting Component: owns the state store, rule engine, outbox and recovery manager."""
 
-    def __init__(self, config: Config, windows: StatsSource, stats: AlertingStats | None = None) -> None:
+    def __init__(self, config: Config, windows: AlertingWindows, stats: AlertingStats | None = None) -> None:
         self.config = config
         self._windows = windows
         self._stats: AlertingStats = stats or _NoStats()
-        self._rules = [build_rule(spec, window=config.window) for spec in config.rules if spec.enabled]
+        self._rules = [
+            build_rule(spec, window=config.window, min_samples=config.detection.min_samples)
+            for spec in config.rules
+            if spec.enabled
+        ]
+        self._adaptive = frozenset(spec.name for spec in config.rules if spec.type == "adaptive")
         self._channel_specs = list(config.channels)
         self.channel_names = [c.name for c in self._channel_specs]
         self.store: StateStore | None = None
@@ -63,6 +80,7 @@ class Alerting:
         self.alert_counts: dict[tuple[str, str, str], int] = {}
         self.active: list[Alert] = []
         self._last_prune = 0.0
+        self._last_baselines_saved = 0.0
 
     # -- Component ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -83,6 +101,10 @@ class Alerting:
             on_evaluation=self._stats.evaluated,
         )
         self.engine.restore(now)
+        restored = self._windows.restore_baselines(store.baselines(), now)
+        if restored:
+            _log.info("restored the baselines of %d series from %s", restored, store.path)
+        self._last_baselines_saved = now
         self._publish()
         self.outbox.start()
         _log.info(
@@ -93,8 +115,14 @@ class Alerting:
     def tick(self, now: float) -> None:
         if self.engine is None or self.recovery is None or self.outbox is None or self.store is None:
             return
+        # A service under an adaptive alert teaches its baselines nothing until the alert is over.
+        held = frozenset(a.labels.get("service", "") for a in self.engine.active() if a.rule in self._adaptive)
+        self._windows.roll_baselines(now, hold=held)
         self.engine.tick(now)
         self._publish()
+        if now - self._last_baselines_saved >= _SAVE_BASELINES_EVERY:
+            self._last_baselines_saved = now
+            self.store.save_baselines(self._windows.dump_baselines(), now)
         firing = [a for a in self.active if a.status == "firing"]
         self.outbox.refresh(now, firing)
         self.recovery.tick(now, firing)
@@ -111,6 +139,7 @@ class Alerting:
         if self.outbox is not None:
             self.outbox.stop()
         if self.store is not None:
+            self.store.save_baselines(self._windows.dump_baselines(), time.time())
             self.store.close()
 
     def _publish(self) -> None:

@@ -63,7 +63,13 @@ class Server:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = AnalyzerMetrics(self.registry)
-        self.windows = Windows(config.window, max_series=config.limits.max_series)
+        self.windows = Windows(
+            config.window,
+            max_series=config.limits.max_series,
+            detection_horizon=config.detection.horizon,
+            baseline_horizon=config.baseline.horizon,
+            baseline_min_samples=config.baseline.min_samples,
+        )
         # Everything the configuration points at is checked before anything holds a resource.
         credentials = load_credentials(config)  # the same check as --check-config
         self._receiver_auth, self._receiver_tls = credentials.receiver_auth, credentials.receiver_tls

@@ -18,6 +18,7 @@ from ragotel import semconv
 
 __all__ = [
     "ACTION_IDS",
+    "ADAPTIVE_SIGNALS",
     "CAUSE_ACTIONS",
     "CAUSE_IDS",
     "LOG_SIGNALS",
@@ -64,6 +65,8 @@ METRIC_SIGNALS: Final = frozenset(
 )
 LOG_SIGNALS: Final = frozenset({"error_log_rate"})
 SIGNALS: Final = SPAN_SIGNALS | METRIC_SIGNALS | LOG_SIGNALS
+ADAPTIVE_SIGNALS: Final = ("latency", "error_rate", "empty_retrieval_rate", "tokens_per_call")
+"""What an ``adaptive`` rule compares with each stage's baseline (recent p50 against usual p95 for latency)."""
 
 _UNITS: Final[dict[str, str]] = {
     "latency_p50": "s",
@@ -78,6 +81,8 @@ _UNITS: Final[dict[str, str]] = {
     "request_rate": "/s",
     "memory_growth": "B/s",
     "dependency_health": "",
+    "latency": "s",
+    "tokens_per_call": "",
 }
 
 
@@ -110,7 +115,16 @@ SEVERITY_ORDER: Final = {"info": 0, "warning": 1, "critical": 2}
 
 # --- causes and actions ----------------------------------------------------------------------------------------------
 
-ACTION_IDS: Final = ("clear_cache", "restart_service", "failover", "scale_up", "rollback", "reindex", "investigate")
+ACTION_IDS: Final = (
+    "clear_cache",
+    "restart_service",
+    "failover",
+    "scale_up",
+    "rollback",
+    "reindex",
+    "limit_tokens",
+    "investigate",
+)
 """Recovery actions the diagnosis recommends; a hook binds to one with ``on: [restart_service]``."""
 
 # What to do about each kind of cause, most useful first. The seed's defaults are the first entries: high response
@@ -127,12 +141,13 @@ CAUSE_ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     "empty_index": ("reindex", "investigate"),
     "retrieval_regression": ("rollback", "reindex"),
     "code_regression": ("rollback",),
+    "token_spike": ("limit_tokens", "investigate"),
     "unknown": ("investigate",),
 }
 CAUSE_IDS: Final = frozenset(
     {f"{stage}_{kind}" for stage in STAGES for kind in ("latency", "errors")}
     | {"dependency_down", "load_spike", "cpu_saturation", "memory_saturation", "disk_saturation", "memory_leak"}
-    | {"empty_index", "retrieval_regression", "code_regression", "unknown"}
+    | {"empty_index", "retrieval_regression", "code_regression", "token_spike", "unknown"}
 )
 """Every ``primary_cause`` a diagnosis can name (a recovery hook may bind to one)."""
 

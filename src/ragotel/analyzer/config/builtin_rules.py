@@ -113,6 +113,39 @@ BUILTIN_RULES_YAML: Final = """\
     for: 5m
     severity: warning
     summary: "p95 latency of {stage}/{component} in {service} is {value}, over {factor}x its usual {threshold}"
+  # Adaptive rules (type: adaptive): every stage against its own trailing baseline (baseline.horizon, 1h),
+  # judged on its newest detection.min_samples (10) spans; cold series (baseline not ready) and series slower
+  # than min_samples per detection.horizon are not judged. A `threshold` set here replaces the adaptive one.
+  # Leaf first: a parent stage whose excess a child stage carries stays quiet. See docs/analyzer.md.
+  - name: stage_latency             # median of the newest spans >= 2x the stage's usual p95 and 50 ms more:
+    type: adaptive                  # the median ignores single outliers, the usual p95 ignores jitter
+    signal: latency
+    factor: 2.0
+    min_delta: 0.05
+    keep_firing_for: 10s
+    severity: warning
+    summary: "{stage}/{component} in {service}: p50 of the newest calls is {value} (threshold {threshold})"
+  - name: stage_errors              # >= 3 errors, and so many in the newest calls that their binomial tail
+    type: adaptive                  # under the usual error rate (at least 0.5%) is below 1e-4
+    signal: error_rate
+    keep_firing_for: 10s
+    severity: critical
+    summary: "{stage}/{component} in {service} fails {value} of its newest calls (threshold {threshold})"
+  - name: empty_retrievals          # half of the newest retrievals (and 30 points over usual) return nothing
+    type: adaptive
+    signal: empty_retrieval_rate
+    min_delta: 0.3
+    keep_firing_for: 10s
+    severity: warning
+    summary: "{value} of the newest retrievals by {component} in {service} return no document (threshold {threshold})"
+  - name: token_spike               # tokens per call >= 3x usual and 100 tokens more: a prompt or loop gone wrong
+    type: adaptive
+    signal: tokens_per_call
+    factor: 3.0
+    min_delta: 100
+    keep_firing_for: 10s
+    severity: warning
+    summary: "{stage}/{component} in {service} uses {value} tokens per call (threshold {threshold})"
 """
 
 

@@ -26,6 +26,13 @@ DEFAULT_CONFIG_YAML = (
 window: 60s                  # sliding window of the statistics (and of every rule signal)
 evaluation_interval: 1s      # how often rules are evaluated
 
+detection:                   # what adaptive rules (stage_latency, stage_errors, ...) judge: the newest spans
+  horizon: 30s               # looked back at most this far; slower series than min_samples/horizon are not judged
+  min_samples: 10            # newest spans judged together (a rule's own min_samples wins)
+baseline:                    # what they compare with: each stage's own trailing behaviour (kept in the state file)
+  horizon: 1h                # 10-second buckets over this long; buckets under an adaptive alert are left out
+  min_samples: 30            # spans (in at least 3 buckets) before a baseline is used
+
 receivers:
   grpc:
     enabled: true

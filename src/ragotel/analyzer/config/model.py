@@ -23,7 +23,9 @@ from ragotel.analyzer.vocabulary import parse_duration, parse_size
 __all__ = [
     "ApiConfig",
     "AuthConfig",
+    "BaselineConfig",
     "Config",
+    "DetectionConfig",
     "LimitsConfig",
     "LogConfig",
     "PassthroughConfig",
@@ -177,6 +179,20 @@ class PassthroughConfig(_Model):
         return value
 
 
+class DetectionConfig(_Model):
+    """The recent panes adaptive rules read: newest spans until ``min_samples`` of them, at most ``horizon`` back."""
+
+    horizon: Duration = Field(default=30.0, gt=0, le=600)
+    min_samples: int = Field(default=10, ge=1)
+
+
+class BaselineConfig(_Model):
+    """The trailing per-stage baselines adaptive rules compare with (10-second buckets, persisted in the state)."""
+
+    horizon: Duration = Field(default=3600.0, ge=30, le=86400)
+    min_samples: int = Field(default=30, ge=1)
+
+
 class LogConfig(_Model):
     """The daemon's own log output (stderr)."""
 
@@ -189,6 +205,8 @@ class Config(_Model):
 
     window: Duration = Field(default=60.0, gt=0)
     evaluation_interval: Duration = Field(default=1.0, gt=0)
+    detection: DetectionConfig = DetectionConfig()
+    baseline: BaselineConfig = BaselineConfig()
     receivers: ReceiversConfig = ReceiversConfig()
     api: ApiConfig = ApiConfig()
     state: StateConfig = StateConfig()

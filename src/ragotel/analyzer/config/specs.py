@@ -16,7 +16,15 @@ from pydantic import (
     model_validator,
 )
 
-from ragotel.analyzer.vocabulary import ACTION_IDS, CAUSE_IDS, SEVERITIES, SIGNALS, Severity, parse_duration
+from ragotel.analyzer.vocabulary import (
+    ACTION_IDS,
+    ADAPTIVE_SIGNALS,
+    CAUSE_IDS,
+    SEVERITIES,
+    SIGNALS,
+    Severity,
+    parse_duration,
+)
 
 __all__ = [
     "LABEL_VALUE_RE",
@@ -49,7 +57,7 @@ LABEL_VALUE_RE: Final = re.compile(r"(?!\.+\Z)[A-Za-z0-9_.:-]{1,128}")  # not on
 
 
 def _known_signal(value: str) -> str:
-    if value not in SIGNALS:
+    if value not in SIGNALS and value not in ADAPTIVE_SIGNALS:
         raise ValueError(f"expected one of {', '.join(sorted(SIGNALS))}")
     return value
 
@@ -114,7 +122,7 @@ class RuleSpec(_Spec):
     """One alerting rule; ``type`` picks how the value is computed, the state machine is the same for all."""
 
     name: str = Field(pattern=_NAME_RE)
-    type: Literal["threshold", "burn_rate", "regression"] = "threshold"
+    type: Literal["threshold", "burn_rate", "regression", "adaptive"] = "threshold"
     enabled: bool = True
     signal: Signal | None = None
     match: Selector = Field(default_factory=dict)
@@ -140,12 +148,27 @@ class RuleSpec(_Spec):
     min_delta: float = Field(default=0.0, ge=0)
     baseline: Duration = 3600.0
     min_history: Duration = 600.0
+    # adaptive (also factor, min_delta): newest spans judged together; None takes detection.min_samples
+    min_samples: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adaptive_defaults(cls, data: Any) -> Any:
+        # An adaptive rule's condition comes and goes with the newest spans: damp flapping unless told otherwise.
+        if isinstance(data, dict) and data.get("type") == "adaptive" and "keep_firing_for" not in data:
+            data = {**data, "keep_firing_for": 10.0}
+        return data
 
     @model_validator(mode="after")
     def _complete(self) -> RuleSpec:
         if not self.enabled:
             return self
-        if self.type == "threshold":
+        if self.type != "adaptive" and self.signal is not None and self.signal not in SIGNALS:
+            raise ValueError(f"expected type: adaptive for signal {self.signal!r}")
+        if self.type == "adaptive":
+            if self.signal not in ADAPTIVE_SIGNALS:
+                raise ValueError(f"expected 'signal' among {', '.join(ADAPTIVE_SIGNALS)} in an adaptive rule")
+        elif self.type == "threshold":
             if self.signal is None:
                 raise ValueError("expected 'signal' in a threshold rule")
             if self.threshold is None:

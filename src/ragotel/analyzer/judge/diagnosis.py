@@ -15,12 +15,13 @@ from typing import Any, Final, Protocol
 from ragotel.analyzer.config.specs import RuleSpec
 from ragotel.analyzer.judge.records import Cause, Diagnosis, StageShare
 from ragotel.analyzer.judge.rules import SignalSource
-from ragotel.analyzer.vocabulary import CAUSE_ACTIONS, format_value
-from ragotel.analyzer.windows.records import StageStats
+from ragotel.analyzer.vocabulary import CAUSE_ACTIONS, STAGES, format_value
+from ragotel.analyzer.windows.records import Baseline, StageStats
 
 __all__ = ["Diagnoser", "StatsSource"]
 
 _SLOWER: Final = 1.5
+_ADAPTIVE: Final = 0.96  # above attribution's best (0.95), below a down dependency of the stage (0.97)
 _CHILD_STAGES: Final = frozenset({"embedding", "vector_db", "rerank"})
 
 
@@ -30,6 +31,10 @@ class StatsSource(SignalSource, Protocol):
     def stage_records(self, service: str, *, now: float | None = None) -> list[StageStats]: ...
 
     def services(self) -> list[str]: ...
+
+    def baseline(self, service: str, stage: str, component: str) -> Baseline | None: ...
+
+    def models(self, service: str, stage: str, component: str, *, now: float | None = None) -> list[str]: ...
 
 
 @dataclass(slots=True)
@@ -90,6 +95,9 @@ class Diagnoser:
                 self._rate.setdefault(service, _Baseline()).samples.append((now, total_rate))
 
     def _usual_p95(self, service: str, stage: str, component: str, now: float) -> float | None:
+        learnt = self._source.baseline(service, stage, component)
+        if learnt is not None:
+            return learnt.p95
         baseline = self._p95.get((service, stage, component))
         return baseline.usual(now - self._window) if baseline else None
 
@@ -154,7 +162,9 @@ class Diagnoser:
             }
         )
         causes: list[Cause] = []
-        causes += self._dependency_causes(deps, shares, kind)
+        if spec.type == "adaptive":
+            causes += self._adaptive_causes(spec, labels, value, now)
+        causes += self._dependency_causes(deps, shares, "adaptive" if spec.type == "adaptive" else kind)
         if kind == "latency":
             causes += self._latency_causes(shares, labels)
             causes += self._load_causes(service, now)
@@ -226,6 +236,39 @@ class Diagnoser:
         diagnosis = Diagnosis(ranked[0].cause, ranked[0].confidence, tuple(ranked), actions, summary, tuple(shares))
         return diagnosis, symptoms
 
+    def _adaptive_causes(self, spec: RuleSpec, labels: Mapping[str, str], value: float, now: float) -> list[Cause]:
+        """The stage an adaptive rule found off its baseline is the cause, with the excess quoted (0.95: it outranks
+        the same cause found by attribution, and only a down dependency of that stage, 0.97, outranks it)."""
+        service, component = labels.get("service", ""), labels.get("component", "")
+        stage = labels.get("stage", "other")
+        known = stage if stage in STAGES else "other"
+        usual = self._source.baseline(service, stage, component)
+        where = f"{stage}/{component}" if component else stage
+        if spec.signal == "latency":
+            was = f", usually p95 {format_value(usual.p95, 's')}" if usual is not None else ""
+            summary = f"{where} p50 {format_value(value, 's')}{was}"
+            return [Cause(f"{known}_latency", summary, _ADAPTIVE, CAUSE_ACTIONS["latency"], stage, component or None)]
+        if spec.signal == "error_rate":
+            was = f", usually {format_value(usual.error_rate, 'ratio')}" if usual is not None else ""
+            summary = f"{where} fails {format_value(value, 'ratio')} of its newest calls{was}"
+            return [Cause(f"{known}_errors", summary, _ADAPTIVE, CAUSE_ACTIONS["errors"], stage, component or None)]
+        if spec.signal == "empty_retrieval_rate":
+            was = f" (usually {format_value(usual.empty_rate, 'ratio')})" if usual is not None else ""
+            summary = (
+                f"{format_value(value, 'ratio')} of the newest retrievals by {where} return no document{was}: the "
+                "collection is empty, or queries target the wrong collection or filter"
+            )
+            return [
+                Cause("empty_index", summary, _ADAPTIVE, CAUSE_ACTIONS["empty_index"], "retrieval", component or None)
+            ]
+        models = self._source.models(service, stage, component, now=now)
+        model = f" model {models[0]}" if models else ""
+        was = (
+            f", usually {usual.tokens_per_call:.0f}" if usual is not None and usual.tokens_per_call is not None else ""
+        )
+        summary = f"{where}{model} uses {value:.0f} tokens per call{was}"
+        return [Cause("token_spike", summary, _ADAPTIVE, CAUSE_ACTIONS["token_spike"], stage, component or None)]
+
     @staticmethod
     def _rank(causes: Sequence[Cause]) -> list[Cause]:
         best: dict[tuple[str, str | None, str | None], Cause] = {}
@@ -246,6 +289,9 @@ class Diagnoser:
             dep, dep_kind = labels.get("dependency", "?"), labels.get("kind", "?")
             corroborated = dep_kind in failing or (dep_kind in ("database", "vector_db") and "vector_db" in failing)
             confidence = 0.95 if kind in ("dependency_health", "errors") or corroborated else 0.6
+            if kind == "adaptive" and corroborated:
+                confidence = 0.97  # the failing stage's own dependency is down: that explains the stage
+
             out.append(
                 Cause(
                     "dependency_down",
@@ -352,7 +398,11 @@ class Diagnoser:
     @staticmethod
     def _summary(primary: Cause, shares: Sequence[StageShare]) -> str:
         parts = [primary.summary]
-        normal = [f"{s.stage}/{s.component}" for s in shares if s.status == "normal"]
+        normal = [
+            f"{s.stage}/{s.component}"
+            for s in shares
+            if s.status == "normal" and (s.stage, s.component) != (primary.stage, primary.component)
+        ]
         if normal:
             parts.append(f"{', '.join(normal)} normal")
         return "; ".join(parts)

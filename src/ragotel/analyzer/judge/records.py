@@ -1,4 +1,4 @@
-"""The records judging hands on: an alert and its diagnosis (causes, stage attribution), frozen and typed.
+"""The records judging hands on: rule samples, an alert and its diagnosis (causes, stage attribution), frozen and typed.
 
 Notifying, recovering and the API take these; each turns them into JSON only at its own edge (``to_dict()``).
 """
@@ -9,7 +9,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Alert", "Cause", "Diagnosis", "StageShare"]
+__all__ = ["Alert", "Cause", "Diagnosis", "LabelKey", "Sample", "StageShare"]
+
+LabelKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One evaluated series of a rule: ``active`` says whether the condition (and every guard) holds right now."""
+
+    labels: LabelKey
+    value: float
+    threshold: float
+    severity: str
+    active: bool
+    details: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ragotel.analyzer.config.specs import GuardSpec, RuleSpec
+from ragotel.analyzer.judge.adaptive import AdaptiveRule, key_of, select_labels
+from ragotel.analyzer.judge.records import LabelKey, Sample
 from ragotel.analyzer.vocabulary import SEVERITY_ORDER
 
 __all__ = [
+    "AdaptiveRule",
     "BurnRateRule",
     "LabelKey",
     "RegressionRule",
@@ -23,8 +26,6 @@ __all__ = [
     "build_rule",
     "compare",
 ]
-
-LabelKey = tuple[tuple[str, str], ...]
 
 
 class _SignalValue(Protocol):
@@ -41,18 +42,6 @@ class SignalSource(Protocol):
     def signal(
         self, signal: str, match: Mapping[str, str] | None = None, *, now: float | None = None
     ) -> Sequence[_SignalValue]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One evaluated series: ``active`` says whether the condition (and every guard) holds right now."""
-
-    labels: LabelKey
-    value: float
-    threshold: float
-    severity: str
-    active: bool
-    details: Mapping[str, float] | None = None
 
 
 class Rule(Protocol):
@@ -75,9 +64,7 @@ def compare(condition: str, value: float, threshold: float) -> bool:
     return equal if condition == "equals" else not equal
 
 
-def _key(labels: Mapping[str, str], extra: Mapping[str, str]) -> LabelKey:
-    merged = {**labels, **extra}
-    return tuple(sorted(merged.items()))
+_key = key_of
 
 
 def _select(
@@ -85,13 +72,8 @@ def _select(
 ) -> list[_SignalValue]:
     """Exact selector values go to the source; lists (any of) are filtered here."""
     exact = {k: v for k, v in selector.items() if isinstance(v, str)}
-    anyof = {k: set(v) for k, v in selector.items() if not isinstance(v, str)}
     values = source.signal(signal, exact or None, now=now)
-    if not anyof:
-        return [v for v in values if math.isfinite(v.value)]
-    return [
-        v for v in values if math.isfinite(v.value) and all(v.labels.get(k) in allowed for k, allowed in anyof.items())
-    ]
+    return [v for v in values if math.isfinite(v.value) and select_labels(selector, v.labels)]
 
 
 def _guards_hold(source: SignalSource, guards: Sequence[GuardSpec], labels: Mapping[str, str], now: float) -> bool:
@@ -280,8 +262,10 @@ class RegressionRule:
         return out
 
 
-def build_rule(spec: RuleSpec, *, window: float) -> Rule:
-    """The evaluator for a validated rule spec."""
+def build_rule(spec: RuleSpec, *, window: float, min_samples: int = 10) -> Rule:
+    """The evaluator for a validated rule spec (``min_samples``: detection.min_samples, for adaptive rules)."""
+    if spec.type == "adaptive":
+        return AdaptiveRule(spec, min_samples=min_samples)
     if spec.type == "burn_rate":
         return BurnRateRule(spec)
     if spec.type == "regression":

@@ -23,10 +23,14 @@ from ragotel.semconv import (
     ENDUSER_ID,
     GEN_AI_REQUEST_MODEL,
     GEN_AI_RESPONSE_MODEL,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
     RAGOTEL_COMPONENT,
     RAGOTEL_RETRIEVAL_DOCUMENT_COUNT,
     RAGOTEL_STAGE,
     SERVICE_NAME,
+    STAGE_EMBEDDING,
+    STAGE_GENERATION,
 )
 
 __all__ = [
@@ -43,6 +47,8 @@ _ZERO_COUNTS = frozenset({b"\x18\x00", b"\x21" + bytes(8), b"\x0a\x010"})  # int
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _ERROR_SEVERITY = 17  # SEVERITY_NUMBER_ERROR
+# The stages whose spans carry token usage, as the SDK encodes them (AnyValue string_value, field 1).
+_USAGE_STAGES = frozenset(b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING))
 
 
 _LABELS: dict[bytes, Any] = {}
@@ -71,6 +77,7 @@ def extract_traces(message: Any) -> TraceBatch:
     raw_groups: dict[tuple[Any, ...], list[Any]] = {}
     accepted = rejected = bad_status = 0
     zero_counts = _ZERO_COUNTS
+    usage_stages = _USAGE_STAGES
     error_status = ERROR_STATUS
     for resource_spans in message.resource_spans:
         service = resource_spans.resource.attributes.get(SERVICE_NAME)
@@ -97,16 +104,17 @@ def extract_traces(message: Any) -> TraceBatch:
                         continue
                     error = code == Status.STATUS_CODE_ERROR
                 get = span.attributes.get
+                stage = get(RAGOTEL_STAGE)
                 key = (
                     service,
-                    get(RAGOTEL_STAGE),
+                    stage,
                     get(RAGOTEL_COMPONENT),
                     get(GEN_AI_RESPONSE_MODEL) or get(GEN_AI_REQUEST_MODEL),
                     get(DB_COLLECTION_NAME),
                 )
                 group = raw_groups.get(key)
                 if group is None:
-                    group = raw_groups[key] = [[], 0, 0, []]
+                    group = raw_groups[key] = [[], 0, 0, [], 0, 0]
                 group[0].append(duration)
                 group[1] += error
                 count = get(RAGOTEL_RETRIEVAL_DOCUMENT_COUNT)
@@ -115,9 +123,16 @@ def extract_traces(message: Any) -> TraceBatch:
                 user = get(ENDUSER_ID)
                 if user is not None:
                     group[3].append(user)
+                if stage in usage_stages:  # two map lookups saved on every other span
+                    tokens_in = get(GEN_AI_USAGE_INPUT_TOKENS)
+                    tokens_out = get(GEN_AI_USAGE_OUTPUT_TOKENS)
+                    if tokens_in is not None or tokens_out is not None:
+                        group[4] += _count(tokens_in) + _count(tokens_out)
+                        group[5] += 1
                 accepted += 1
     groups = []
-    for (service, stage, component, model, collection), (durations, errors, empty, users) in raw_groups.items():
+    for key, (durations, errors, empty, users, tokens, token_calls) in raw_groups.items():
+        service, stage, component, model, collection = key
         stage_text = _text(stage, OTHER_STAGE)
         groups.append(
             SpanGroup(
@@ -130,6 +145,8 @@ def extract_traces(message: Any) -> TraceBatch:
                 errors=errors,
                 empty_retrievals=empty if stage_text == "retrieval" else 0,
                 users=[u for u in map(any_value_text, users) if u] if stage_text == "pipeline" else [],
+                tokens=tokens,
+                token_calls=token_calls,
             )
         )
     reasons = []
@@ -138,6 +155,26 @@ def extract_traces(message: Any) -> TraceBatch:
     if bad_status:
         reasons.append(f"{bad_status} span(s) with an undecodable status")
     return TraceBatch(groups, accepted, rejected + bad_status, "; ".join(reasons))
+
+
+_COUNTS: dict[bytes, int] = {}
+
+
+def _count(raw: bytes | None) -> int:
+    """A token count attribute (int, or a numeric string/double) as a non-negative int; 0 when absent or not one.
+    Memoised like label values: one prompt template gives the same few counts again and again."""
+    if raw is None:
+        return 0
+    value = _COUNTS.get(raw)
+    if value is None:
+        try:
+            value = max(0, int(float(any_value_text(raw) or 0)))
+        except (ValueError, OverflowError):
+            value = 0
+        if len(_COUNTS) >= _LABELS_MAX:
+            _COUNTS.clear()
+        _COUNTS[raw] = value
+    return value
 
 
 def _status_code(status: bytes) -> int | None:

@@ -6,7 +6,7 @@ from typing import Final
 
 __all__ = ["ALERT_COLUMNS", "JSON_COLUMNS", "SCHEMA", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: baselines
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -78,6 +78,14 @@ CREATE TABLE IF NOT EXISTS recoveries (
 );
 CREATE INDEX IF NOT EXISTS recoveries_key ON recoveries(hook, target, started_at);
 CREATE INDEX IF NOT EXISTS recoveries_started ON recoveries(started_at);
+CREATE TABLE IF NOT EXISTS baselines (
+    service TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    component TEXT NOT NULL,
+    buckets TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (service, stage, component)
+);
 """
 
 ALERT_COLUMNS: Final = (

@@ -293,6 +293,29 @@ class StateStore:
         return self._query("SELECT * FROM recoveries WHERE verification = 'pending' ORDER BY verify_at")
 
     # -- housekeeping --------------------------------------------------------------------------------------------
+    def save_baselines(self, rows: Sequence[tuple[tuple[str, str, str], Any]], now: float, *, keep: int = 5000) -> None:
+        """Upsert per-series baseline buckets (JSON), keeping the ``keep`` most recently updated series."""
+        with self.transaction():
+            for (service, stage, component), buckets in rows:
+                self._conn.execute(
+                    "INSERT INTO baselines (service, stage, component, buckets, updated_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (service, stage, component) DO UPDATE SET buckets = excluded.buckets, "
+                    "updated_at = excluded.updated_at",
+                    (service, stage, component, json.dumps(buckets, separators=(",", ":")), now),
+                )
+            if rows:
+                self._conn.execute(
+                    "DELETE FROM baselines WHERE rowid NOT IN "
+                    "(SELECT rowid FROM baselines ORDER BY updated_at DESC LIMIT ?)",
+                    (keep,),
+                )
+
+    def baselines(self) -> list[tuple[tuple[str, str, str], Any]]:
+        """Every stored series with its baseline buckets."""
+        with self._lock:
+            rows = self._conn.execute("SELECT service, stage, component, buckets FROM baselines").fetchall()
+        return [((r[0], r[1], r[2]), json.loads(r[3])) for r in rows]
+
     def prune(self, older_than: float) -> int:
         """Drop resolved episodes, delivered/failed outbox rows, audit records and cooldowns older than a time."""
         with self.transaction():

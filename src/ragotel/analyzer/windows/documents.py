@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID
-from ragotel.analyzer.windows.records import StageStats
+from ragotel.analyzer.windows.records import Baseline, RecentStats, StageStats
 from ragotel.analyzer.windows.signals import SignalWindows, window_slope
-from ragotel.analyzer.windows.store import MetricKey, SpanKey, Summary
+from ragotel.analyzer.windows.store import OVERFLOW, MetricKey, SpanKey, Summary
 from ragotel.semconv import (
     M_DEPENDENCY_CHECK_DURATION,
     M_DEPENDENCY_HEALTH,
@@ -23,6 +24,68 @@ class Windows(SignalWindows):
 
     Thread-safety: every public method takes ``lock``; the ingest worker writes, rules and the API read.
     """
+
+    # -- adaptive detection: recent panes and baselines ----------------------------------------------------------
+    def stage_keys(self) -> list[tuple[str, str, str]]:
+        """Every (service, stage, component) with a per-component series held."""
+        with self.lock:
+            return [k[:3] for k, series in self._coarse.items() if series.recent is not None and k[0] != OVERFLOW]
+
+    def recent(
+        self,
+        service: str,
+        stage: str,
+        component: str,
+        *,
+        min_samples: int,
+        horizon: float | None = None,
+        now: float | None = None,
+    ) -> RecentStats | None:
+        """The newest spans of a series: panes newest-first until ``min_samples`` spans or the horizon (the
+        detection horizon at most); None without any span in it."""
+        now = self._clock() if now is None else now
+        limit = self.detection_horizon if horizon is None else min(horizon, self.detection_horizon)
+        with self.lock:
+            series = self._coarse.get((service, stage, component, "", ""))
+            if series is None or series.recent is None:
+                return None
+            return series.recent.read(now, stage=stage, min_samples=min_samples, horizon=limit)
+
+    def baseline(self, service: str, stage: str, component: str) -> Baseline | None:
+        """The trailing baseline of a series, None until it has enough samples."""
+        with self.lock:
+            return self.baselines.get((service, stage, component))
+
+    def roll_baselines(self, now: float | None = None, *, hold: frozenset[str] = frozenset()) -> None:
+        """Close the baseline buckets that ended, leaving out those of the services in ``hold`` (under alert)."""
+        now = self._clock() if now is None else now
+        with self.lock:
+            self.baselines.hold(hold, now)
+            self.baselines.roll(
+                ((k[:3], series.recent) for k, series in self._coarse.items() if series.recent is not None), now
+            )
+
+    def dump_baselines(self, *, dirty_only: bool = True) -> list[tuple[tuple[str, str, str], list[list[float]]]]:
+        """Baseline buckets to persist (the series changed since the last dump, or all)."""
+        with self.lock:
+            return self.baselines.dump(dirty_only=dirty_only)
+
+    def restore_baselines(self, rows: Iterable[tuple[tuple[str, str, str], Any]], now: float | None = None) -> int:
+        """Load persisted baseline buckets; returns how many series were restored."""
+        now = self._clock() if now is None else now
+        with self.lock:
+            return self.baselines.load(rows, now)
+
+    def models(self, service: str, stage: str, component: str, *, now: float | None = None) -> list[str]:
+        """Models seen in the window for a series, most spans first."""
+        now = self._clock() if now is None else now
+        with self.lock:
+            rows = [
+                (summary.count, key[3])
+                for key, summary in self._span_rows(now, coarse=False, service=service, stages=frozenset({stage}))
+                if key[2] == component and key[3]
+            ]
+        return [model for _, model in sorted(rows, reverse=True)]
 
     def stage_stats(self, service: str, *, now: float | None = None) -> list[dict[str, Any]]:
         """``stage_records`` as JSON rows."""

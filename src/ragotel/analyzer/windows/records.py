@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LogBatch", "MetricBatch", "MetricPoint", "SignalValue", "SpanGroup", "StageStats", "TraceBatch"]
+__all__ = [
+    "Baseline",
+    "LogBatch",
+    "MetricBatch",
+    "MetricPoint",
+    "RecentStats",
+    "SignalValue",
+    "SpanGroup",
+    "StageStats",
+    "TraceBatch",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +31,8 @@ class SpanGroup:
     errors: int
     empty_retrievals: int
     users: list[str]
+    tokens: int = 0  # input + output tokens of the spans reporting usage (generation, embedding)
+    token_calls: int = 0  # spans reporting usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +128,36 @@ class StageStats:
             row["users"] = self.users
         row["time_share"] = self.time_share
         return row
+
+
+@dataclass(frozen=True, slots=True)
+class RecentStats:
+    """The newest spans of one (service, stage, component): at least ``min_samples`` of them when the horizon held
+    that many, over ``seconds`` of arrivals. ``empty`` and ``retrievals`` count retrieval spans only;
+    ``tokens_per_call`` is None when no span reported token usage."""
+
+    count: int
+    errors: int
+    empty: int
+    retrievals: int
+    p50: float
+    p95: float
+    tokens_per_call: float | None
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """What one (service, stage, component) usually does, learnt over the trailing baseline horizon.
+
+    ``p50``/``p95`` are medians of the 10-second buckets' quantiles; the rates and ``tokens_per_call`` are pooled
+    over the buckets (``tokens_per_call`` None without usage); ``samples`` is the number of spans behind it.
+    """
+
+    p50: float
+    p95: float
+    error_rate: float
+    empty_rate: float
+    tokens_per_call: float | None
+    samples: int
+    buckets: int

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 from ragotel.analyzer.vocabulary import LOG_SIGNALS, SERVICE_INSTANCE_ID, SIGNALS, SPAN_SIGNALS, STATE_ATTRIBUTES
+from ragotel.analyzer.windows.recent import PANE, quantile
 from ragotel.analyzer.windows.records import SignalValue
 from ragotel.analyzer.windows.store import WindowStore
 from ragotel.semconv import (
@@ -32,20 +33,28 @@ class SignalWindows(WindowStore):
     """The window store and the signals computed from it."""
 
     def signal(
-        self, signal: str, match: Mapping[str, str] | None = None, *, now: float | None = None
+        self,
+        signal: str,
+        match: Mapping[str, str] | None = None,
+        *,
+        now: float | None = None,
+        window: float | None = None,
     ) -> list[SignalValue]:
         """Current values of ``signal`` for every label set matching ``match`` (exact equality per label).
 
         Span signals give one value per (service, stage, component) with data in the window; metric signals one
         per service (``dependency_health`` per service, dependency and kind); series without data are absent.
-        Raises ValueError for an unknown signal.
+        ``window`` (seconds, span signals only) reads the last seconds from the recent panes instead, up to the
+        detection horizon (quantiles from the panes' capped duration lists). Raises ValueError for an unknown signal.
         """
         if signal not in SIGNALS:
             raise ValueError(f"unknown signal {signal!r}; expected one of: {', '.join(sorted(SIGNALS))}")
         now = self._clock() if now is None else now
         match = match or {}
         with self.lock:
-            if signal in SPAN_SIGNALS:
+            if signal in SPAN_SIGNALS and window is not None:
+                values = self._recent_span_signal(signal, now, min(window, self.detection_horizon))
+            elif signal in SPAN_SIGNALS:
                 values = self._span_signal(signal, now)
             elif signal in LOG_SIGNALS:
                 covered = self._covered(now)
@@ -73,6 +82,33 @@ class SignalWindows(WindowStore):
                 value = s.empty / s.count if stage == "retrieval" else None
             else:
                 value = s.sketch.quantile(_QUANTILES[signal])
+            if value is not None:
+                out.append(SignalValue(_labels(service=service, stage=stage, component=component), value))
+        return out
+
+    def _recent_span_signal(self, signal: str, now: float, window: float) -> list[SignalValue]:
+        now_index = int(now // PANE)
+        panes = max(1, math.ceil(window / PANE))
+        seconds = max(PANE, min(window, now - self._started))
+        out = []
+        for (service, stage, component, _, _), series in self._coarse.items():
+            taken = list(series.recent.newest(now_index, panes)) if series.recent is not None else []
+            count = sum(p.count for p in taken)
+            if not count:
+                continue
+            value: float | None
+            if signal == "request_rate":
+                value = count / seconds
+            elif signal == "error_rate":
+                value = sum(p.errors for p in taken) / count
+            elif signal == "empty_retrieval_rate":
+                value = sum(p.empty for p in taken) / count if stage == "retrieval" else None
+            else:
+                durations = sorted(d for p in taken for d in p.durations)
+                if signal == "latency_avg":
+                    value = math.fsum(durations) / len(durations)
+                else:
+                    value = quantile(durations, _QUANTILES[signal])
             if value is not None:
                 out.append(SignalValue(_labels(service=service, stage=stage, component=component), value))
         return out

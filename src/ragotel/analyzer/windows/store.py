@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ragotel.analyzer.windows.baselines import BUCKET, Baselines
+from ragotel.analyzer.windows.recent import PANE, RecentRing
 from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, TraceBatch
 from ragotel.analyzer.windows.sketch import DistinctCounter, QuantileSketch
 
@@ -47,11 +49,12 @@ class _SpanPane:
 
 
 class _SpanSeries:
-    __slots__ = ("panes", "version")
+    __slots__ = ("panes", "recent", "version")
 
-    def __init__(self) -> None:
+    def __init__(self, recent: RecentRing | None = None) -> None:
         self.panes: deque[_SpanPane] = deque()
         self.version = 0
+        self.recent = recent  # per-component series only
 
     def pane(self, index: int) -> _SpanPane:
         panes = self.panes
@@ -87,11 +90,22 @@ class WindowStore:
     """Per-service, per-stage sliding-window data fed by the ingest worker; ``Windows`` adds the reads."""
 
     def __init__(
-        self, window: float = 60.0, *, max_series: int = 100_000, clock: Callable[[], float] = time.time
+        self,
+        window: float = 60.0,
+        *,
+        max_series: int = 100_000,
+        clock: Callable[[], float] = time.time,
+        detection_horizon: float = 30.0,
+        baseline_horizon: float = 3600.0,
+        baseline_min_samples: int = 30,
     ) -> None:
-        if window <= 0:
-            raise ValueError("window must be positive")
+        if window <= 0 or detection_horizon <= 0:
+            raise ValueError("window and detection_horizon must be positive")
         self.window = float(window)
+        self.detection_horizon = float(detection_horizon)
+        # The recent panes also feed the 10-second baseline buckets, closed about a second after they end.
+        self._recent_keep = max(self.detection_horizon, 2 * BUCKET)
+        self.baselines = Baselines(baseline_horizon, min_samples=baseline_min_samples)
         self.pane_width = self.window / PANES
         self.max_series = max_series
         self.lock = threading.RLock()
@@ -117,7 +131,7 @@ class WindowStore:
         store = self._coarse if key[3] == "" and key[4] == "" else self._fine
         series = store.get(key)
         if series is None and self._series_count() < self.max_series:
-            series = store[key] = _SpanSeries()
+            series = store[key] = _SpanSeries(RecentRing(self._recent_keep) if store is self._coarse else None)
         return series
 
     def _targets(self, coarse: SpanKey, fine: SpanKey, n: int) -> list[_SpanSeries]:
@@ -130,7 +144,7 @@ class WindowStore:
             self._totals["overflow"] += n
             overflow = self._coarse.get(_OVERFLOW_SPAN)
             if overflow is None:
-                overflow = self._coarse[_OVERFLOW_SPAN] = _SpanSeries()
+                overflow = self._coarse[_OVERFLOW_SPAN] = _SpanSeries(RecentRing(self._recent_keep))
             found.append(overflow)
         return found
 
@@ -138,6 +152,7 @@ class WindowStore:
         """Count a batch of spans into the current pane of each (fine and per-component) series."""
         now = self._clock() if now is None else now
         index = int(now // self.pane_width)
+        recent_index = int(now // PANE)
         with self.lock:
             for group in batch.groups:
                 n = len(group.durations)
@@ -153,6 +168,8 @@ class WindowStore:
                     pane.empty += group.empty_retrievals
                     pane.duration_sum += total
                     pane.sketch.add_indices(bins)
+                    if series.recent is not None:
+                        series.recent.add(recent_index, group)
                 if group.users:  # distinct users are a pipeline-level figure: the per-component series only
                     pane = targets[0].panes[-1]
                     if pane.users is None:
