@@ -110,6 +110,8 @@ class Alerting:
             self.recovery.close()
         if self.outbox is not None:
             self.outbox.stop()
+        if self.engine is not None:
+            self.engine.persist(time.time())
         if self.store is not None:
             self.store.close()
 

@@ -63,7 +63,7 @@ class Server:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = AnalyzerMetrics(self.registry)
-        self.windows = Windows(config.window, max_series=config.limits.max_series)
+        self.windows = Windows(config.window, max_series=config.limits.max_series, fit_window=config.memory_fit_window)
         # Everything the configuration points at is checked before anything holds a resource.
         self._receiver_auth = TokenAuth.from_config(config.receivers.auth, "receivers.auth")
         api_auth = TokenAuth.from_config(config.api.auth, "api.auth")

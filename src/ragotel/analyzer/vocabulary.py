@@ -60,7 +60,14 @@ SPAN_SIGNALS: Final = frozenset(
     {"latency_p50", "latency_p95", "latency_p99", "latency_avg", "error_rate", "request_rate", "empty_retrieval_rate"}
 )
 METRIC_SIGNALS: Final = frozenset(
-    {"dependency_health", "cpu_utilization", "memory_utilization", "disk_utilization", "memory_growth"}
+    {
+        "dependency_health",
+        "cpu_utilization",
+        "memory_utilization",
+        "disk_utilization",
+        "memory_growth",
+        "memory_exhaustion_eta",
+    }
 )
 LOG_SIGNALS: Final = frozenset({"error_log_rate"})
 SIGNALS: Final = SPAN_SIGNALS | METRIC_SIGNALS | LOG_SIGNALS
@@ -77,12 +84,13 @@ _UNITS: Final[dict[str, str]] = {
     "disk_utilization": "ratio",
     "request_rate": "/s",
     "memory_growth": "B/s",
+    "memory_exhaustion_eta": "eta",
     "dependency_health": "",
 }
 
 
 def signal_unit(signal: str | None) -> str:
-    """The unit of a signal: ``s``, ``ratio``, ``/s``, ``B/s`` or empty."""
+    """The unit of a signal: ``s``, ``ratio``, ``/s``, ``B/s``, ``eta`` (seconds, spelt in minutes/hours) or empty."""
     return _UNITS.get(signal or "", "")
 
 
@@ -96,6 +104,8 @@ def format_value(value: float, unit: str) -> str:
         return f"{value * 100:.1f}%"
     if unit == "/s":
         return f"{value:.2f}/s"
+    if unit == "eta":
+        return f"{value / 60:.0f} min" if value < 2 * 3600 else f"{value / 3600:.1f} h"
     if unit == "B/s":
         return f"{value * 60 / (1024 * 1024):.1f} MiB/min"
     return f"{value:g}"

@@ -179,6 +179,7 @@ class Config(_Model):
 
     window: Duration = Field(default=60.0, gt=0)
     evaluation_interval: Duration = Field(default=1.0, gt=0)
+    memory_fit_window: Duration = Field(default=90.0, gt=0)
     receivers: ReceiversConfig = ReceiversConfig()
     api: ApiConfig = ApiConfig()
     state: StateConfig = StateConfig()

@@ -6,7 +6,7 @@ from typing import Final
 
 __all__ = ["ALERT_COLUMNS", "JSON_COLUMNS", "SCHEMA", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: burn_history
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -78,6 +78,13 @@ CREATE TABLE IF NOT EXISTS recoveries (
 );
 CREATE INDEX IF NOT EXISTS recoveries_key ON recoveries(hook, target, started_at);
 CREATE INDEX IF NOT EXISTS recoveries_started ON recoveries(started_at);
+CREATE TABLE IF NOT EXISTS burn_history (
+    rule TEXT NOT NULL,
+    series TEXT NOT NULL,
+    buckets TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (rule, series)
+);
 """
 
 ALERT_COLUMNS: Final = (

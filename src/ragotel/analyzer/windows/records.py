@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["LogBatch", "MetricBatch", "MetricPoint", "SignalValue", "SpanGroup", "StageStats", "TraceBatch"]
@@ -68,10 +68,12 @@ class LogBatch:
 @dataclass(frozen=True, slots=True)
 class SignalValue:
     """One value of a signal for one label set (keys among service, stage, component, model, collection,
-    dependency, kind; empty labels are left out)."""
+    dependency, kind; empty labels are left out). Span signals also give the spans and failed spans behind it."""
 
     labels: dict[str, str]
     value: float
+    count: int = field(default=0, compare=False)
+    errors: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,11 +87,18 @@ class WindowStore:
     """Per-service, per-stage sliding-window data fed by the ingest worker; ``Windows`` adds the reads."""
 
     def __init__(
-        self, window: float = 60.0, *, max_series: int = 100_000, clock: Callable[[], float] = time.time
+        self,
+        window: float = 60.0,
+        *,
+        max_series: int = 100_000,
+        fit_window: float = 90.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if window <= 0:
             raise ValueError("window must be positive")
         self.window = float(window)
+        # Metric samples (for growth fits) are kept this long, even past the window.
+        self.fit_window = float(fit_window)
         self.pane_width = self.window / PANES
         self.max_series = max_series
         self.lock = threading.RLock()
@@ -213,6 +220,7 @@ class WindowStore:
         if first <= self._expired_through:
             return
         horizon = now - self.window
+        sample_horizon = now - max(self.window, self.fit_window)
         with self.lock:
             self._expired_through = first
             for store in (self._coarse, self._fine):
@@ -231,7 +239,7 @@ class WindowStore:
                         self._metric_count -= 1
                         continue
                     samples = metric.samples
-                    while samples and samples[0][0] < horizon:
+                    while samples and samples[0][0] < sample_horizon:
                         samples.popleft()
                 if not by_key:
                     del self._metrics[name]
@@ -252,10 +260,11 @@ class WindowStore:
         # A one-second floor keeps a burst in the first instants after start from reading as an absurd rate.
         return max(min(span, now - self._started), min(1.0, span))
 
-    def _summary(self, key: SpanKey, series: _SpanSeries, now: float) -> Summary:
-        """Merge the panes in the window; cached for per-component series, which every rule tick reads."""
-        first = self._first_pane(now)
-        cache = key[3] == "" and key[4] == ""
+    def _summary(self, key: SpanKey, series: _SpanSeries, now: float, first: int | None = None) -> Summary:
+        """Merge the panes in the window (or from pane ``first`` on, uncached); cached for per-component series,
+        which every rule tick reads."""
+        cache = key[3] == "" and key[4] == "" and first is None
+        first = self._first_pane(now) if first is None else first
         cached = self._summaries.get(key) if cache else None
         if cached is not None and cached[0] == series.version and cached[1] == first:
             return cached[2]
