@@ -23,6 +23,7 @@ __all__ = [
     "LOG_SIGNALS",
     "METRIC_SIGNALS",
     "SERVICE_INSTANCE_ID",
+    "SERVICE_VERSION",
     "SEVERITIES",
     "SEVERITY_ORDER",
     "SIGNALS",
@@ -42,6 +43,8 @@ __all__ = [
 # OTel names the analyzer reads that ragotel's SDK does not emit (so they are not in ``ragotel.semconv``, whose
 # names docs/semantic-conventions.md lists as emitted): other producers' resources and host metrics set them.
 SERVICE_INSTANCE_ID: Final = "service.instance.id"
+SERVICE_VERSION: Final = "service.version"
+"""The resource attribute naming the deployed version of a service (deploy-aware diagnosis)."""
 STATE_ATTRIBUTES: Final = (
     "cpu.mode",
     "system.cpu.state",

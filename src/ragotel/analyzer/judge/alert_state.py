@@ -217,8 +217,9 @@ class AlertEngine:
                     if now - alert.active_since >= spec.for_:
                         self._fire(alert, spec, now)
                 else:
-                    if sample.severity != alert.severity:
-                        self._change_severity(alert, spec, sample.severity, now)
+                    severity = self._damped_severity(alert, spec, sample.severity, now)
+                    if severity != alert.severity:
+                        self._change_severity(alert, spec, severity, now)
                     self._maybe_notify(alert, spec, now)
             elif alert is not None:
                 self._observe(alert, sample, now, true=False)
@@ -237,6 +238,16 @@ class AlertEngine:
             alert.last_true = now
         if sample.details:
             alert.extra["details"] = dict(sample.details)
+
+    @staticmethod
+    def _damped_severity(alert: AlertEpisode, spec: RuleSpec, severity: str, now: float) -> str:
+        """A firing alert steps down a severity level only after ``keep_firing_for`` below it, so a value hovering
+        at the threshold does not flap warning <-> critical (each escalation would page again)."""
+        seen = alert.extra.setdefault("severity_at", now)
+        if SEVERITY_ORDER[severity] >= SEVERITY_ORDER[alert.severity]:
+            alert.extra["severity_at"] = now
+            return severity
+        return alert.severity if now - seen < spec.keep_firing_for else severity
 
     def _condition_false(self, alert: AlertEpisode, spec: RuleSpec, now: float, *, since: float, grace: float) -> None:
         if alert.state == "pending":

@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
-from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID
+from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID, SERVICE_VERSION
 from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
 from ragotel.semconv import (
     DB_COLLECTION_NAME,
@@ -67,8 +67,12 @@ def extract_traces(message: Any) -> TraceBatch:
     accepted = rejected = 0
     zero_counts = _ZERO_COUNTS
     error_status = ERROR_STATUS
+    versions: dict[str, str] = {}
     for resource_spans in message.resource_spans:
         service = resource_spans.resource.attributes.get(SERVICE_NAME)
+        version = resource_spans.resource.attributes.get(SERVICE_VERSION)
+        if version is not None:
+            versions[_text(service, UNKNOWN_SERVICE)] = _text(version, "")
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 trace_id = span.trace_id
@@ -122,7 +126,7 @@ def extract_traces(message: Any) -> TraceBatch:
             )
         )
     reason = f"{rejected} span(s) with an invalid trace_id/span_id or an end before the start" if rejected else ""
-    return TraceBatch(groups, accepted, rejected, reason)
+    return TraceBatch(groups, accepted, rejected, reason, versions)
 
 
 def _is_error(status: bytes) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LogBatch", "MetricBatch", "MetricPoint", "SignalValue", "SpanGroup", "StageStats", "TraceBatch"]
+__all__ = ["Deploy", "LogBatch", "MetricBatch", "MetricPoint", "SignalValue", "SpanGroup", "StageStats", "TraceBatch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class TraceBatch:
     accepted: int
     rejected: int
     error_message: str
+    versions: dict[str, str] = field(default_factory=dict)  # service -> its resource's service.version
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,18 @@ class LogBatch:
 
     services: dict[str, tuple[int, int]]
     accepted: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    """The version a service's spans carry now, the one before it and when the change was first seen."""
+
+    version: str
+    previous_version: str | None
+    changed_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"previous_version": self.previous_version, "version": self.version, "changed_at": self.changed_at}
 
 
 @dataclass(frozen=True, slots=True)

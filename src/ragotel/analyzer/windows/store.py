@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, TraceBatch
+from ragotel.analyzer.windows.records import Deploy, LogBatch, MetricBatch, MetricPoint, TraceBatch
 from ragotel.analyzer.windows.sketch import DistinctCounter, QuantileSketch
 
 __all__ = ["OVERFLOW", "PANES", "MetricKey", "MetricSeries", "SpanKey", "Summary", "WindowStore"]
@@ -27,6 +27,7 @@ OVERFLOW = "_overflow_"
 """Label value of the series that takes what arrives once ``max_series`` series exist."""
 
 _MAX_SAMPLES = 512
+_MAX_DEPLOYS = 10_000
 
 SpanKey = tuple[str, str, str, str, str]  # service, stage, component, model, collection
 MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]  # service, name, attributes
@@ -113,6 +114,7 @@ class WindowStore:
         self._summaries: dict[SpanKey, tuple[int, int, Summary]] = {}
         self._totals = {"spans": 0, "metric_points": 0, "logs": 0, "overflow": 0}
         self._expired_through = -1
+        self._deploys: dict[str, Deploy] = {}
 
     # --- writing ---------------------------------------------------------------------------------------------
 
@@ -166,6 +168,23 @@ class WindowStore:
                         pane.users = DistinctCounter()
                     pane.users.add_all(group.users)
             self._totals["spans"] += batch.accepted
+            for service, version in batch.versions.items():
+                self._note_version(service, version, now)
+
+    def _note_version(self, service: str, version: str, now: float) -> None:
+        """Keep the current and previous ``service.version`` of a service and when it changed (first seen)."""
+        known = self._deploys.get(service)
+        if known is None:
+            if version and len(self._deploys) < _MAX_DEPLOYS:
+                self._deploys[service] = Deploy(version, None, None)
+        # The previous version again is the other replicas of a rolling deploy, not a new change.
+        elif version and version not in (known.version, known.previous_version):
+            self._deploys[service] = Deploy(version, known.version, now)
+
+    def deploy(self, service: str) -> Deploy | None:
+        """The version ``service`` runs now, the previous one and when it changed (None before any version)."""
+        with self.lock:
+            return self._deploys.get(service)
 
     def add_metrics(self, batch: MetricBatch, now: float | None = None) -> None:
         """Record each point as the latest value of its series and as a sample for growth fitting."""
