@@ -274,16 +274,18 @@ def _versioned_spans(version: str, durations: list[float]) -> bytes:
     return bytes(encode_spans(memory.get_finished_spans()).SerializeToString())
 
 
+def _versioned_traffic(h: Harness, version: str, ticks: int, duration: float, step: float = 1.0) -> None:
+    for _ in range(ticks):
+        feed(h.windows, "traces", _versioned_spans(version, [duration] * 10), h.now)
+        h.tick(step)
+
+
 def test_a_regression_after_a_new_version_is_code_regression_with_rollback_first(
     harness: Callable[..., Harness],
 ) -> None:
     h = harness([builtin("high_response_time", cooldown="0s", **{"for": "5s"})])
-    for _ in range(30):
-        feed(h.windows, "traces", _versioned_spans("1.4.2", [0.3] * 10), h.now)
-        h.tick(1.0)
-    for _ in range(15):
-        feed(h.windows, "traces", _versioned_spans("1.5.0", [2.6] * 10), h.now)
-        h.tick(1.0)
+    _versioned_traffic(h, "1.4.2", 30, 0.3)
+    _versioned_traffic(h, "1.5.0", 15, 2.6)
     alert = h.engine.firing()[0].snapshot()
     assert alert.diagnosis is not None
     assert alert.diagnosis.primary_cause == "code_regression"
@@ -296,14 +298,9 @@ def test_a_regression_after_a_new_version_is_code_regression_with_rollback_first
 
 def test_a_regression_long_after_the_deploy_is_not_blamed_on_it(harness: Callable[..., Harness]) -> None:
     h = harness([builtin("high_response_time", cooldown="0s", **{"for": "5s"})])
-    feed(h.windows, "traces", _versioned_spans("1.4.2", [0.3] * 10), h.now)
-    h.tick(1.0)
-    for _ in range(16 * 60 // 10):
-        feed(h.windows, "traces", _versioned_spans("1.5.0", [0.3] * 10), h.now)
-        h.tick(10.0)
-    for _ in range(15):
-        feed(h.windows, "traces", _versioned_spans("1.5.0", [2.6] * 10), h.now)
-        h.tick(1.0)
+    _versioned_traffic(h, "1.4.2", 1, 0.3)
+    _versioned_traffic(h, "1.5.0", 16 * 60 // 10, 0.3, step=10.0)
+    _versioned_traffic(h, "1.5.0", 15, 2.6)
     alert = h.engine.firing()[0].snapshot()
     assert alert.diagnosis is not None
     assert alert.diagnosis.primary_cause != "code_regression"
