@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -112,6 +114,14 @@ def _traffic_until(app: RagApp, done: Callable[[], Any], timeout: float) -> Any:
             t.join(timeout=10)
 
 
+def _release_free_heap() -> None:
+    """Issue 12: memory_leak fits the process RSS. A long test process holds freed heap pages that the leak's
+    allocations would reuse without growing RSS; hand them back first, so the leak shows as in a fresh app."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 @pytest.mark.timeout(240)  # issue 12: the demo configuration is the analyzer's defaults (for: 30s, a 90 s fit)
 @pytest.mark.parametrize("fault", sorted(DEMO_FAULTS))
 def test_fault_fires_its_alert_with_diagnosis_then_resolves(live: Live, fault: str) -> None:
@@ -120,6 +130,8 @@ def test_fault_fires_its_alert_with_diagnosis_then_resolves(live: Live, fault: s
     _traffic_until(live.app, lambda: False, 1.5)  # a healthy baseline first
     assert live.notifications(spec.rule, "firing") == [], "alert fired before the fault"
 
+    if fault == "memory-growth":
+        _release_free_heap()
     live.app.faults.set(fault, spec.value)
     fired = _traffic_until(live.app, lambda: live.notifications(spec.rule, "firing"), 100)
     assert fired, f"no {spec.rule} notification; got {[b.get('rule') for b in live.hook.json_bodies('/hook')]}"
