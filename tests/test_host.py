@@ -347,3 +347,21 @@ def test_collection_never_raises_when_a_callback_breaks(
         assert sc.M_SYSTEM_CPU_UTILIZATION in metrics
     finally:
         h.stop()
+
+
+def test_cgroup_memory_limit_reads_v2_then_v1_and_is_absent_without_a_limit(tmp_path: Any) -> None:
+    """`ragotel.process.memory.limit` comes from memory.max (v2) or memory.limit_in_bytes (v1); "max", v1's
+    "unlimited" sentinel and a missing cgroup mean no limit (the gauge reports nothing)."""
+    from ragotel.host.readings import cgroup_memory_limit
+
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    missing = str(tmp_path / "none")
+    v2.write_text("536870912\n")
+    assert cgroup_memory_limit([str(v2), str(v1)]) == 512 * 2**20
+    v2.write_text("max\n")
+    assert cgroup_memory_limit([str(v2), str(v1)]) is None
+    v1.write_text("9223372036854771712\n")
+    assert cgroup_memory_limit([missing, str(v1)]) is None
+    v1.write_text("1073741824\n")
+    assert cgroup_memory_limit([missing, str(v1)]) == 2**30
+    assert cgroup_memory_limit([missing]) is None

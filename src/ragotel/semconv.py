@@ -131,6 +131,8 @@ M_PROCESS_MEMORY_USAGE: Final = "process.memory.usage"
 M_PROCESS_THREAD_COUNT: Final = "process.thread.count"
 M_PROCESS_FILE_DESCRIPTOR_COUNT: Final = "process.unix.file_descriptor.count"
 M_SYSTEM_MEMORY_LIMIT: Final = "system.memory.limit"
+# The memory limit of the process's cgroup (no upstream name yet); absent when the cgroup has no limit.
+M_RAGOTEL_PROCESS_MEMORY_LIMIT: Final = "ragotel.process.memory.limit"
 # Load average has no upstream name yet; these are the OTel Collector hostmetrics receiver's.
 M_SYSTEM_CPU_LOAD_AVERAGE_5M: Final = "system.cpu.load_average.5m"
 M_SYSTEM_CPU_LOAD_AVERAGE_15M: Final = "system.cpu.load_average.15m"

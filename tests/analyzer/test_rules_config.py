@@ -43,9 +43,13 @@ def test_builtin_rules_are_the_printed_default() -> None:
     assert [r.name for r in config.rules] == BUILTINS
     assert Config.model_validate(yaml.safe_load(DEFAULT_CONFIG_YAML)) == config
     by_name = {r.name: r for r in config.rules}
-    assert (by_name["high_response_time"].signal, by_name["high_response_time"].threshold) == ("latency_p95", 5.0)
+    # Issue 12: the seed's SLOs (2 s, 1 %, 99 %), dependency down at once, saturation sustained for 30 s.
+    assert (by_name["high_response_time"].signal, by_name["high_response_time"].threshold) == ("latency_p95", 2.0)
+    assert (by_name["high_error_rate"].threshold, by_name["high_error_rate"].min_errors) == (0.01, 3)
+    assert by_name["availability_burn_rate"].objective == 0.99
     assert by_name["cpu_saturation"].warning_ratio == 1.2
-    assert by_name["service_unavailable"].for_ == 30.0
+    assert by_name["cpu_saturation"].for_ == 30.0
+    assert by_name["service_unavailable"].for_ == 0.0
     assert [w.factor for w in by_name["availability_burn_rate"].burn_windows] == [14.4, 6.0, 3.0, 1.0]
 
 
@@ -141,7 +145,7 @@ recovery:
     assert problems == [
         f"{path}: rules[0].signal: expected one of cpu_utilization, dependency_health, disk_utilization, "
         "empty_retrieval_rate, error_log_rate, error_rate, latency_avg, latency_p50, latency_p95, latency_p99, "
-        "memory_growth, memory_utilization, request_rate (got 'latency_p955')",
+        "memory_exhaustion_eta, memory_growth, memory_utilization, request_rate (got 'latency_p955')",
         f"{path}: rules[0].for: expected a duration such as 60s, 5m, 1h or 250ms (got '5 minutes')",
         f"{path}: channels[0].type: expected one of 'log', 'webhook', 'slack', 'email', 'alertmanager' (got 'pager')",
         f"{path}: channels[1].url: expected an http:// or https:// URL (got 'ftp://x')",

@@ -33,7 +33,7 @@ def _get(url: str, data: bytes | None = None) -> dict[str, object]:
         return result
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)  # issue 12: the demo runs the analyzer at its defaults (30 s `for`)
 def test_demo_tells_the_whole_story_and_keeps_running_until_sigterm() -> None:
     """`ragotel demo --keep-running` prints stages, alert, diagnosis, dry-run recovery, resolution; serves; exits 0."""
     proc = subprocess.Popen(
@@ -57,7 +57,7 @@ def test_demo_tells_the_whole_story_and_keeps_running_until_sigterm() -> None:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        assert ready.wait(120), "demo did not reach --keep-running:\n" + "\n".join(lines)
+        assert ready.wait(210), "demo did not reach --keep-running:\n" + "\n".join(lines)
         time.sleep(0.5)  # the URL lines follow "Still running"
         text = "\n".join(lines)
         for step in range(1, 7):
@@ -87,7 +87,7 @@ def test_demo_tells_the_whole_story_and_keeps_running_until_sigterm() -> None:
         )
         done = re.search(r"Done in ([\d.]+)s", text)
         assert done, text
-        assert float(done.group(1)) < 60, text
+        assert float(done.group(1)) < 150, text
 
         app_url = re.search(r"app:\s+(http://127\.0\.0\.1:\d+)", text)
         api_url = re.search(r"analyzer: (http://127\.0\.0\.1:\d+)/api/v1/stats", text)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -112,7 +114,15 @@ def _traffic_until(app: RagApp, done: Callable[[], Any], timeout: float) -> Any:
             t.join(timeout=10)
 
 
-@pytest.mark.timeout(120)
+def _release_free_heap() -> None:
+    """Issue 12: memory_leak fits the process RSS. A long test process holds freed heap pages that the leak's
+    allocations would reuse without growing RSS; hand them back first, so the leak shows as in a fresh app."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@pytest.mark.timeout(240)  # issue 12: the demo configuration is the analyzer's defaults (for: 30s, a 90 s fit)
 @pytest.mark.parametrize("fault", sorted(DEMO_FAULTS))
 def test_fault_fires_its_alert_with_diagnosis_then_resolves(live: Live, fault: str) -> None:
     """Switching a fault on fires its rule at the webhook with a diagnosis; switching it off resolves it."""
@@ -120,23 +130,30 @@ def test_fault_fires_its_alert_with_diagnosis_then_resolves(live: Live, fault: s
     _traffic_until(live.app, lambda: False, 1.5)  # a healthy baseline first
     assert live.notifications(spec.rule, "firing") == [], "alert fired before the fault"
 
+    if fault == "memory-growth":
+        _release_free_heap()
     live.app.faults.set(fault, spec.value)
-    fired = _traffic_until(live.app, lambda: live.notifications(spec.rule, "firing"), 30)
+    fired = _traffic_until(live.app, lambda: live.notifications(spec.rule, "firing"), 100)
     assert fired, f"no {spec.rule} notification; got {[b.get('rule') for b in live.hook.json_bodies('/hook')]}"
     payload = fired[0]
     assert set(payload) >= WEBHOOK_FIELDS, payload
     assert payload["service"] == SERVICE
     assert payload["severity"] == ("warning" if fault == "memory-growth" else "critical")
-    assert payload["value"] > payload["threshold"] if fault != "store-unavailable" else payload["value"] < 1
+    if fault == "store-unavailable":
+        assert payload["value"] < 1
+    elif fault == "memory-growth":  # issue 12: memory_leak projects the time to exhaustion (less_than 1 h)
+        assert payload["value"] < payload["threshold"]
+    else:
+        assert payload["value"] > payload["threshold"]
     diagnosis = payload["diagnosis"]
     assert {"primary_cause", "possible_causes", "confidence", "recommended_actions"} <= set(diagnosis)
     assert diagnosis["primary_cause"] in EXPECTED_CAUSES[fault], diagnosis
     if spec.rule in ("high_response_time", "high_error_rate"):
         assert payload["stage"] == "pipeline"
     if fault == "store-unavailable":
-        assert payload["message"].startswith("service_unavailable")
+        assert payload["message"].startswith("dependency chroma:")  # the built-in rule's summary (issue 12)
         assert f"chroma:{live.app.config.store_dir}" in payload["message"]
 
     live.app.faults.clear()
-    resolved = _traffic_until(live.app, lambda: live.notifications(spec.rule, "resolved"), 45)
+    resolved = _traffic_until(live.app, lambda: live.notifications(spec.rule, "resolved"), 75)
     assert resolved, f"{spec.rule} did not resolve after the fault was cleared"

@@ -138,6 +138,8 @@ class Alerting:
             self.recovery.close()
         if self.outbox is not None:
             self.outbox.stop()
+        if self.engine is not None:
+            self.engine.persist(time.time())
         if self.store is not None:
             self.store.save_baselines(self._windows.dump_baselines(), time.time())
             self.store.close()

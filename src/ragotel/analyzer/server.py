@@ -69,6 +69,7 @@ class Server:
             detection_horizon=config.detection.horizon,
             baseline_horizon=config.baseline.horizon,
             baseline_min_samples=config.baseline.min_samples,
+            fit_window=config.memory_fit_window,
         )
         # Everything the configuration points at is checked before anything holds a resource.
         credentials = load_credentials(config)  # the same check as --check-config

@@ -24,6 +24,7 @@ __all__ = [
     "LOG_SIGNALS",
     "METRIC_SIGNALS",
     "SERVICE_INSTANCE_ID",
+    "SERVICE_VERSION",
     "SEVERITIES",
     "SEVERITY_ORDER",
     "SIGNALS",
@@ -43,6 +44,8 @@ __all__ = [
 # OTel names the analyzer reads that ragotel's SDK does not emit (so they are not in ``ragotel.semconv``, whose
 # names docs/semantic-conventions.md lists as emitted): other producers' resources and host metrics set them.
 SERVICE_INSTANCE_ID: Final = "service.instance.id"
+SERVICE_VERSION: Final = "service.version"
+"""The resource attribute naming the deployed version of a service (deploy-aware diagnosis)."""
 STATE_ATTRIBUTES: Final = (
     "cpu.mode",
     "system.cpu.state",
@@ -61,7 +64,14 @@ SPAN_SIGNALS: Final = frozenset(
     {"latency_p50", "latency_p95", "latency_p99", "latency_avg", "error_rate", "request_rate", "empty_retrieval_rate"}
 )
 METRIC_SIGNALS: Final = frozenset(
-    {"dependency_health", "cpu_utilization", "memory_utilization", "disk_utilization", "memory_growth"}
+    {
+        "dependency_health",
+        "cpu_utilization",
+        "memory_utilization",
+        "disk_utilization",
+        "memory_growth",
+        "memory_exhaustion_eta",
+    }
 )
 LOG_SIGNALS: Final = frozenset({"error_log_rate"})
 SIGNALS: Final = SPAN_SIGNALS | METRIC_SIGNALS | LOG_SIGNALS
@@ -80,6 +90,7 @@ _UNITS: Final[dict[str, str]] = {
     "disk_utilization": "ratio",
     "request_rate": "/s",
     "memory_growth": "B/s",
+    "memory_exhaustion_eta": "eta",
     "dependency_health": "",
     "latency": "s",
     "tokens_per_call": "",
@@ -87,7 +98,7 @@ _UNITS: Final[dict[str, str]] = {
 
 
 def signal_unit(signal: str | None) -> str:
-    """The unit of a signal: ``s``, ``ratio``, ``/s``, ``B/s`` or empty."""
+    """The unit of a signal: ``s``, ``ratio``, ``/s``, ``B/s``, ``eta`` (seconds, spelt in minutes/hours) or empty."""
     return _UNITS.get(signal or "", "")
 
 
@@ -101,6 +112,8 @@ def format_value(value: float, unit: str) -> str:
         return f"{value * 100:.1f}%"
     if unit == "/s":
         return f"{value:.2f}/s"
+    if unit == "eta":
+        return f"{value / 60:.0f} min" if value < 2 * 3600 else f"{value / 3600:.1f} h"
     if unit == "B/s":
         return f"{value * 60 / (1024 * 1024):.1f} MiB/min"
     return f"{value:g}"

@@ -80,8 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave the analyzer and the app (with its HTTP API) running until Ctrl-C",
     )
-    parser.add_argument("--timeout", type=float, default=25.0, help="seconds to wait for the alert, and again for "
-                        "its resolution (default 25)")  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the alert, and again for "
+                        "its resolution (default 90)")  # fmt: skip
     return parser
 
 

@@ -78,38 +78,25 @@ class DemoFault:
 
 
 DEMO_FAULTS: Final[dict[str, DemoFault]] = {
-    "slow-retrieval": DemoFault(0.8, "high_response_time", "every retrieval takes 0.8 s longer"),
+    "slow-retrieval": DemoFault(2.5, "high_response_time", "every retrieval takes 2.5 s longer"),
     "llm-errors": DemoFault(1.0, "high_error_rate", "every LLM call fails"),
     "store-unavailable": DemoFault(1.0, "service_unavailable", "the Chroma vector store stops answering"),
-    "memory-growth": DemoFault(40.0, "memory_leak", "the app leaks 40 MiB of memory per second"),
+    "memory-growth": DemoFault(8.0, "memory_leak", "the app leaks 8 MiB of memory per second"),
 }
-_MIB: Final = 1024 * 1024
 
 
-def analyzer_overrides(state_path: Path, webhook_url: str, *, window: float = 6.0) -> dict[str, Any]:
-    """Analyzer configuration for the demo: free ports, a short window, built-in rules on demo time scales.
+def analyzer_overrides(state_path: Path, webhook_url: str) -> dict[str, Any]:
+    """Analyzer configuration for the demo: free ports, its own state file, a webhook, dry-run recovery hooks.
 
-    The rules keep their built-in names and signals; only thresholds and durations are shortened. Every firing
-    rule has a dry-run recovery hook, so the audit trail shows what would have run.
+    Window and rules are the defaults (issue 12: detection works out of the box, so the demo shows what a user
+    gets); only the app's exporter intervals are shorter. Every firing rule has a dry-run recovery hook, so the
+    audit trail shows what would have run.
     """
-    quick = {"for": "1s", "cooldown": "5s", "repeat_interval": "0s", "severity": "critical"}
     return {
-        "window": f"{window}s",
-        "evaluation_interval": "0.25s",
         "receivers": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}},
         "api": {"endpoint": "127.0.0.1:0"},
         "state": {"path": str(state_path)},
         "log": {"level": "warning"},
-        "rules": [
-            {"name": "high_response_time", "signal": "latency_p95", "match": {"stage": "pipeline"},
-             "threshold": 0.5, **quick},
-            {"name": "high_error_rate", "signal": "error_rate", "match": {"stage": "pipeline"}, "threshold": 0.2,
-             "guard": [{"signal": "request_rate", "condition": "greater_than", "threshold": 0.2}], **quick},
-            {"name": "service_unavailable", "signal": "dependency_health", "condition": "less_than",
-             "threshold": 1, **quick},
-            {"name": "memory_leak", "signal": "memory_growth", "threshold": 5 * _MIB, "guard": [],
-             **{**quick, "severity": "warning"}},
-        ],
         "channels": [{"name": "on-call-webhook", "type": "webhook", "url": webhook_url}],
         # The seed's mapping: slow responses -> clear the answer cache; errors, leaks, outages -> restart.
         "recovery": [

@@ -76,6 +76,13 @@ _TABLE: Final = (
     (sc.M_SYSTEM_NETWORK_IO, "counter", sc.UNIT_BYTES, "network_io", "Bytes transmitted and received."),
     (sc.M_PROCESS_CPU_UTILIZATION, "gauge", sc.UNIT_RATIO, "process_cpu_utilization", "Process CPU per available CPU."),
     (sc.M_PROCESS_MEMORY_USAGE, "updown", sc.UNIT_BYTES, "process_memory_usage", "Resident memory of the process."),
+    (
+        sc.M_RAGOTEL_PROCESS_MEMORY_LIMIT,
+        "updown",
+        sc.UNIT_BYTES,
+        "process_memory_limit",
+        "Memory limit of the process's cgroup (absent without one).",
+    ),
     (sc.M_PROCESS_THREAD_COUNT, "updown", sc.UNIT_THREADS, "process_thread_count", "Threads of the process."),
     (sc.M_PROCESS_FILE_DESCRIPTOR_COUNT, "updown", sc.UNIT_FILE_DESCRIPTORS, "process_fd_count", "Open descriptors."),
 )

@@ -22,7 +22,7 @@ from opentelemetry.metrics import Observation
 from ragotel import _guard
 from ragotel import semconv as sc
 
-__all__ = ["UNSUPPORTED", "Gpu", "Sampler", "load_gpu"]
+__all__ = ["UNSUPPORTED", "Gpu", "Sampler", "cgroup_memory_limit", "load_gpu"]
 
 _log = logging.getLogger("ragotel")
 
@@ -30,6 +30,23 @@ _log = logging.getLogger("ragotel")
 UNSUPPORTED: Final = (NotImplementedError, psutil.AccessDenied, PermissionError, FileNotFoundError, AttributeError)
 # Several gauges read the same psutil call; one reading serves one collection (callbacks run back to back).
 _SNAPSHOT_TTL_S: Final = 0.25
+# The memory limit of this process's cgroup: v2 first, then v1. "max" (v2) or a huge v1 value means no limit.
+_CGROUP_MEMORY_LIMITS: Final = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+_NO_LIMIT_BYTES: Final = 1 << 60
+
+
+def cgroup_memory_limit(paths: Iterable[str] = _CGROUP_MEMORY_LIMITS) -> int | None:
+    """Bytes of the cgroup memory limit, or None when there is none (no cgroup file, ``max``, or unlimited)."""
+    for path in paths:
+        try:
+            with open(path, encoding="ascii") as f:
+                text = f.read().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text.isdigit() and 0 < int(text) < _NO_LIMIT_BYTES:
+            return int(text)
+        return None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +258,10 @@ class Sampler:
 
     def process_memory_usage(self) -> list[Observation]:
         return [Observation(self.process().memory_info().rss)]
+
+    def process_memory_limit(self) -> list[Observation]:
+        limit = cgroup_memory_limit()
+        return [] if limit is None else [Observation(limit)]
 
     def process_thread_count(self) -> list[Observation]:
         return [Observation(self.process().num_threads())]

@@ -157,6 +157,7 @@ def _alert(row: Mapping[str, Any], deliveries: list[dict[str, Any]], live: Alert
         "updated_at": iso_time(row["updated_at"]),
         "notified": bool(row["notified"]),
         "diagnosis": row["diagnosis"],
+        "deploy": (row["diagnosis"] or {}).get("deploy"),
         "symptoms": row["symptoms"],
         "notifications": deliveries,
     }

@@ -25,6 +25,7 @@ DEFAULT_CONFIG_YAML = (
 
 window: 60s                  # sliding window of the statistics (and of every rule signal)
 evaluation_interval: 1s      # how often rules are evaluated
+memory_fit_window: 90s       # least-squares fit of process memory behind memory_exhaustion_eta (memory_leak)
 
 detection:                   # what adaptive rules (stage_latency, stage_errors, ...) judge: the newest spans
   horizon: 30s               # looked back at most this far; slower series than min_samples/horizon are not judged

@@ -207,6 +207,7 @@ class Config(_Model):
     evaluation_interval: Duration = Field(default=1.0, gt=0)
     detection: DetectionConfig = DetectionConfig()
     baseline: BaselineConfig = BaselineConfig()
+    memory_fit_window: Duration = Field(default=90.0, gt=0)
     receivers: ReceiversConfig = ReceiversConfig()
     api: ApiConfig = ApiConfig()
     state: StateConfig = StateConfig()

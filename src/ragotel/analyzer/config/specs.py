@@ -137,12 +137,20 @@ class RuleSpec(_Spec):
     cooldown: Duration = 300.0
     repeat_interval: Duration = 4 * 3600.0
     guard: list[GuardSpec] = Field(default_factory=list)
+    # threshold rules on span signals: the condition must also hold over the last ``recent`` seconds ("still
+    # happening"; 0s: the window alone decides), with at least ``min_requests`` spans and ``min_errors`` failed
+    # spans in the window.
+    recent: Duration = 10.0
+    min_requests: int = Field(default=0, ge=0)
+    min_errors: int = Field(default=0, ge=0)
     summary: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     # burn_rate
     objective: float | None = Field(default=None, gt=0, lt=1)
     burn_windows: list[BurnWindowSpec] = Field(default_factory=list)
     min_request_rate: float = Field(default=0.0, ge=0)
+    # A firing level stays active only while the last ``resolve_window`` also burns faster than its factor.
+    resolve_window: Duration = 30.0
     # regression
     factor: float = Field(default=2.0, gt=1)
     min_delta: float = Field(default=0.0, ge=0)

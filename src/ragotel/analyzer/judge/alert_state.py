@@ -18,13 +18,16 @@ from ragotel.analyzer.config.specs import RuleSpec
 from ragotel.analyzer.judge.diagnosis import Diagnoser
 from ragotel.analyzer.judge.episode import AlertEpisode, fingerprint
 from ragotel.analyzer.judge.records import Alert, Diagnosis
-from ragotel.analyzer.judge.rules import Rule, Sample, SignalSource, render_summary
+from ragotel.analyzer.judge.rules import BurnRateRule, Rule, Sample, SignalSource, render_summary
 from ragotel.analyzer.state import StateStore
 from ragotel.analyzer.vocabulary import SEVERITY_ORDER, format_value, signal_unit
 
 __all__ = ["AlertEngine", "AlertListener", "Notifier", "RuleHealth"]
 
 _log = logging.getLogger("ragotel.analyzer.alerts")
+
+_PERSIST_EVERY = 60.0
+"""Seconds between writes of the rules' history (burn-rate buckets) to the state file."""
 
 
 class Notifier(Protocol):
@@ -95,6 +98,7 @@ class AlertEngine:
         self._by_rule: dict[str, dict[str, AlertEpisode]] = {r.spec.name: {} for r in self.rules}
         self._cooldowns: dict[str, float] = {}
         self.health: dict[str, RuleHealth] = {r.spec.name: RuleHealth() for r in self.rules}
+        self._persisted = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
     def restore(self, now: float) -> None:
@@ -129,7 +133,21 @@ class AlertEngine:
                     self._store.delete_alert(row["id"])
                 continue
             self._by_rule[alert.rule][alert.fingerprint] = alert
+        for rule in self.rules:
+            if isinstance(rule, BurnRateRule):
+                rule.restore(self._store.burn_history(rule.spec.name), now)
+        self._persisted = now
         _log.info("restored %d pending/firing alert(s) from %s", len(self.active()), self._store.path)
+
+    def persist(self, now: float) -> None:
+        """Write the rules' own history (burn-rate buckets) to the state file; every minute and at shutdown."""
+        self._persisted = now
+        for rule in self.rules:
+            if isinstance(rule, BurnRateRule):
+                try:
+                    self._store.save_burn_history(rule.spec.name, rule.history(), now)
+                except Exception as exc:  # noqa: BLE001  losing history costs detection speed, never evaluation
+                    _log.warning("cannot save the history of rule %s: %r", rule.spec.name, exc)
 
     def active(self) -> list[AlertEpisode]:
         return [a for alerts in self._by_rule.values() for a in alerts.values()]
@@ -144,6 +162,8 @@ class AlertEngine:
             self._diagnoser.observe(now)
         except Exception as exc:  # noqa: BLE001  baselines are best effort; evaluation must go on
             _log.debug("diagnosis baselines failed: %r", exc)
+        if now - self._persisted >= _PERSIST_EVERY:
+            self.persist(now)
         for rule in self.rules:
             spec = rule.spec
             if not spec.enabled:
@@ -198,8 +218,9 @@ class AlertEngine:
                     if now - alert.active_since >= spec.for_:
                         self._fire(alert, spec, now)
                 else:
-                    if sample.severity != alert.severity:
-                        self._change_severity(alert, spec, sample.severity, now)
+                    severity = self._damped_severity(alert, spec, sample.severity, now)
+                    if severity != alert.severity:
+                        self._change_severity(alert, spec, severity, now)
                     self._maybe_notify(alert, spec, now)
             elif alert is not None:
                 self._observe(alert, sample, now, true=False)
@@ -222,6 +243,16 @@ class AlertEngine:
         if sample.details:
             alert.extra["details"] = dict(sample.details)
 
+    @staticmethod
+    def _damped_severity(alert: AlertEpisode, spec: RuleSpec, severity: str, now: float) -> str:
+        """A firing alert steps down a severity level only after ``keep_firing_for`` below it, so a value hovering
+        at the threshold does not flap warning <-> critical (each escalation would page again)."""
+        seen = alert.extra.setdefault("severity_at", now)
+        if SEVERITY_ORDER[severity] >= SEVERITY_ORDER[alert.severity]:
+            alert.extra["severity_at"] = now
+            return severity
+        return alert.severity if now - seen < spec.keep_firing_for else severity
+
     def _condition_false(self, alert: AlertEpisode, spec: RuleSpec, now: float, *, since: float, grace: float) -> None:
         if alert.state == "pending":
             self._by_rule[spec.name].pop(alert.fingerprint, None)
@@ -233,6 +264,13 @@ class AlertEngine:
             self._maybe_notify(alert, spec, now)
 
     # -- transitions -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _format(spec: RuleSpec, value: float) -> str:
+        unit = "" if spec.type == "burn_rate" else signal_unit(spec.signal)
+        if unit:
+            return format_value(value, unit)
+        return f"{value:.3g}x" if spec.type == "burn_rate" else f"{value:.3g}"
+
     def _message(self, spec: RuleSpec, alert: AlertEpisode) -> str:
         unit = "" if spec.type == "burn_rate" else signal_unit(spec.signal)
         values = {
@@ -304,6 +342,12 @@ class AlertEngine:
     def _resolve(self, alert: AlertEpisode, now: float) -> None:
         alert.state = "resolved"
         alert.resolved_at = now
+        spec = self._specs.get(alert.rule)
+        if spec is not None:
+            # What the value is now: the last sample when the series is still there, else no data.
+            fresh = alert.last_seen >= now and math.isfinite(alert.value)
+            current = f"now {self._format(spec, alert.value)}" if fresh else "no data now"
+            alert.message = f"{alert.message} — resolved: {current}"
         self._by_rule.get(alert.rule, {}).pop(alert.fingerprint, None)
         # Nobody was told it fired (cooldown): telling them it resolved would be noise.
         self._commit(alert, "resolved", now, notify=alert.notified)

@@ -16,12 +16,14 @@ from ragotel.analyzer.config.specs import RuleSpec
 from ragotel.analyzer.judge.records import Cause, Diagnosis, StageShare
 from ragotel.analyzer.judge.rules import SignalSource
 from ragotel.analyzer.vocabulary import CAUSE_ACTIONS, STAGES, format_value
-from ragotel.analyzer.windows.records import Baseline, StageStats
+from ragotel.analyzer.windows.records import Baseline, Deploy, StageStats
 
 __all__ = ["Diagnoser", "StatsSource"]
 
 _SLOWER: Final = 1.5
-_ADAPTIVE: Final = 0.96  # above attribution's best (0.95), below a down dependency of the stage (0.97)
+_ADAPTIVE: Final = 0.96  # above attribution's best (0.95), below a recent deploy (0.97) and a down dependency (0.98)
+_DEPLOY_WINDOW: Final = 900.0
+"""A latency or error regression within this long after a ``service.version`` change is blamed on the change."""
 _CHILD_STAGES: Final = frozenset({"embedding", "vector_db", "rerank"})
 
 
@@ -35,6 +37,8 @@ class StatsSource(SignalSource, Protocol):
     def baseline(self, service: str, stage: str, component: str) -> Baseline | None: ...
 
     def models(self, service: str, stage: str, component: str, *, now: float | None = None) -> list[str]: ...
+
+    def deploy(self, service: str) -> Deploy | None: ...
 
 
 @dataclass(slots=True)
@@ -51,6 +55,8 @@ def _kind_of(signal: str | None, rule_type: str) -> str:
         return "errors"
     if signal and signal.startswith("latency_"):
         return "latency"
+    if signal == "memory_exhaustion_eta":
+        return "memory_growth"
     return signal or "unknown"
 
 
@@ -171,8 +177,12 @@ class Diagnoser:
         elif kind == "errors":
             causes += self._error_causes(shares, labels)
         elif kind == "memory_growth":
+            fitted = max((v for _, v in growth), default=None)
+            why = f" by {format_value(fitted, 'B/s')}" if fitted else ""
+            if spec.signal == "memory_exhaustion_eta":
+                why += f", reaching its limit in {format_value(value, 'eta')}"
             causes.append(
-                Cause("memory_leak", "process memory grows steadily over the window", 0.8, CAUSE_ACTIONS["memory_leak"])
+                Cause("memory_leak", f"process memory grows steadily{why}", 0.8, CAUSE_ACTIONS["memory_leak"])
             )
             causes += self._load_causes(service, now, weight=0.5)
         elif kind in ("cpu_utilization", "memory_utilization", "disk_utilization"):
@@ -230,15 +240,29 @@ class Diagnoser:
             causes.append(
                 Cause("unknown", "no stage, dependency or resource stands out", 0.1, CAUSE_ACTIONS["unknown"])
             )
+        deploy = self._recent_deploy(service, kind, now)
+        if deploy is not None:
+            causes.append(self._deploy_cause(deploy, causes, now))
         ranked = self._rank(causes)
         actions = tuple(dict.fromkeys(a for c in ranked for a in c.actions))
         summary = self._summary(ranked[0], shares)
-        diagnosis = Diagnosis(ranked[0].cause, ranked[0].confidence, tuple(ranked), actions, summary, tuple(shares))
+        diagnosis = Diagnosis(
+            ranked[0].cause,
+            ranked[0].confidence,
+            tuple(ranked),
+            actions,
+            summary,
+            tuple(shares),
+            deploy.to_dict() if deploy is not None else None,
+        )
+        if deploy is not None:
+            symptoms["deploy"] = deploy.to_dict()
         return diagnosis, symptoms
 
     def _adaptive_causes(self, spec: RuleSpec, labels: Mapping[str, str], value: float, now: float) -> list[Cause]:
-        """The stage an adaptive rule found off its baseline is the cause, with the excess quoted (0.95: it outranks
-        the same cause found by attribution, and only a down dependency of that stage, 0.97, outranks it)."""
+        """The stage an adaptive rule found off its baseline is the cause, with the excess quoted (0.96: it outranks
+        the same cause found by attribution; a recent deploy, 0.97, and a down dependency of that stage, 0.98,
+        outrank it)."""
         service, component = labels.get("service", ""), labels.get("component", "")
         stage = labels.get("stage", "other")
         known = stage if stage in STAGES else "other"
@@ -269,6 +293,34 @@ class Diagnoser:
         summary = f"{where}{model} uses {value:.0f} tokens per call{was}"
         return [Cause("token_spike", summary, _ADAPTIVE, CAUSE_ACTIONS["token_spike"], stage, component or None)]
 
+    def _recent_deploy(self, service: str | None, kind: str, now: float) -> Deploy | None:
+        """The version change of ``service`` when a latency or error regression starts within 15 min of it."""
+        if service is None or kind not in ("latency", "errors"):
+            return None
+        deploy = self._source.deploy(service)
+        if deploy is None or deploy.changed_at is None or not 0 <= now - deploy.changed_at <= _DEPLOY_WINDOW:
+            return None
+        return deploy
+
+    @staticmethod
+    def _deploy_cause(deploy: Deploy, causes: Sequence[Cause], now: float) -> Cause:
+        """``code_regression`` naming both versions, on the stage the other evidence points at; it outranks every
+        stage cause (rollback leads the actions) but not a dependency whose health check fails for that stage."""
+        where = max(
+            (c for c in causes if c.stage and c.cause != "dependency_down"), default=None, key=lambda c: c.confidence
+        )
+        at = f" ({where.stage}/{where.component})" if where is not None else ""
+        assert deploy.changed_at is not None
+        return Cause(
+            "code_regression",
+            f"the regression{at} started {now - deploy.changed_at:.0f} s after the deploy of version "
+            f"{deploy.version} (was {deploy.previous_version})",
+            0.97,
+            CAUSE_ACTIONS["code_regression"],
+            where.stage if where is not None else None,
+            where.component if where is not None else None,
+        )
+
     @staticmethod
     def _rank(causes: Sequence[Cause]) -> list[Cause]:
         best: dict[tuple[str, str | None, str | None], Cause] = {}
@@ -288,10 +340,8 @@ class Diagnoser:
                 continue
             dep, dep_kind = labels.get("dependency", "?"), labels.get("kind", "?")
             corroborated = dep_kind in failing or (dep_kind in ("database", "vector_db") and "vector_db" in failing)
-            confidence = 0.95 if kind in ("dependency_health", "errors") or corroborated else 0.6
-            if kind == "adaptive" and corroborated:
-                confidence = 0.97  # the failing stage's own dependency is down: that explains the stage
-
+            # 0.98: a down dependency its failing stage corroborates outranks even a recent deploy (0.97).
+            confidence = 0.98 if kind in ("dependency_health", "errors") or corroborated else 0.6
             out.append(
                 Cause(
                     "dependency_down",

@@ -101,9 +101,10 @@ class Diagnosis:
     recommended_actions: tuple[str, ...]
     summary: str
     attribution: tuple[StageShare, ...] = ()
+    deploy: Mapping[str, Any] | None = None  # previous_version, version, changed_at of a deploy-aware diagnosis
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "primary_cause": self.primary_cause,
             "confidence": round(self.confidence, 3),
             "possible_causes": [c.to_dict() for c in self.possible_causes],
@@ -111,6 +112,9 @@ class Diagnosis:
             "summary": self.summary,
             "attribution": [s.to_dict() for s in self.attribution],
         }
+        if self.deploy is not None:
+            doc["deploy"] = dict(self.deploy)
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Diagnosis:
@@ -122,6 +126,7 @@ class Diagnosis:
             tuple(doc["recommended_actions"]),
             doc["summary"],
             tuple(StageShare.from_dict(s) for s in doc.get("attribution", ())),
+            doc.get("deploy"),
         )
 
     @classmethod
@@ -182,6 +187,7 @@ class Alert:
             "started_at": self.started_at,
             "resolved_at": self.resolved_at,
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis is not None else None,
+            "deploy": dict(self.diagnosis.deploy) if self.diagnosis is not None and self.diagnosis.deploy else None,
         }
 
     @classmethod

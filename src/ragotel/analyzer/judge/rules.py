@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from ragotel.analyzer.config.specs import GuardSpec, RuleSpec
 from ragotel.analyzer.judge.adaptive import AdaptiveRule, key_of, select_labels
 from ragotel.analyzer.judge.records import LabelKey, Sample
-from ragotel.analyzer.vocabulary import SEVERITY_ORDER
+from ragotel.analyzer.vocabulary import SEVERITY_ORDER, SPAN_SIGNALS
 
 __all__ = [
     "AdaptiveRule",
@@ -35,12 +35,23 @@ class _SignalValue(Protocol):
     @property
     def value(self) -> float: ...
 
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
 
 class SignalSource(Protocol):
     """What rules read: ``Windows.signal`` of the analyzer (part 1), or anything with the same method."""
 
     def signal(
-        self, signal: str, match: Mapping[str, str] | None = None, *, now: float | None = None
+        self,
+        signal: str,
+        match: Mapping[str, str] | None = None,
+        *,
+        now: float | None = None,
+        window: float | None = None,
     ) -> Sequence[_SignalValue]: ...
 
 
@@ -68,11 +79,16 @@ _key = key_of
 
 
 def _select(
-    source: SignalSource, signal: str, selector: Mapping[str, str | list[str]], now: float
+    source: SignalSource,
+    signal: str,
+    selector: Mapping[str, str | list[str]],
+    now: float,
+    window: float | None = None,
 ) -> list[_SignalValue]:
-    """Exact selector values go to the source; lists (any of) are filtered here."""
+    """Exact selector values go to the source; lists (any of) are filtered here. ``window``: span signals over
+    the last that many seconds instead of the whole window."""
     exact = {k: v for k, v in selector.items() if isinstance(v, str)}
-    values = source.signal(signal, exact or None, now=now)
+    values = source.signal(signal, exact or None, now=now, window=window)
     return [v for v in values if math.isfinite(v.value) and select_labels(selector, v.labels)]
 
 
@@ -117,12 +133,32 @@ class ThresholdRule:
         return None
 
     def evaluate(self, source: SignalSource, now: float) -> list[Sample]:
+        """Active when the window's value crosses the threshold with enough spans, every guard holds, and (span
+        signals, ``recent`` > 0) the last ``recent`` seconds cross it too: the value is then the recent one, so
+        the message quotes what is happening now and a cleared condition resolves within ``recent``."""
         spec = self.spec
+        recent: dict[LabelKey, float] | None = None
+        if spec.recent > 0 and self._signal in SPAN_SIGNALS:
+            recent = {
+                _key(sv.labels, {}): sv.value for sv in _select(source, self._signal, spec.match, now, spec.recent)
+            }
         out = []
         for sv in _select(source, self._signal, spec.match, now):
             level = self._level(sv.value)
-            active = level is not None and _guards_hold(source, spec.guard, sv.labels, now)
-            out.append(Sample(_key(sv.labels, spec.labels), sv.value, self._threshold, level or spec.severity, active))
+            enough = sv.count >= spec.min_requests and sv.errors >= spec.min_errors
+            active = level is not None and enough and _guards_hold(source, spec.guard, sv.labels, now)
+            value, details = sv.value, None
+            if recent is not None:
+                now_value = recent.get(_key(sv.labels, {}))
+                details = {"window": sv.value}
+                if now_value is None:
+                    active = False
+                else:
+                    value = details["recent"] = now_value
+                    active = active and self._level(now_value) is not None
+            out.append(
+                Sample(_key(sv.labels, spec.labels), value, self._threshold, level or spec.severity, active, details)
+            )
         return out
 
 
@@ -137,7 +173,10 @@ class BurnRateRule:
     """Multi-window, multi-burn-rate availability alert (SRE workbook ch. 5) over the error ratio of ``match``.
 
     The windows only hold the last minute, so the rule integrates request and error rates into its own bounded
-    history of buckets (at most ``longest window / bucket`` buckets per series). History starts empty at start-up.
+    history of buckets (at most ``longest window / bucket`` buckets per series); the engine persists it
+    (``history()`` / ``restore()``) so a restart does not start it empty. A level is judged only once the history
+    spans its short window, and stays active only while the last ``resolve_window`` (read from the windows) also
+    burns faster than its factor: an alert resolves that long after the errors stop, not after the short window.
     """
 
     def __init__(self, spec: RuleSpec, *, max_series: int = 1000) -> None:
@@ -152,6 +191,21 @@ class BurnRateRule:
         self._last_seen: dict[LabelKey, float] = {}
         self._last_now: float | None = None
         self._max_series = max_series
+
+    # -- persistence (the engine stores these in the state file) --------------------------------------------------
+    def history(self) -> dict[LabelKey, list[tuple[float, float, float]]]:
+        """Every series' buckets as (start, requests, errors), oldest first."""
+        return {key: [(b.start, b.requests, b.errors) for b in buckets] for key, buckets in self._history.items()}
+
+    def restore(self, history: Mapping[LabelKey, Sequence[tuple[float, float, float]]], now: float) -> None:
+        """Load buckets saved by ``history()`` (those within the longest window of ``now``)."""
+        for key, buckets in history.items():
+            if key not in self._history and len(self._history) >= self._max_series:
+                break
+            kept = deque(_Bucket(*b) for b in sorted(buckets) if self._horizon + self._bucket > now - b[0] >= 0)
+            if kept:
+                self._history[key] = kept
+                self._last_seen[key] = now
 
     def _ratio(self, buckets: Iterable[_Bucket], since: float) -> tuple[float, float]:
         req = err = 0.0
@@ -184,15 +238,21 @@ class BurnRateRule:
         self._last_now = now
         rates = {_key(sv.labels, {}): sv.value for sv in _select(source, "request_rate", spec.match, now)}
         errors = {_key(sv.labels, {}): sv.value for sv in _select(source, "error_rate", spec.match, now)}
+        recent = {
+            _key(sv.labels, {}): sv.value
+            for sv in _select(source, "error_rate", spec.match, now, spec.resolve_window or None)
+        }
         out = []
         for raw_key, rate in rates.items():
             history = self._record(raw_key, now, dt, rate, errors.get(raw_key, 0.0))
             req_total, _ = self._ratio(history, now - self._horizon)
             if req_total <= 0:
                 continue
+            spanned = now - history[0].start
+            burn_now = recent.get(raw_key, 0.0) / self._budget
             fired: tuple[float, float, str] | None = None
-            first: tuple[float, float] | None = None
-            details: dict[str, float] = {}
+            first: float | None = None
+            details: dict[str, float] = {f"burn_{int(spec.resolve_window)}s": burn_now}
             for level in self._levels:
                 burns = []
                 for window in (level.long, level.short):
@@ -201,8 +261,14 @@ class BurnRateRule:
                 details[f"burn_{int(level.long)}s"] = burns[0]
                 details[f"burn_{int(level.short)}s"] = burns[1]
                 if first is None:
-                    first = (burns[0], level.factor)
-                if fired is None and burns[0] > level.factor and burns[1] > level.factor:
+                    first = level.factor
+                if (
+                    fired is None
+                    and spanned >= level.short
+                    and burns[0] > level.factor
+                    and burns[1] > level.factor
+                    and (spec.resolve_window <= 0 or burn_now > level.factor)
+                ):
                     fired = (burns[0], level.factor, level.severity)
             labels = _key(dict(raw_key), spec.labels)
             active = fired is not None and rate >= spec.min_request_rate
@@ -210,7 +276,7 @@ class BurnRateRule:
                 out.append(Sample(labels, fired[0], fired[1], fired[2], active, details))
             else:
                 assert first is not None
-                out.append(Sample(labels, first[0], first[1], spec.severity, False, details))
+                out.append(Sample(labels, burn_now, first, spec.severity, False, details))
         return out
 
 

@@ -90,6 +90,8 @@ def webhook_payload(n: Notification) -> dict[str, Any]:
             "attribution": diagnosis.get("attribution", []),
         },
     }
+    if alert.get("deploy"):
+        payload["deploy"] = alert["deploy"]
     if n.extra.get("repeat"):
         payload["repeat"] = True
     if n.extra.get("previous_severity"):

@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
-from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID
+from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID, SERVICE_VERSION
 from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
 from ragotel.semconv import (
     DB_COLLECTION_NAME,
@@ -79,8 +79,12 @@ def extract_traces(message: Any) -> TraceBatch:
     zero_counts = _ZERO_COUNTS
     usage_stages = _USAGE_STAGES
     error_status = ERROR_STATUS
+    versions: dict[str, str] = {}
     for resource_spans in message.resource_spans:
         service = resource_spans.resource.attributes.get(SERVICE_NAME)
+        version = resource_spans.resource.attributes.get(SERVICE_VERSION)
+        if version is not None:
+            versions[_text(service, UNKNOWN_SERVICE)] = _text(version, "")
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 trace_id = span.trace_id
@@ -154,7 +158,7 @@ def extract_traces(message: Any) -> TraceBatch:
         reasons.append(f"{rejected} span(s) with an invalid trace_id/span_id or an end before the start")
     if bad_status:
         reasons.append(f"{bad_status} span(s) with an undecodable status")
-    return TraceBatch(groups, accepted, rejected + bad_status, "; ".join(reasons))
+    return TraceBatch(groups, accepted, rejected + bad_status, "; ".join(reasons), versions)
 
 
 _COUNTS: dict[bytes, int] = {}

@@ -6,7 +6,7 @@ from typing import Final
 
 __all__ = ["ALERT_COLUMNS", "JSON_COLUMNS", "SCHEMA", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 2  # 2: baselines
+SCHEMA_VERSION: Final = 3  # 2: baselines; 3: burn_history
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -85,6 +85,13 @@ CREATE TABLE IF NOT EXISTS baselines (
     buckets TEXT NOT NULL,
     updated_at REAL NOT NULL,
     PRIMARY KEY (service, stage, component)
+);
+CREATE TABLE IF NOT EXISTS burn_history (
+    rule TEXT NOT NULL,
+    series TEXT NOT NULL,
+    buckets TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (rule, series)
 );
 """
 

@@ -316,6 +316,28 @@ class StateStore:
             rows = self._conn.execute("SELECT service, stage, component, buckets FROM baselines").fetchall()
         return [((r[0], r[1], r[2]), json.loads(r[3])) for r in rows]
 
+    # -- burn-rate history ----------------------------------------------------------------------------------------
+    def save_burn_history(
+        self, rule: str, history: Mapping[tuple[tuple[str, str], ...], Sequence[tuple[float, float, float]]], now: float
+    ) -> None:
+        """Replace the stored burn-rate buckets of ``rule``: per label set, (start, requests, errors)."""
+        rows = [
+            (rule, json.dumps([list(p) for p in key]), json.dumps([list(b) for b in buckets]), now)
+            for key, buckets in history.items()
+        ]
+        with self.transaction():
+            self._conn.execute("DELETE FROM burn_history WHERE rule = ?", (rule,))
+            self._conn.executemany("INSERT INTO burn_history VALUES (?, ?, ?, ?)", rows)
+
+    def burn_history(self, rule: str) -> dict[tuple[tuple[str, str], ...], list[tuple[float, float, float]]]:
+        """What ``save_burn_history`` stored for ``rule``."""
+        with self._lock:
+            rows = self._conn.execute("SELECT series, buckets FROM burn_history WHERE rule = ?", (rule,)).fetchall()
+        return {
+            tuple((str(k), str(v)) for k, v in json.loads(series)): [(b[0], b[1], b[2]) for b in json.loads(buckets)]
+            for series, buckets in rows
+        }
+
     def prune(self, older_than: float) -> int:
         """Drop resolved episodes, delivered/failed outbox rows, audit records and cooldowns older than a time."""
         with self.transaction():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "Baseline",
+    "Deploy",
     "LogBatch",
     "MetricBatch",
     "MetricPoint",
@@ -43,6 +44,7 @@ class TraceBatch:
     accepted: int
     rejected: int
     error_message: str
+    versions: dict[str, str] = field(default_factory=dict)  # service -> its resource's service.version
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +80,26 @@ class LogBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Deploy:
+    """The version a service's spans carry now, the one before it and when the change was first seen."""
+
+    version: str
+    previous_version: str | None
+    changed_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"previous_version": self.previous_version, "version": self.version, "changed_at": self.changed_at}
+
+
+@dataclass(frozen=True, slots=True)
 class SignalValue:
     """One value of a signal for one label set (keys among service, stage, component, model, collection,
-    dependency, kind; empty labels are left out)."""
+    dependency, kind; empty labels are left out). Span signals also give the spans and failed spans behind it."""
 
     labels: dict[str, str]
     value: float
+    count: int = field(default=0, compare=False)
+    errors: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

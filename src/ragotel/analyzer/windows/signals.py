@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
 
 from ragotel.analyzer.vocabulary import LOG_SIGNALS, SERVICE_INSTANCE_ID, SIGNALS, SPAN_SIGNALS, STATE_ATTRIBUTES
 from ragotel.analyzer.windows.recent import PANE, quantile
 from ragotel.analyzer.windows.records import SignalValue
-from ragotel.analyzer.windows.store import WindowStore
+from ragotel.analyzer.windows.store import SpanKey, Summary, WindowStore
 from ragotel.semconv import (
     CPU_LOGICAL_NUMBER,
     M_DEPENDENCY_HEALTH,
     M_PROCESS_MEMORY_USAGE,
+    M_RAGOTEL_PROCESS_MEMORY_LIMIT,
     M_SYSTEM_CPU_UTILIZATION,
     M_SYSTEM_FILESYSTEM_UTILIZATION,
+    M_SYSTEM_MEMORY_LIMIT,
     M_SYSTEM_MEMORY_UTILIZATION,
     RAGOTEL_DEPENDENCY_KIND,
     RAGOTEL_DEPENDENCY_NAME,
 )
 
-__all__ = ["SignalWindows", "window_slope"]
+__all__ = ["ETA_CAP", "MIN_R2", "LinearFit", "SignalWindows", "linear_fit", "window_slope"]
 
 _UTILIZATION_METRICS = {
     "cpu_utilization": M_SYSTEM_CPU_UTILIZATION,
@@ -55,7 +59,7 @@ class SignalWindows(WindowStore):
             if signal in SPAN_SIGNALS and window is not None:
                 values = self._recent_span_signal(signal, now, min(window, self.detection_horizon))
             elif signal in SPAN_SIGNALS:
-                values = self._span_signal(signal, now)
+                values = self._span_signal(signal, now, self._span_rows(now, coarse=True), self._covered(now))
             elif signal in LOG_SIGNALS:
                 covered = self._covered(now)
                 first = self._first_pane(now)
@@ -67,10 +71,11 @@ class SignalWindows(WindowStore):
                 values = self._metric_signal(signal, now)
         return [v for v in values if all(v.labels.get(k, "") == want for k, want in match.items())]
 
-    def _span_signal(self, signal: str, now: float) -> list[SignalValue]:
-        covered = self._covered(now)
+    def _span_signal(
+        self, signal: str, now: float, rows: Iterable[tuple[SpanKey, Summary]], covered: float
+    ) -> list[SignalValue]:
         out = []
-        for (service, stage, component, _, _), s in self._span_rows(now, coarse=True):
+        for (service, stage, component, _, _), s in rows:
             value: float | None
             if signal == "request_rate":
                 value = s.count / covered
@@ -83,7 +88,8 @@ class SignalWindows(WindowStore):
             else:
                 value = s.sketch.quantile(_QUANTILES[signal])
             if value is not None:
-                out.append(SignalValue(_labels(service=service, stage=stage, component=component), value))
+                labels = _labels(service=service, stage=stage, component=component)
+                out.append(SignalValue(labels, value, s.count, s.errors))
         return out
 
     def _recent_span_signal(self, signal: str, now: float, window: float) -> list[SignalValue]:
@@ -110,7 +116,10 @@ class SignalWindows(WindowStore):
                 else:
                     value = quantile(durations, _QUANTILES[signal])
             if value is not None:
-                out.append(SignalValue(_labels(service=service, stage=stage, component=component), value))
+                errors = sum(p.errors for p in taken)
+                out.append(
+                    SignalValue(_labels(service=service, stage=stage, component=component), value, count, errors)
+                )
         return out
 
     def _metric_signal(self, signal: str, now: float) -> list[SignalValue]:
@@ -132,6 +141,8 @@ class SignalWindows(WindowStore):
                 if slope is not None:
                     growth[service] = max(growth.get(service, -math.inf), slope)
             return [SignalValue({"service": s}, v) for s, v in growth.items()]
+        if signal == "memory_exhaustion_eta":
+            return self._exhaustion_eta(now)
         name = _UTILIZATION_METRICS[signal]
         per_service: dict[str, list[tuple[dict[str, str], float]]] = {}
         for (service, _, attributes), series in self._live(name, now):
@@ -143,6 +154,41 @@ class SignalWindows(WindowStore):
                 out.append(SignalValue({"service": service}, value))
         return out
 
+    def _memory_limits(self, now: float) -> dict[str, float]:
+        """Per service: the cgroup memory limit when the SDK reports one (the smallest), else host memory."""
+        limits: dict[str, float] = {}
+        for (service, _, _), series in self._live(M_SYSTEM_MEMORY_LIMIT, now):
+            limits[service] = max(limits.get(service, 0.0), series.value)
+        cgroup: dict[str, float] = {}
+        for (service, _, _), series in self._live(M_RAGOTEL_PROCESS_MEMORY_LIMIT, now):
+            if series.value > 0:
+                cgroup[service] = min(cgroup.get(service, math.inf), series.value)
+        return {s: v for s, v in (limits | cgroup).items() if v > 0}
+
+    def _exhaustion_eta(self, now: float) -> list[SignalValue]:
+        """Seconds until process memory reaches its limit at the growth fitted over ``fit_window`` (predict_linear).
+
+        Needs samples over two thirds of the fit window; ``ETA_CAP`` when memory is not growing steadily (slope not
+        positive or R^2 under ``MIN_R2``); the soonest instance of each service.
+        """
+        limits = self._memory_limits(now)
+        eta: dict[str, float] = {}
+        for (service, _, _), series in self._live(M_PROCESS_MEMORY_USAGE, now):
+            limit = limits.get(service)
+            fit = linear_fit(series.samples, now - self.fit_window)
+            if limit is None or fit is None or fit.span < self.fit_window * 2 / 3:
+                continue
+            value = ETA_CAP
+            if fit.slope > 0 and fit.r2 >= MIN_R2:
+                value = min(ETA_CAP, max(0.0, (limit - fit.last) / fit.slope))
+            eta[service] = min(eta.get(service, math.inf), value)
+        return [SignalValue({"service": s}, v) for s, v in eta.items()]
+
+
+ETA_CAP: Final = 30 * 86400.0
+"""``memory_exhaustion_eta`` when memory is not growing steadily: 30 days, "not in any horizon that matters"."""
+MIN_R2: Final = 0.9
+"""How well a straight line must explain process memory before its growth is projected (a steady leak ~1)."""
 
 _QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
 
@@ -179,8 +225,19 @@ def _utilization(signal: str, points: list[tuple[dict[str, str], float]]) -> flo
     return value if math.isfinite(value) else None  # huge finite points can still overflow the sum
 
 
-def window_slope(samples: Iterable[tuple[float, float, float]], horizon: float) -> float | None:
-    """Least-squares slope (per second) of value over point time, for samples that arrived after ``horizon``."""
+@dataclass(frozen=True, slots=True)
+class LinearFit:
+    """A least-squares line of value over point time: slope per second, R^2, fitted value at the last point, and
+    the seconds the points span."""
+
+    slope: float
+    r2: float
+    last: float
+    span: float
+
+
+def linear_fit(samples: Iterable[tuple[float, float, float]], horizon: float) -> LinearFit | None:
+    """The least-squares line through the samples that arrived after ``horizon``; None under two distinct times."""
     pts = [(t, v) for arrival, t, v in samples if arrival >= horizon]
     if len(pts) < 2:
         return None
@@ -192,6 +249,18 @@ def window_slope(samples: Iterable[tuple[float, float, float]], horizon: float) 
         if not var > 0:
             return None
         slope = math.fsum((t - mean_t) * (v - mean_v) for t, v in pts) / var
-    except (OverflowError, ValueError):  # huge or non-finite points: no slope, rather than a failing reader
+        total = math.fsum((v - mean_v) ** 2 for _, v in pts)
+        residual = math.fsum((v - mean_v - slope * (t - mean_t)) ** 2 for t, v in pts)
+    except (OverflowError, ValueError):  # huge or non-finite points: no fit, rather than a failing reader
         return None
-    return slope if math.isfinite(slope) else None
+    if not (math.isfinite(slope) and math.isfinite(total) and math.isfinite(residual)):
+        return None
+    r2 = 1.0 - residual / total if total > 0 else 0.0
+    times = [t for t, _ in pts]
+    return LinearFit(slope, r2, mean_v + slope * (max(times) - mean_t), max(times) - min(times))
+
+
+def window_slope(samples: Iterable[tuple[float, float, float]], horizon: float) -> float | None:
+    """Least-squares slope (per second) of value over point time, for samples that arrived after ``horizon``."""
+    fit = linear_fit(samples, horizon)
+    return None if fit is None else fit.slope

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ragotel.analyzer.windows.baselines import BUCKET, Baselines
 from ragotel.analyzer.windows.recent import PANE, RecentRing
-from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, TraceBatch
+from ragotel.analyzer.windows.records import Deploy, LogBatch, MetricBatch, MetricPoint, TraceBatch
 from ragotel.analyzer.windows.sketch import DistinctCounter, QuantileSketch
 
 __all__ = ["OVERFLOW", "PANES", "MetricKey", "MetricSeries", "SpanKey", "Summary", "WindowStore"]
@@ -29,6 +29,7 @@ OVERFLOW = "_overflow_"
 """Label value of the series that takes what arrives once ``max_series`` series exist."""
 
 _MAX_SAMPLES = 512
+_MAX_DEPLOYS = 10_000
 
 SpanKey = tuple[str, str, str, str, str]  # service, stage, component, model, collection
 MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]  # service, name, attributes
@@ -94,10 +95,11 @@ class WindowStore:
         window: float = 60.0,
         *,
         max_series: int = 100_000,
-        clock: Callable[[], float] = time.time,
         detection_horizon: float = 30.0,
         baseline_horizon: float = 3600.0,
         baseline_min_samples: int = 30,
+        fit_window: float = 90.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if window <= 0 or detection_horizon <= 0:
             raise ValueError("window and detection_horizon must be positive")
@@ -106,6 +108,8 @@ class WindowStore:
         # The recent panes also feed the 10-second baseline buckets, closed about a second after they end.
         self._recent_keep = max(self.detection_horizon, 2 * BUCKET)
         self.baselines = Baselines(baseline_horizon, min_samples=baseline_min_samples)
+        # Metric samples (for growth fits) are kept this long, even past the window.
+        self.fit_window = float(fit_window)
         self.pane_width = self.window / PANES
         self.max_series = max_series
         self.lock = threading.RLock()
@@ -120,6 +124,7 @@ class WindowStore:
         self._summaries: dict[SpanKey, tuple[int, int, Summary]] = {}
         self._totals = {"spans": 0, "metric_points": 0, "logs": 0, "overflow": 0}
         self._expired_through = -1
+        self._deploys: dict[str, Deploy] = {}
 
     # --- writing ---------------------------------------------------------------------------------------------
 
@@ -176,6 +181,23 @@ class WindowStore:
                         pane.users = DistinctCounter()
                     pane.users.add_all(group.users)
             self._totals["spans"] += batch.accepted
+            for service, version in batch.versions.items():
+                self._note_version(service, version, now)
+
+    def _note_version(self, service: str, version: str, now: float) -> None:
+        """Keep the current and previous ``service.version`` of a service and when it changed (first seen)."""
+        known = self._deploys.get(service)
+        if known is None:
+            if version and len(self._deploys) < _MAX_DEPLOYS:
+                self._deploys[service] = Deploy(version, None, None)
+        # The previous version again is the other replicas of a rolling deploy, not a new change.
+        elif version and version not in (known.version, known.previous_version):
+            self._deploys[service] = Deploy(version, known.version, now)
+
+    def deploy(self, service: str) -> Deploy | None:
+        """The version ``service`` runs now, the previous one and when it changed (None before any version)."""
+        with self.lock:
+            return self._deploys.get(service)
 
     def add_metrics(self, batch: MetricBatch, now: float | None = None) -> None:
         """Record each point as the latest value of its series and as a sample for growth fitting."""
@@ -232,6 +254,7 @@ class WindowStore:
         if first <= self._expired_through:
             return
         horizon = now - self.window
+        sample_horizon = now - max(self.window, self.fit_window)
         with self.lock:
             self._expired_through = first
             for store in (self._coarse, self._fine):
@@ -250,7 +273,7 @@ class WindowStore:
                         self._metric_count -= 1
                         continue
                     samples = metric.samples
-                    while samples and samples[0][0] < horizon:
+                    while samples and samples[0][0] < sample_horizon:
                         samples.popleft()
                 if not by_key:
                     del self._metrics[name]
@@ -271,10 +294,11 @@ class WindowStore:
         # A one-second floor keeps a burst in the first instants after start from reading as an absurd rate.
         return max(min(span, now - self._started), min(1.0, span))
 
-    def _summary(self, key: SpanKey, series: _SpanSeries, now: float) -> Summary:
-        """Merge the panes in the window; cached for per-component series, which every rule tick reads."""
-        first = self._first_pane(now)
-        cache = key[3] == "" and key[4] == ""
+    def _summary(self, key: SpanKey, series: _SpanSeries, now: float, first: int | None = None) -> Summary:
+        """Merge the panes in the window (or from pane ``first`` on, uncached); cached for per-component series,
+        which every rule tick reads."""
+        cache = key[3] == "" and key[4] == "" and first is None
+        first = self._first_pane(now) if first is None else first
         cached = self._summaries.get(key) if cache else None
         if cached is not None and cached[0] == series.version and cached[1] == first:
             return cached[2]
