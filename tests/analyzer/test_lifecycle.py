@@ -133,7 +133,8 @@ def test_burn_rate_waits_for_its_short_window_then_resolves_on_the_resolve_windo
     details = h.store.query_alerts(rule="availability_burn_rate", limit=1)[0]
     assert details["state"] == "resolved"
     now_burn = re.search(r"resolved: now ([0-9.]+)x$", details["message"])
-    assert now_burn is not None and float(now_burn.group(1)) < 14.4, details["message"]
+    assert now_burn is not None, details["message"]
+    assert float(now_burn.group(1)) < 14.4, details["message"]
 
 
 def test_burn_rate_history_survives_a_restart(tmp_path: Path) -> None:
