@@ -10,7 +10,8 @@ from typing import Any
 
 from tests.analyzer.analyzer_helpers import encoded_spans, gauge_request
 
-from ragotel.analyzer.config.specs import RecoverySpec, RuleSpec, WebhookChannelSpec
+from ragotel.analyzer.config.hooks import RecoverySpec
+from ragotel.analyzer.config.specs import RuleSpec, WebhookChannelSpec
 from ragotel.analyzer.judge.alert_state import AlertEngine
 from ragotel.analyzer.judge.diagnosis import Diagnoser
 from ragotel.analyzer.judge.rules import build_rule

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from ragotel.analyzer.config.hooks import CommandActionSpec
 from ragotel.analyzer.config.loading import DEFAULT_CONFIG_YAML, check_config, load_config
 from ragotel.analyzer.config.model import Config
-from ragotel.analyzer.config.specs import CommandActionSpec, WebhookChannelSpec
+from ragotel.analyzer.config.specs import WebhookChannelSpec
 
 BUILTINS = [
     "high_response_time",

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Union
 import pytest
 from pydantic import BaseModel
 
-from ragotel.analyzer.config import specs
+from ragotel.analyzer.config import hooks, specs
 from ragotel.analyzer.config.model import Config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ def _analyzer_keys() -> set[str]:
     _keys(specs.RuleSpec, "rules[].", keys)
     for channel in typing.get_args(_unwrap(specs.ChannelSpec)) or _unwrap(specs.ChannelSpec):
         _keys(channel, "channels[].", keys)
-    _keys(specs.RecoverySpec, "recovery[].", keys)
+    _keys(hooks.RecoverySpec, "recovery[].", keys)
     return keys
 
 

@@ -17,7 +17,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ragotel.analyzer.config.builtin_rules import builtin_rules
-from ragotel.analyzer.config.specs import ChannelSpec, RecoverySpec, RuleSpec, check_references
+from ragotel.analyzer.config.hooks import RecoverySpec, check_references
+from ragotel.analyzer.config.specs import ChannelSpec, RuleSpec
 from ragotel.analyzer.vocabulary import parse_duration, parse_size
 
 __all__ = [

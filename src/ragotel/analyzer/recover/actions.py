@@ -21,15 +21,14 @@ from typing import IO, Any, Final, Protocol
 
 import httpx
 
-from ragotel.analyzer.config.specs import (
-    LABEL_VALUE_RE,
-    SUBSTITUTABLE_LABELS,
+from ragotel.analyzer.config.hooks import (
     CommandActionSpec,
     PythonActionSpec,
     RecoverySpec,
     RedisFlushActionSpec,
     WebhookActionSpec,
 )
+from ragotel.analyzer.config.specs import LABEL_VALUE_RE, SUBSTITUTABLE_LABELS
 from ragotel.analyzer.vocabulary import url_without_credentials
 
 __all__ = [

@@ -16,10 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ragotel.analyzer.config.specs import (
-    RecoverySpec,
-    RuleSpec,
-)
+from ragotel.analyzer.config.hooks import RecoverySpec
+from ragotel.analyzer.config.specs import RuleSpec
 from ragotel.analyzer.judge.alert_state import Notifier
 from ragotel.analyzer.judge.records import Alert
 from ragotel.analyzer.recover.actions import ActionResult, RecoveryAction, UnsafeLabelError, build_action

@@ -1,0 +1,156 @@
+"""Cause builders of the diagnosis: pure functions from stage shares, dependency health and a deploy to ranked causes.
+
+Confidence scale, in one place so that the ranking stays legible: a down dependency that its failing stage
+corroborates 0.98 > a deploy just before the regression 0.97 > the stage an adaptive rule found off its baseline
+0.96 > attribution's best 0.95.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from ragotel.analyzer.judge.records import Cause, StageShare
+from ragotel.analyzer.vocabulary import CAUSE_ACTIONS, format_value
+from ragotel.analyzer.windows.records import Deploy
+
+__all__ = ["dependency_causes", "deploy_cause", "error_causes", "latency_causes", "own_shares", "rank", "summary_of"]
+
+_CHILD_STAGES: Final = frozenset({"embedding", "vector_db", "rerank"})
+
+
+def rank(causes: Sequence[Cause]) -> list[Cause]:
+    """The six most confident causes, one per (cause, stage, component), most confident first."""
+    best: dict[tuple[str, str | None, str | None], Cause] = {}
+    for c in causes:
+        key = (c.cause, c.stage, c.component)
+        if key not in best or c.confidence > best[key].confidence:
+            best[key] = c
+    return sorted(best.values(), key=lambda c: -c.confidence)[:6]
+
+
+def dependency_causes(
+    deps: Sequence[tuple[Mapping[str, str], float]], shares: Sequence[StageShare], kind: str
+) -> list[Cause]:
+    out = []
+    failing = {s.stage for s in shares if s.status == "failing"}
+    for labels, healthy in deps:
+        if healthy >= 1.0:
+            continue
+        dep, dep_kind = labels.get("dependency", "?"), labels.get("kind", "?")
+        corroborated = dep_kind in failing or (dep_kind in ("database", "vector_db") and "vector_db" in failing)
+        # 0.98: a down dependency its failing stage corroborates outranks even a recent deploy (0.97).
+        confidence = 0.98 if kind in ("dependency_health", "errors") or corroborated else 0.6
+        out.append(
+            Cause(
+                "dependency_down",
+                f"dependency {dep} ({dep_kind}) fails its health check",
+                confidence,
+                CAUSE_ACTIONS["dependency_down"],
+                dep_kind if dep_kind in ("vector_db", "generation", "embedding") else None,
+                dep,
+            )
+        )
+    return out
+
+
+def own_shares(shares: Sequence[StageShare]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(time share, failed calls) of each stage outside its child stages: a retrieval span encloses the
+    embedding and vector_db calls it makes, so their time and errors are theirs, not the retrieval's."""
+    children = [s for s in shares if s.stage in _CHILD_STAGES]
+    out = {}
+    for s in shares:
+        share, errors = s.time_share, s.error_rate * s.count
+        if s.stage == "retrieval":
+            share = max(0.0, share - sum(c.time_share for c in children))
+            errors = max(0.0, errors - sum(c.error_rate * c.count for c in children))
+        out[(s.stage, s.component)] = (share, errors)
+    return out
+
+
+def latency_causes(shares: Sequence[StageShare], labels: Mapping[str, str]) -> list[Cause]:
+    """Rank stages by how much of the slowdown they explain (p95 over their own usual p95, outside their
+    child stages); without baselines yet, by their share of pipeline time."""
+    inner = [s for s in shares if s.stage != "pipeline"] or list(shares)
+    excess = {(s.stage, s.component): max(0.0, s.p95 - s.usual_p95) for s in inner if s.usual_p95 is not None}
+    children = sum(v for (stage, _), v in excess.items() if stage in _CHILD_STAGES)
+    excess = {k: max(0.0, v - children) if k[0] == "retrieval" else v for k, v in excess.items()}
+    total_excess = sum(excess.values())
+    own = own_shares(shares)
+    out = []
+    for s in inner:
+        key = (s.stage, s.component)
+        usual = f", usually {format_value(s.usual_p95, 's')}" if s.usual_p95 is not None else ""
+        if total_excess > 0.01 and key in excess:
+            part = excess[key] / total_excess
+            confidence = 0.3 + 0.65 * part if part >= 0.05 else 0.1 * own[key][0]
+            why = f", {part * 100:.0f}% of the slowdown" if part >= 0.05 else ""
+        else:
+            anomaly = 1.0 if s.status == "slow" else 0.5
+            confidence = own[key][0] * (0.4 + 0.6 * anomaly)
+            why = ""
+        if labels.get("stage") == s.stage and s.stage != "pipeline":
+            confidence = max(confidence, 0.6)
+        if confidence < 0.05:
+            continue
+        summary = (
+            f"{s.stage}/{s.component} accounts for {s.time_share * 100:.0f}% of pipeline time "
+            f"(p95 {format_value(s.p95, 's')}{usual}{why})"
+        )
+        out.append(Cause(f"{s.stage}_latency", summary, confidence, CAUSE_ACTIONS["latency"], s.stage, s.component))
+    return out
+
+
+def error_causes(shares: Sequence[StageShare], labels: Mapping[str, str], weight: float = 1.0) -> list[Cause]:
+    own = own_shares(shares)
+    inner = [s for s in shares if s.stage != "pipeline" and own[(s.stage, s.component)][1] > 0]
+    errors_total = sum(own[(s.stage, s.component)][1] for s in inner)
+    out = []
+    for s in inner:
+        share = own[(s.stage, s.component)][1] / errors_total if errors_total else 0.0
+        confidence = weight * (0.3 + 0.6 * share)
+        if labels.get("stage") == s.stage:
+            confidence = max(confidence, weight * 0.7)
+        out.append(
+            Cause(
+                f"{s.stage}_errors",
+                f"{s.stage}/{s.component} fails {format_value(s.error_rate, 'ratio')} of calls "
+                f"({share * 100:.0f}% of the errors)",
+                confidence,
+                CAUSE_ACTIONS["errors"],
+                s.stage,
+                s.component,
+            )
+        )
+    return out
+
+
+def deploy_cause(deploy: Deploy, causes: Sequence[Cause], now: float) -> Cause:
+    """``code_regression`` naming both versions, on the stage the other evidence points at; it outranks every
+    stage cause (rollback leads the actions) but not a dependency whose health check fails for that stage."""
+    where = max(
+        (c for c in causes if c.stage and c.cause != "dependency_down"), default=None, key=lambda c: c.confidence
+    )
+    at = f" ({where.stage}/{where.component})" if where is not None else ""
+    assert deploy.changed_at is not None
+    return Cause(
+        "code_regression",
+        f"the regression{at} started {now - deploy.changed_at:.0f} s after the deploy of version "
+        f"{deploy.version} (was {deploy.previous_version})",
+        0.97,
+        CAUSE_ACTIONS["code_regression"],
+        where.stage if where is not None else None,
+        where.component if where is not None else None,
+    )
+
+
+def summary_of(primary: Cause, shares: Sequence[StageShare]) -> str:
+    parts = [primary.summary]
+    normal = [
+        f"{s.stage}/{s.component}"
+        for s in shares
+        if s.status == "normal" and (s.stage, s.component) != (primary.stage, primary.component)
+    ]
+    if normal:
+        parts.append(f"{', '.join(normal)} normal")
+    return "; ".join(parts)
