@@ -89,14 +89,17 @@ def analyzer_overrides(state_path: Path, webhook_url: str) -> dict[str, Any]:
     """Analyzer configuration for the demo: free ports, its own state file, a webhook, dry-run recovery hooks.
 
     Window and rules are the defaults (issue 12: detection works out of the box, so the demo shows what a user
-    gets); only the app's exporter intervals are shorter. Every firing rule has a dry-run recovery hook, so the
-    audit trail shows what would have run.
+    gets); only the app's exporter intervals are shorter, and the analyzer's memory guard is off because it shares
+    the app's process. Every firing rule has a dry-run recovery hook, so the audit trail shows what would have run.
     """
     return {
         "receivers": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}},
         "api": {"endpoint": "127.0.0.1:0"},
         "state": {"path": str(state_path)},
         "log": {"level": "warning"},
+        # The analyzer runs inside the app's process here: its resident-memory guard would read the app's
+        # memory-growth fault as its own and refuse the very telemetry that shows the leak.
+        "limits": {"memory_limit": 0},
         "channels": [{"name": "on-call-webhook", "type": "webhook", "url": webhook_url}],
         # The seed's mapping: slow responses -> clear the answer cache; errors, leaks, outages -> restart.
         "recovery": [
