@@ -343,3 +343,24 @@ def test_the_slow_tail_of_a_recovered_child_does_not_page_its_parent(harness: Ha
         second(generation, pipeline)
         fired |= {dict(a.labels)["stage"] for a in harness.engine.active()}
     assert fired == {"generation"}
+
+
+def test_the_failing_tail_of_a_recovering_child_does_not_page_its_parent(harness: Harness) -> None:
+    """A failing vector DB recovers: its newest calls fail less before the pipeline's (whose spans end later) do.
+    The child's excess of the episode still explains the parent, so only vector_db ever fires (fault matrix:
+    ``stage_errors`` fired on the pipeline 0.8 s after the fault had cleared)."""
+
+    def second(vector_db_errors: int, pipeline_errors: int) -> None:
+        harness.spans(SERVICE, "vector_db", "chromadb", [0.01] * 10, errors=vector_db_errors)
+        harness.spans(SERVICE, "pipeline", "custom", [0.3] * 10, errors=pipeline_errors)
+        harness.windows.roll_baselines(harness.now)
+        harness.tick(1.0)
+
+    for _ in range(40):
+        second(0, 0)
+    fired = set()
+    for vector_db_errors, pipeline_errors in [(10, 10)] * 3 + [(3, 10)] + [(0, 10)] * 2 + [(0, 0)] * 5:
+        second(vector_db_errors, pipeline_errors)
+        fired |= {dict(a.labels)["stage"] for a in harness.engine.active()}
+    assert fired == {"vector_db"}
+

@@ -117,10 +117,11 @@ class AdaptiveRule:
         off = self._children_off
         for j in judged:
             if (j.active or j.elevated) and j.excess > 0:
-                off[(j.labels.get("service", ""), j.labels.get("stage", ""), j.labels.get("component", ""))] = (
-                    now,
-                    j.excess,
-                )
+                key = (j.labels.get("service", ""), j.labels.get("stage", ""), j.labels.get("component", ""))
+                # The largest excess of the episode: a recovering child's shrinks before its parents' does.
+                seen = off.get(key)
+                excess = j.excess if seen is None or now - seen[0] > self._remember else max(seen[1], j.excess)
+                off[key] = (now, excess)
         for key in [k for k, (seen, _) in off.items() if now - seen > self._remember]:
             del off[key]
         return [
