@@ -363,4 +363,3 @@ def test_the_failing_tail_of_a_recovering_child_does_not_page_its_parent(harness
         second(vector_db_errors, pipeline_errors)
         fired |= {dict(a.labels)["stage"] for a in harness.engine.active()}
     assert fired == {"vector_db"}
-
