@@ -20,18 +20,24 @@ CASES = (
 )
 
 
-@pytest.mark.timeout(120)
-def test_overhead_quick_prints_every_row() -> None:
-    """`overhead.py --quick` exits 0 and prints one table row per stage case with numeric ratios."""
+def _run_quick(script: str) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/<script> --quick`` run to completion; it must exit 0."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "overhead.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
         capture_output=True,
         text=True,
         timeout=110,
         cwd=ROOT,
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.timeout(120)
+def test_overhead_quick_prints_every_row() -> None:
+    """`overhead.py --quick` exits 0 and prints one table row per stage case with numeric ratios."""
+    proc = _run_quick("overhead.py")
     rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
     for case in CASES:
         assert case in rows, f"missing row {case!r} in:\n{proc.stdout}"
@@ -44,15 +50,7 @@ def test_overhead_quick_prints_every_row() -> None:
 @pytest.mark.timeout(120)
 def test_fault_matrix_quick_prints_table() -> None:
     """`fault_matrix.py --quick` exits 0 and prints its table; whether the analyzer catches the fault is not checked."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "fault_matrix.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        cwd=ROOT,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run_quick("fault_matrix.py")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("|")]
     assert len(lines) == 3, proc.stdout  # header, separator, one fault
     header = [c.strip() for c in lines[0].strip("|").split("|")]
