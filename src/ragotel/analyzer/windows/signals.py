@@ -102,11 +102,12 @@ class SignalWindows(WindowStore):
             count = sum(p.count for p in taken)
             if not count:
                 continue
+            errors = sum(p.errors for p in taken)
             value: float | None
             if signal == "request_rate":
                 value = count / seconds
             elif signal == "error_rate":
-                value = sum(p.errors for p in taken) / count
+                value = errors / count
             elif signal == "empty_retrieval_rate":
                 value = sum(p.empty for p in taken) / count if stage == "retrieval" else None
             else:
@@ -116,7 +117,6 @@ class SignalWindows(WindowStore):
                 else:
                     value = quantile(durations, _QUANTILES[signal])
             if value is not None:
-                errors = sum(p.errors for p in taken)
                 out.append(
                     SignalValue(_labels(service=service, stage=stage, component=component), value, count, errors)
                 )
