@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from ragotel.analyzer.receive.dialects import OTHER_STAGE, read_span
 from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
 from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID, SERVICE_VERSION
 from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
@@ -41,7 +43,6 @@ __all__ = [
 
 UNKNOWN_SERVICE = "unknown_service"
 """What the OTel SDK calls a service that set no ``service.name``."""
-OTHER_STAGE = "other"
 
 _ZERO_COUNTS = frozenset({b"\x18\x00", b"\x21" + bytes(8), b"\x0a\x010"})  # int 0, double 0.0, string "0"
 _ZERO_TRACE = bytes(16)
@@ -109,6 +110,28 @@ def extract_traces(message: Any) -> TraceBatch:
                     error = code == Status.STATUS_CODE_ERROR
                 get = span.attributes.get
                 stage = get(RAGOTEL_STAGE)
+                if stage is None:  # another instrumentation's span: read its dialect
+                    reading = read_span(_decoder(get), root=not span.parent_span_id)
+                    key = (
+                        service,
+                        _encode(reading.stage),
+                        _encode(reading.component),
+                        _encode(reading.model),
+                        _encode(reading.collection),
+                    )
+                    group = raw_groups.get(key)
+                    if group is None:
+                        group = raw_groups[key] = [[], 0, 0, [], 0, 0]
+                    group[0].append(duration)
+                    group[1] += error or reading.error
+                    group[2] += reading.documents == 0
+                    if reading.user:
+                        group[3].append(_encode(reading.user))
+                    if reading.tokens is not None:
+                        group[4] += reading.tokens
+                        group[5] += 1
+                    accepted += 1
+                    continue
                 key = (
                     service,
                     stage,
@@ -162,6 +185,33 @@ def extract_traces(message: Any) -> TraceBatch:
 
 
 _COUNTS: dict[bytes, int] = {}
+
+
+def _decoder(get: Callable[[str], bytes | None]) -> Callable[[str], str | None]:
+    """Attribute lookup as text for :func:`read_span` (values decoded through the label memo)."""
+
+    def text(name: str) -> str | None:
+        raw = get(name)
+        return None if raw is None else _text(raw, "") or None
+
+    return text
+
+
+_ENCODED: dict[str, bytes] = {}
+
+
+def _encode(value: str) -> bytes | None:
+    """A label as the serialized ``AnyValue`` string the ragotel spans carry, so both kinds of span share one key
+    shape (and one decode per group); None for an empty label."""
+    if not value:
+        return None
+    raw = _ENCODED.get(value)
+    if raw is None:
+        raw = AnyValue(string_value=value).SerializeToString()
+        if len(_ENCODED) >= _LABELS_MAX:
+            _ENCODED.clear()
+        _ENCODED[value] = raw
+    return raw
 
 
 def _count(raw: bytes | None) -> int:
