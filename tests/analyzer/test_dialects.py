@@ -257,3 +257,21 @@ def test_root_and_nested_wrappers_through_extraction() -> None:
         for g in groups(bytes(encode_spans(memory.get_finished_spans()).SerializeToString()))
     }
     assert found == {("pipeline", ""): (1, 0), ("other", ""): (1, 0), ("generation", "openai"): (1, 1)}
+
+
+def test_every_dialect_attribute_is_in_the_docs_table() -> None:
+    """docs/analyzer.md names every attribute the dialect table reads, so the table and the docs stay in step."""
+    from pathlib import Path
+
+    from ragotel.analyzer.receive.dialects import DIALECTS
+
+    doc = (Path(__file__).parents[2] / "docs" / "analyzer.md").read_text()
+    names = set()
+    for dialect in DIALECTS:
+        names.update(name for name, _ in dialect.stage)
+        for field in ("component", "model", "collection", "input_tokens", "output_tokens", "documents", "user"):
+            names.update(getattr(dialect, field))
+    documented = {name for name in names if f"`{name}`" in doc}
+    keys = {key.rsplit(".document.", 1)[0] for dialect in DIALECTS for key in dialect.document_keys}
+    assert names - documented == set()
+    assert all(f"`{key}.document." in doc for key in keys)
