@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -14,18 +16,53 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 from tests.analyzer.analyzer_helpers import encoded_spans
 
-from ragotel.analyzer.receive.dialects import Reading, read_span
+from ragotel.analyzer.receive.dialects import read_span
 from ragotel.analyzer.receive.extract import extract_traces
 from ragotel.analyzer.receive.payload import decode
+from ragotel.analyzer.receive.wire import any_value_text
 from ragotel.analyzer.windows.records import SpanGroup
 
 
-def read(attributes: Mapping[str, Any], *, root: bool = False) -> Reading:
-    def get(name: str) -> str | None:
-        value = attributes.get(name)
-        return None if value is None else str(value)
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A Reading with its labels decoded, for comparisons."""
 
-    return read_span(get, root=root)
+    stage: str
+    component: str
+    model: str
+    collection: str
+    tokens: int | None
+    documents: int | None
+    error: bool
+    user: str
+    dialect: str
+
+
+def _any(value: Any) -> bytes:
+    if isinstance(value, bool):
+        return bytes(AnyValue(bool_value=value).SerializeToString())
+    if isinstance(value, int):
+        return bytes(AnyValue(int_value=value).SerializeToString())
+    if isinstance(value, float):
+        return bytes(AnyValue(double_value=value).SerializeToString())
+    return bytes(AnyValue(string_value=value).SerializeToString())
+
+
+def read(attributes: Mapping[str, Any], *, root: bool = False) -> Read:
+    """read_span over the attributes serialized as the receiver sees them (AnyValue bytes)."""
+    encoded = {name: _any(value) for name, value in attributes.items()}
+    r = read_span(encoded.get, root=root)
+    return Read(
+        r.stage,
+        any_value_text(r.component) or "",
+        any_value_text(r.model) or "",
+        any_value_text(r.collection) or "",
+        r.tokens,
+        r.documents,
+        r.error,
+        any_value_text(r.user) or "",
+        r.dialect,
+    )
 
 
 def groups(body: bytes) -> list[SpanGroup]:
@@ -89,7 +126,7 @@ OPENINFERENCE_EMBEDDING = {
 
 def test_semconv_chat_as_openlit_and_openai_v2_write_it() -> None:
     """A GenAI chat span is a generation named by its provider, response model and input + output tokens."""
-    assert read(OPENLIT_CHAT) == Reading(
+    assert read(OPENLIT_CHAT) == Read(
         stage="generation",
         component="openai",
         model="gpt-4o-mini-2024-07-18",

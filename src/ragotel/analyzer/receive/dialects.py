@@ -22,8 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from ragotel.analyzer.receive.wire import any_value_text
 from ragotel.semconv import (
     DB_COLLECTION_NAME,
     DB_SYSTEM_NAME,
@@ -43,12 +46,13 @@ from ragotel.semconv import (
     STAGE_VECTOR_DB,
 )
 
-__all__ = ["DIALECTS", "OTHER_STAGE", "Dialect", "Reading", "read_span"]
+__all__ = ["DIALECTS", "OTHER_STAGE", "Dialect", "Reading", "count_value", "read_span"]
 
 OTHER_STAGE: Final = "other"
 WRAPPER: Final = "~wrapper"
 """A stage value meaning: ``pipeline`` at the root of a trace, ``other`` below it."""
 ERROR_TYPE: Final = "error.type"
+_MISSING: Final = object()
 
 # db.system.name values (and the legacy db.system / vendor names) of vector databases; any other database is `other`.
 _VECTOR_DBS: Final = dict.fromkeys(
@@ -175,96 +179,151 @@ DIALECTS: Final[tuple[Dialect, ...]] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """What a span says in its dialect. ``tokens`` is input + output (None without usage); ``documents`` the
-    documents returned (None when the dialect does not tell); ``dialect`` the row that gave the stage ("" none)."""
+class Reading(NamedTuple):
+    """What a span says in its dialect. Labels stay serialized ``AnyValue`` bytes (None when absent), as the
+    receiver keys its groups; ``tokens`` is input + output (None without usage), read on generation and embedding
+    spans; ``documents`` the documents returned on retrieval and rerank spans (None when the dialect does not
+    tell); ``dialect`` the row that gave the stage ("" none).
+
+    A NamedTuple, not a frozen dataclass: one is built per span of another instrumentation on the ingest hot path.
+    """
 
     stage: str
-    component: str
-    model: str
-    collection: str
+    component: bytes | None
+    model: bytes | None
+    collection: bytes | None
     tokens: int | None
     documents: int | None
     error: bool
-    user: str
+    user: bytes | None
     dialect: str
 
 
-def _first(get: Callable[[str], str | None], names: tuple[str, ...]) -> str | None:
+def _flat(field: str) -> tuple[str, ...]:
+    names: list[str] = []
+    for dialect in DIALECTS:
+        names.extend(name for name in getattr(dialect, field) if name not in names)
+    return tuple(names)
+
+
+# The table compiled once, in precedence order: what read_span walks.
+_STAGES: Final = tuple((name, values, dialect.name) for dialect in DIALECTS for name, values in dialect.stage)
+_COMPONENT: Final = _flat("component")
+# A span no row classifies (HTTP, framework, tool, SQL spans: the most common kind) is read for its component from
+# these only, in the same order: four lookups instead of every component name.
+_COMPONENT_UNCLASSIFIED: Final = tuple(
+    name for name in _COMPONENT if name in (RAGOTEL_COMPONENT, GEN_AI_PROVIDER_NAME, DB_SYSTEM_NAME, "db.system")
+)
+_MODEL: Final = _flat("model")
+_COLLECTION: Final = _flat("collection")
+_INPUT_TOKENS: Final = _flat("input_tokens")
+_OUTPUT_TOKENS: Final = _flat("output_tokens")
+_DOCUMENTS: Final = _flat("documents")
+_USER: Final = _flat("user")
+_DOCUMENT_KEYS: Final = {dialect.name: dialect.document_keys for dialect in DIALECTS if dialect.document_keys}
+_USAGE_STAGES: Final = frozenset({STAGE_GENERATION, STAGE_EMBEDDING})
+_DOCUMENT_STAGES: Final = frozenset({STAGE_RETRIEVAL, STAGE_RERANK})
+_MODEL_STAGES: Final = frozenset({STAGE_GENERATION, STAGE_EMBEDDING, STAGE_RERANK})
+
+# Memos keyed by raw AnyValue bytes: the same few hundred values recur in every request. Bounded by clearing.
+_MEMO_MAX: Final = 65_536
+_CLASSES: Final[tuple[dict[bytes, str | None], ...]] = tuple({} for _ in _STAGES)  # per stage attribute
+_COUNTS: dict[bytes, int | None] = {}
+_LOWER: dict[bytes, bytes] = {}
+
+
+def count_value(raw: bytes | None) -> int | None:
+    """A count attribute (int, or a numeric string/double) as a non-negative int; None when absent or not a number."""
+    if raw is None:
+        return None
+    value = _COUNTS.get(raw, -1)
+    if value == -1:
+        try:
+            value = max(0, int(float(any_value_text(raw) or "")))
+        except (ValueError, OverflowError):
+            value = None
+        if len(_COUNTS) >= _MEMO_MAX:
+            _COUNTS.clear()
+        _COUNTS[raw] = value
+    return value
+
+
+def _lowered(raw: bytes) -> bytes:
+    """The label lower-cased (``Chroma`` -> ``chroma``), still serialized."""
+    found = _LOWER.get(raw)
+    if found is None:
+        text = any_value_text(raw)
+        found = AnyValue(string_value=text.lower()).SerializeToString() if text and not text.islower() else raw
+        if len(_LOWER) >= _MEMO_MAX:
+            _LOWER.clear()
+        _LOWER[raw] = found
+    return found
+
+
+def _first(get: Callable[[str], bytes | None], names: tuple[str, ...]) -> bytes | None:
     for name in names:
-        value = get(name)
-        if value:
-            return value
+        raw = get(name)
+        if raw:
+            return raw
     return None
 
 
-def _pick(get: Callable[[str], str | None], field: str) -> str | None:
-    for dialect in DIALECTS:
-        value = _first(get, getattr(dialect, field))
-        if value is not None:
-            return value
-    return None
-
-
-def _number(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return max(0, int(float(value)))
-    except (ValueError, OverflowError):
-        return None
-
-
-def _stage(get: Callable[[str], str | None], root: bool) -> tuple[str, Dialect | None]:
-    wrapper: Dialect | None = None
-    for dialect in DIALECTS:
-        for name, values in dialect.stage:
-            value = get(name)
-            if value:
-                stage = values.get(value.lower())
-                if stage == WRAPPER:
-                    if root:
-                        return STAGE_PIPELINE, dialect
-                    wrapper = wrapper or dialect  # nested: a later dialect may still say it is the pipeline
-                elif stage is not None:
-                    return stage, dialect
+def _stage(get: Callable[[str], bytes | None], root: bool) -> tuple[str, str]:
+    wrapper = ""
+    for (name, values, dialect), memo in zip(_STAGES, _CLASSES, strict=True):
+        raw = get(name)
+        if raw:
+            stage = memo.get(raw, _MISSING)
+            if stage is _MISSING:
+                text = any_value_text(raw)
+                stage = values.get(text.lower()) if text else None
+                if len(memo) >= _MEMO_MAX:
+                    memo.clear()
+                memo[raw] = stage
+            if stage == WRAPPER:
+                if root:
+                    return STAGE_PIPELINE, dialect
+                wrapper = wrapper or dialect  # nested: a later dialect may still say it is the pipeline
+            elif stage is not None:
+                return stage, dialect  # type: ignore[return-value]
     return OTHER_STAGE, wrapper
 
 
-def _documents(get: Callable[[str], str | None], stage: str, source: Dialect | None) -> int | None:
-    for dialect in DIALECTS:
-        count = _number(_first(get, dialect.documents))
-        if count is not None:
-            return count
-    if source is not None and source.document_keys and stage in (STAGE_RETRIEVAL, STAGE_RERANK):
-        return 1 if _first(get, source.document_keys) is not None else 0
+def _tokens(get: Callable[[str], bytes | None]) -> int | None:
+    tokens_in = count_value(_first(get, _INPUT_TOKENS))
+    tokens_out = count_value(_first(get, _OUTPUT_TOKENS))
+    if tokens_in is None and tokens_out is None:
+        return None
+    return (tokens_in or 0) + (tokens_out or 0)
+
+
+def _documents(get: Callable[[str], bytes | None], dialect: str) -> int | None:
+    count = count_value(_first(get, _DOCUMENTS))
+    if count is not None:
+        return count
+    keys = _DOCUMENT_KEYS.get(dialect)
+    if keys:
+        return 1 if _first(get, keys) is not None else 0
     return None
 
 
-def read_span(get: Callable[[str], str | None], *, root: bool) -> Reading:
+def read_span(get: Callable[[str], bytes | None], *, root: bool) -> Reading:
     """Classify one span from its attributes.
 
-    ``get(name)`` returns an attribute as text (None when absent); ``root``: the span has no parent. Never raises
-    on odd values: a count that is not a number counts as absent, an unknown value as unclassified.
+    ``get(name)`` returns an attribute as serialized ``AnyValue`` bytes (None when absent), as the receiver's lean
+    decoding gives them; ``root``: the span has no parent. Never raises on odd values: a count that is not a
+    number counts as absent, an unknown value as unclassified.
     """
-    stage, source = _stage(get, root)
-    tokens: int | None = None
-    if stage in (STAGE_GENERATION, STAGE_EMBEDDING):
-        tokens_in = tokens_out = None
-        for dialect in DIALECTS:
-            tokens_in = tokens_in if tokens_in is not None else _number(_first(get, dialect.input_tokens))
-            tokens_out = tokens_out if tokens_out is not None else _number(_first(get, dialect.output_tokens))
-        if tokens_in is not None or tokens_out is not None:
-            tokens = (tokens_in or 0) + (tokens_out or 0)
+    stage, dialect = _stage(get, root)
+    component = _first(get, _COMPONENT if dialect else _COMPONENT_UNCLASSIFIED)
     return Reading(
-        stage=stage,
-        component=(_pick(get, "component") or "").lower(),
-        model=_pick(get, "model") or "",
-        collection=_pick(get, "collection") or "",
-        tokens=tokens,
-        documents=_documents(get, stage, source),
-        error=get(ERROR_TYPE) is not None,
-        user=_pick(get, "user") or "",
-        dialect=source.name if source is not None else "",
+        stage,
+        _lowered(component) if component is not None else None,
+        _first(get, _MODEL) if stage in _MODEL_STAGES else None,
+        _first(get, _COLLECTION),
+        _tokens(get) if stage in _USAGE_STAGES else None,
+        _documents(get, dialect) if stage in _DOCUMENT_STAGES else None,
+        get(ERROR_TYPE) is not None,
+        _first(get, _USER) if stage == STAGE_PIPELINE else None,
+        dialect,
     )

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from ragotel.analyzer.receive.dialects import OTHER_STAGE, read_span
+from ragotel.analyzer.receive.dialects import OTHER_STAGE, count_value, read_span
 from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
-from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID, SERVICE_VERSION
+from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID, SERVICE_VERSION, STAGES
 from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
 from ragotel.semconv import (
     DB_COLLECTION_NAME,
@@ -51,6 +51,9 @@ _ERROR_SEVERITY = 17  # SEVERITY_NUMBER_ERROR
 # The stages whose spans carry token usage, as the SDK encodes them (AnyValue string_value, field 1).
 _USAGE_STAGES = frozenset(b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING))
 
+
+# Stage names as the serialized AnyValue strings ragotel's spans carry, so both kinds of span share one key shape.
+_STAGE_VALUES = {stage: AnyValue(string_value=stage).SerializeToString() for stage in STAGES}
 
 _LABELS: dict[bytes, Any] = {}
 _MISSING = object()
@@ -111,14 +114,8 @@ def extract_traces(message: Any) -> TraceBatch:
                 get = span.attributes.get
                 stage = get(RAGOTEL_STAGE)
                 if stage is None:  # another instrumentation's span: read its dialect
-                    reading = read_span(_decoder(get), root=not span.parent_span_id)
-                    key = (
-                        service,
-                        _encode(reading.stage),
-                        _encode(reading.component),
-                        _encode(reading.model),
-                        _encode(reading.collection),
-                    )
+                    reading = read_span(get, root=not span.parent_span_id)
+                    key = (service, _STAGE_VALUES[reading.stage], reading.component, reading.model, reading.collection)
                     group = raw_groups.get(key)
                     if group is None:
                         group = raw_groups[key] = [[], 0, 0, [], 0, 0]
@@ -126,7 +123,7 @@ def extract_traces(message: Any) -> TraceBatch:
                     group[1] += error or reading.error
                     group[2] += reading.documents == 0
                     if reading.user:
-                        group[3].append(_encode(reading.user))
+                        group[3].append(reading.user)
                     if reading.tokens is not None:
                         group[4] += reading.tokens
                         group[5] += 1
@@ -184,51 +181,9 @@ def extract_traces(message: Any) -> TraceBatch:
     return TraceBatch(groups, accepted, rejected + bad_status, "; ".join(reasons), versions)
 
 
-_COUNTS: dict[bytes, int] = {}
-
-
-def _decoder(get: Callable[[str], bytes | None]) -> Callable[[str], str | None]:
-    """Attribute lookup as text for :func:`read_span` (values decoded through the label memo)."""
-
-    def text(name: str) -> str | None:
-        raw = get(name)
-        return None if raw is None else _text(raw, "") or None
-
-    return text
-
-
-_ENCODED: dict[str, bytes] = {}
-
-
-def _encode(value: str) -> bytes | None:
-    """A label as the serialized ``AnyValue`` string the ragotel spans carry, so both kinds of span share one key
-    shape (and one decode per group); None for an empty label."""
-    if not value:
-        return None
-    raw = _ENCODED.get(value)
-    if raw is None:
-        raw = AnyValue(string_value=value).SerializeToString()
-        if len(_ENCODED) >= _LABELS_MAX:
-            _ENCODED.clear()
-        _ENCODED[value] = raw
-    return raw
-
-
 def _count(raw: bytes | None) -> int:
-    """A token count attribute (int, or a numeric string/double) as a non-negative int; 0 when absent or not one.
-    Memoised like label values: one prompt template gives the same few counts again and again."""
-    if raw is None:
-        return 0
-    value = _COUNTS.get(raw)
-    if value is None:
-        try:
-            value = max(0, int(float(any_value_text(raw) or 0)))
-        except (ValueError, OverflowError):
-            value = 0
-        if len(_COUNTS) >= _LABELS_MAX:
-            _COUNTS.clear()
-        _COUNTS[raw] = value
-    return value
+    """A token count attribute as a non-negative int; 0 when absent or not a number."""
+    return count_value(raw) or 0
 
 
 def _status_code(status: bytes) -> int | None:
