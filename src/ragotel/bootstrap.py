@@ -290,6 +290,7 @@ def instrument(
                 handle.meter_provider,
                 capture_content=settings.capture_content,
                 capture_max_length=settings.capture_max_length,
+                openinference=settings.openinference,
             )
         )
         _current = handle

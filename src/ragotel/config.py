@@ -37,6 +37,7 @@ ENV_HOST_FILESYSTEM_PATHS: Final = "RAGOTEL_HOST_FILESYSTEM_PATHS"  # extra path
 ENV_HOST_PER_CPU: Final = "RAGOTEL_HOST_PER_CPU"  # opt-in: one system.cpu.utilization series per logical CPU
 ENV_LOG_LEVEL: Final = "RAGOTEL_LOG_LEVEL"
 ENV_COEXISTENCE: Final = "RAGOTEL_COEXISTENCE"  # defer | exclusive | both: another instrumentation of a library
+ENV_OPENINFERENCE: Final = "RAGOTEL_OPENINFERENCE"  # opt-in: OpenInference span kinds and names (Phoenix, Arize)
 
 PROTOCOLS: Final = ("http/protobuf", "grpc")
 # What ragotel does about another instrumentation of a library it instruments (ragotel.coexistence):
@@ -202,6 +203,7 @@ class Settings:
     metric_export_interval_ms: int = DEFAULT_METRIC_EXPORT_INTERVAL_MS
     exporter_timeout_s: float = DEFAULT_EXPORTER_TIMEOUT_S
     coexistence: str = DEFAULT_COEXISTENCE
+    openinference: bool = False
 
     @classmethod
     def from_env(
@@ -265,4 +267,5 @@ class Settings:
             coexistence=coexistence_mode(coexistence, source="instrument(coexistence=...)")
             if coexistence is not None
             else coexistence_mode(env.get(ENV_COEXISTENCE), source=ENV_COEXISTENCE),
+            openinference=env_bool(env, ENV_OPENINFERENCE, False),
         )
