@@ -16,6 +16,7 @@ from tests.servers.openai import FakeOpenAI
 
 import ragotel
 from ragotel import semconv as sc
+from ragotel import telemetry
 from ragotel.config import Settings
 from ragotel.instrumentation.chromadb import ChromaInstrumentor
 from ragotel.instrumentation.openai import OpenAIInstrumentor
@@ -123,3 +124,22 @@ def test_setting_is_read_from_the_environment(value: str | None, expected: bool)
     """RAGOTEL_OPENINFERENCE turns the mapping on; unset, false or unparsable leaves it off."""
     env = {} if value is None else {"RAGOTEL_OPENINFERENCE": value}
     assert Settings.from_env(env).openinference is expected
+
+
+def test_instrument_reads_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ragotel.instrument() with RAGOTEL_OPENINFERENCE=true makes its spans carry the kinds."""
+    monkeypatch.setenv("RAGOTEL_OPENINFERENCE", "true")
+    with capture() as cap:
+        handle = ragotel.instrument(
+            tracer_provider=cap.tracer_provider, meter_provider=cap.meter_provider, libraries=[], host_metrics=False
+        )
+        telemetry.pop(telemetry.current())  # report through instrument()'s Telemetry, not capture()'s
+        try:
+            with ragotel.pipeline("p"), ragotel.generation("m"):
+                pass
+        finally:
+            handle.uninstrument()
+    assert {s.name: (s.attributes or {})[sc.OPENINFERENCE_SPAN_KIND] for s in cap.spans()} == {
+        "pipeline p": "CHAIN",
+        "chat m": "LLM",
+    }
