@@ -75,11 +75,13 @@ class Instrumentation:
         owns_providers: bool,
         ledger: ExportLedger | None = None,
         logger_provider: _logs.LoggerProvider | None = None,
+        owns_logger_provider: bool = False,
     ) -> None:
         self.settings = settings
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.logger_provider = logger_provider  # where the app's logging records go; None: not exported
+        self.owns_logger_provider = owns_logger_provider
         self.app_logs: AppLogs | None = None  # the root logger's OTel handler while instrumented
         self.owns_providers = owns_providers
         self.instrumentors: dict[str, Any] = {}
@@ -105,12 +107,16 @@ class Instrumentation:
         return self._within(timeout_millis, "force_flush", lambda flush: functools.partial(flush, timeout_millis))
 
     def _within(self, timeout_millis: float, method: str, bind: Callable[[Any], Callable[[], Any]]) -> bool:
-        """Call ``method`` of both providers concurrently, waiting at most ``timeout_millis``; see force_flush."""
+        """Call ``method`` of the providers concurrently, waiting at most ``timeout_millis``; see force_flush.
+
+        An app's own LoggerProvider is only flushed, never shut down (ragotel may own the others and not that one).
+        """
         failures = self._ledger.failures if self._ledger is not None else 0
         calls = {}
         providers = (("traces", self.tracer_provider), ("metrics", self.meter_provider), ("logs", self.logger_provider))
         for signal, provider in providers:
-            call = getattr(provider, method, None)
+            own = signal != "logs" or self.owns_logger_provider
+            call = getattr(provider, method if own or method != "shutdown" else "force_flush", None)
             if call is not None:
                 calls[f"{signal} {method}"] = bind(call)
         done = self._deadlines.run(calls, timeout_millis / 1000)
@@ -345,6 +351,7 @@ def _build(
         owns_providers=owns_tracer or owns_meter or owns_logger,
         ledger=ledger,
         logger_provider=logger,
+        owns_logger_provider=owns_logger,
     )
 
 

@@ -221,6 +221,10 @@ def test_an_existing_otel_handler_is_adopted_not_doubled(http_receiver: HttpRece
         logging.getLogger().addHandler(mine)
     """
     check = "assert handle.logger_provider is provider and handle.app_logs.handler is mine; sys.exit("
-    code = textwrap.dedent(prelude) + textwrap.dedent(_APP).replace("sys.exit(", check)
+    after = "\nlogging.getLogger('shop').error('after shutdown'); provider.force_flush()"  # the app's, still working
+    code = textwrap.dedent(prelude) + textwrap.dedent(_APP).replace("sys.exit(", check).replace(
+        "sys.exit(0 if handle.shutdown(10_000) else 3)",
+        f"ok = handle.shutdown(10_000){after}\nsys.exit(0 if ok else 3)",
+    )
     _run(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.url})
-    assert [r["text"] for r in _records(http_receiver)] == ["WARN", "ERROR"]
+    assert [r["body"] for r in _records(http_receiver)] == ["slow generation: 4.2 s", "answer failed", "after shutdown"]
