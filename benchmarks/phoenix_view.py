@@ -119,6 +119,7 @@ def run_app(port: int, project: str = PROJECT, *, openinference: bool = True) ->
         "OTEL_RESOURCE_ATTRIBUTES": f"openinference.project.name={project}",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}/v1/traces",
         "RAGOTEL_HOST_METRICS": "false",
+        "RAGOTEL_APP_LOGS": "off",  # Phoenix takes traces only
         "RAGOTEL_HEALTH_AUTO_REGISTER": "false",
     }
     subprocess.run([sys.executable, __file__, "--app"], env=env, check=True, timeout=120)
