@@ -25,6 +25,7 @@ from ragotel import semconv as sc
 from ragotel.bounds import clip, items, prune
 from ragotel.instruments import METRIC_KEYS, Instruments
 from ragotel.naming import error_type, span_name
+from ragotel.openinference import SPAN_KINDS, end_attributes
 
 __all__ = ["NOOP", "OP_KEY", "MergedOperation", "Operation"]
 
@@ -90,6 +91,8 @@ class Operation:
         if attributes:
             attrs.update((k, clip(v)) for k, v in attributes.items() if v is not None)
             self._note_metric_attrs(attrs)
+        if tel.openinference:
+            attrs[sc.OPENINFERENCE_SPAN_KIND] = SPAN_KINDS.get(stage, "UNKNOWN")
         kind = SpanKind.CLIENT if stage in _CLIENT_STAGES else SpanKind.INTERNAL
         self.span = tel.tracer.start_span(name or span_name(stage, attrs), kind=kind, attributes=tel.aliased(attrs))
         self._start = time.perf_counter()
@@ -270,11 +273,19 @@ class Operation:
             span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"[:1024]))
         if ended_early:
             final[sc.RAGOTEL_STREAM_ENDED_EARLY] = True
+        tel = self._tel
+        assert tel is not None  # only an operation with a Telemetry has a lock
         if self._usage_in is not None or self._usage_out is not None:
             usage = {sc.GEN_AI_USAGE_INPUT_TOKENS: self._usage_in, sc.GEN_AI_USAGE_OUTPUT_TOKENS: self._usage_out}
-            tel = self._tel
-            assert tel is not None  # only an operation with a Telemetry has a lock
             final.update(tel.aliased({k: v for k, v in usage.items() if v is not None}))
+        if tel.openinference:
+            # Read back from the SDK span (an API-only span has no attributes: the kind alone was set at start).
+            carried = getattr(span, "attributes", None) or {}
+            final.update(
+                end_attributes(
+                    self.stage, carried, self._usage_in, self._usage_out, capture_content=tel.capture_content
+                )
+            )
         if final:
             span.set_attributes(final)
         span.end()

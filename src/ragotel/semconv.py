@@ -98,6 +98,22 @@ DB_QUERY_TEXT: Final = "db.query.text"  # content capture only
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 
+# --- OpenInference (Phoenix, Arize), only with RAGOTEL_OPENINFERENCE=true ----------------------------------------
+# Mapped at span end from the names above (ragotel.openinference); the GenAI / database names stay as they are.
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+OI_LLM_MODEL_NAME: Final = "llm.model_name"
+OI_LLM_PROVIDER: Final = "llm.provider"
+OI_LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+OI_LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+OI_LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
+OI_EMBEDDING_MODEL_NAME: Final = "embedding.model_name"
+OI_RERANKER_MODEL_NAME: Final = "reranker.model_name"
+OI_USER_ID: Final = "user.id"
+OI_INPUT_VALUE: Final = "input.value"  # content capture only
+OI_INPUT_MIME_TYPE: Final = "input.mime_type"  # content capture only
+OI_OUTPUT_VALUE: Final = "output.value"  # content capture only
+OI_OUTPUT_MIME_TYPE: Final = "output.mime_type"  # content capture only
+
 # --- general (upstream) --------------------------------------------------------------------------------------------
 ERROR_TYPE: Final = "error.type"
 ENDUSER_ID: Final = "enduser.id"

@@ -48,6 +48,8 @@ _ZERO_COUNTS = frozenset({b"\x18\x00", b"\x21" + bytes(8), b"\x0a\x010"})  # int
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _ERROR_SEVERITY = 17  # SEVERITY_NUMBER_ERROR
+# Senders that set only the text (severity_number UNSPECIFIED): syslog- and Python-style names of ERROR and above.
+_ERROR_TEXTS = ("ERROR", "FATAL", "CRITICAL", "ALERT", "EMERG", "PANIC")
 # The stages whose spans carry token usage, as the SDK encodes them (AnyValue string_value, field 1).
 _USAGE_STAGES = frozenset(b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING))
 
@@ -270,7 +272,7 @@ def extract_metrics(message: Any) -> MetricBatch:
 
 
 def extract_logs(message: Any) -> LogBatch:
-    """Count log records and error records (severity_number >= ERROR) per service."""
+    """Count log records and error records (severity_number >= ERROR, or only a text saying so) per service."""
     services: dict[str, tuple[int, int]] = {}
     accepted = 0
     for resource_logs in message.resource_logs:
@@ -279,7 +281,9 @@ def extract_logs(message: Any) -> LogBatch:
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
                 total += 1
-                if record.severity_number >= _ERROR_SEVERITY:
+                if record.severity_number >= _ERROR_SEVERITY or (
+                    record.severity_number == 0 and record.severity_text.upper().startswith(_ERROR_TEXTS)
+                ):
                     errors += 1
         if total:
             old_total, old_errors = services.get(service, (0, 0))
