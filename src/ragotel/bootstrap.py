@@ -273,6 +273,7 @@ def instrument(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
     coexistence: str | None = None,
+    logs: bool | str | int | None = None,
 ) -> Instrumentation:
     """Instrument every supported, importable library and start the gauges. Idempotent; never raises.
 
@@ -281,8 +282,10 @@ def instrument(
     installed as the global providers. Explicit arguments beat ``OTEL_*`` environment variables. Makes no network
     call itself: exporters connect on their first export, from their own threads. ``coexistence`` (else
     ``RAGOTEL_COEXISTENCE``, else ``"defer"``) says what to do about another instrumentation of a library
-    (:mod:`ragotel.coexistence`). Under ``opentelemetry-instrument`` ragotel is already started: this returns its
-    handle.
+    (:mod:`ragotel.coexistence`). ``logs`` (else ``RAGOTEL_APP_LOGS`` / ``OTEL_PYTHON_LOG_*``, else WARNING) is the
+    level from which the app's ``logging`` records go out as OTLP logs: ``False`` off, ``True`` the default, or a
+    level (``"error"``, ``logging.ERROR``). Under ``opentelemetry-instrument`` ragotel is already started: this
+    returns its handle.
     """
     global _current
     with _lock:
@@ -300,6 +303,7 @@ def instrument(
                 libraries=libraries,
                 host_metrics=host_metrics,
                 coexistence=coexistence,
+                logs=logs,
             ),
             Settings(),
         )

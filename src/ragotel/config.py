@@ -121,6 +121,15 @@ _OFF: Final = frozenset({"off", "none", "false", "0", "no"})
 DEFAULT_APP_LOGS_LEVEL: Final = logging.WARNING
 
 
+def _logs_setting(value: bool | str | int) -> str:
+    """``instrument(logs=...)`` as a RAGOTEL_APP_LOGS value: False off, True on, a level number or name."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int):
+        return str(logging.getLevelName(value)).lower()
+    return value
+
+
 def app_logs(env: Mapping[str, str]) -> tuple[int | None, bool]:
     """``(level, forced)`` for the app's logs: None when off; forced when RAGOTEL_APP_LOGS itself named the level.
 
@@ -254,6 +263,7 @@ class Settings:
         libraries: list[str] | tuple[str, ...] | None = None,
         host_metrics: bool = True,
         coexistence: str | None = None,
+        logs: bool | str | int | None = None,
     ) -> Settings:
         """Build settings; never raises: bad values warn once, naming the variable, and use the documented default."""
         env = os.environ if env is None else env
@@ -271,7 +281,7 @@ class Settings:
         elif env.get(ENV_HEADERS) and parse_headers(env[ENV_HEADERS], source=ENV_HEADERS) is None:
             parsed_headers = {}
         capture = env_bool(env, ENV_CAPTURE, False) if capture_content is None else bool(capture_content)
-        logs_level, logs_forced = app_logs(env)
+        logs_level, logs_forced = app_logs(env if logs is None else {**env, ENV_APP_LOGS: _logs_setting(logs)})
         disabled = frozenset(
             name.strip().removeprefix("ragotel_") for name in env.get(ENV_DISABLED, "").split(",") if name.strip()
         )

@@ -126,6 +126,25 @@ def test_level_and_off_switch(http_receiver: HttpReceiver, env: dict[str, str], 
     assert [r["text"] for r in _records(http_receiver)] == expected
 
 
+@pytest.mark.parametrize(
+    ("argument", "env", "expected"),
+    [
+        ('"info"', {}, ["INFO", "WARN", "ERROR"]),
+        ("logging.ERROR", {"RAGOTEL_APP_LOGS": "info"}, ["ERROR"]),
+        ("False", {"RAGOTEL_APP_LOGS": "info"}, []),
+        ("True", {"RAGOTEL_APP_LOGS": "off"}, ["WARN", "ERROR"]),
+    ],
+)
+def test_instrument_logs_argument_beats_the_variables(
+    http_receiver: HttpReceiver, argument: str, env: dict[str, str], expected: list[str]
+) -> None:
+    """instrument(logs=...) sets the exported level or switches the app's logs off, ahead of the environment."""
+    code = _APP.replace("import ragotel", "import ragotel, logging; logging.getLogger().setLevel(logging.INFO)")
+    code = code.replace("ragotel.instrument()", f"ragotel.instrument(logs={argument})")
+    _run(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.url, **env})
+    assert [r["text"] for r in _records(http_receiver)] == expected
+
+
 def test_exporter_failures_are_not_re_exported() -> None:
     """Exporters failing against a dead port log warnings that never become exported records, and do not loop."""
     dead = HttpReceiver()
