@@ -51,6 +51,7 @@ LIBRARIES: Final[dict[str, Library]] = {
     ),
     "llama_index": Library("llama_index.core", "ragotel.instrumentation.llama_index:LlamaIndexInstrumentor"),
     "anthropic": Library("anthropic", "ragotel.instrumentation.anthropic:AnthropicInstrumentor"),
+    "bedrock": Library("botocore", "ragotel.instrumentation.bedrock:BedrockInstrumentor"),
 }
 
 
