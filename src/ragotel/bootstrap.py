@@ -52,6 +52,7 @@ LIBRARIES: Final[dict[str, Library]] = {
     "llama_index": Library("llama_index.core", "ragotel.instrumentation.llama_index:LlamaIndexInstrumentor"),
     "anthropic": Library("anthropic", "ragotel.instrumentation.anthropic:AnthropicInstrumentor"),
     "bedrock": Library("botocore", "ragotel.instrumentation.bedrock:BedrockInstrumentor"),
+    "google_genai": Library("google.genai", "ragotel.instrumentation.google_genai:GoogleGenAIInstrumentor"),
 }
 
 
