@@ -53,6 +53,7 @@ LIBRARIES: Final[dict[str, Library]] = {
     "anthropic": Library("anthropic", "ragotel.instrumentation.anthropic:AnthropicInstrumentor"),
     "bedrock": Library("botocore", "ragotel.instrumentation.bedrock:BedrockInstrumentor"),
     "google_genai": Library("google.genai", "ragotel.instrumentation.google_genai:GoogleGenAIInstrumentor"),
+    "ollama": Library("ollama", "ragotel.instrumentation.ollama:OllamaInstrumentor"),
 }
 
 
