@@ -63,7 +63,8 @@ KNOWN: Final[dict[str, str]] = {
     "openinference-instrumentation-anthropic": "anthropic",
     "opentelemetry-instrumentation-bedrock": "bedrock",
     "openinference-instrumentation-bedrock": "bedrock",
-    "opentelemetry-instrumentation-google-genai": "google_genai",
+    "opentelemetry-instrumentation-google-genai": "google_genai",  # contrib
+    "opentelemetry-instrumentation-google-generativeai": "google_genai",  # OpenLLMetry
     "openinference-instrumentation-google-genai": "google_genai",
     "opentelemetry-instrumentation-ollama": "ollama",
 }

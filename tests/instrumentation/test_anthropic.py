@@ -12,23 +12,24 @@ import pytest
 from anthropic._base_client import BaseClient
 from anthropic.resources.messages.messages import Messages
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from tests.instrumentation.instrumentation_helpers import (
     Instrumented,
+    assert_extractor_failure_keeps_result,
+    assert_framework_step_counts_once,
     assert_silent_without,
     break_and_collect,
-    break_response_extractors,
     close,
     context_exit,
     dropped,
     exhaust,
     exported_values,
+    one_span,
     raise_in_loop,
+    span_attributes,
 )
 from tests.servers.anthropic import FakeAnthropic
 
-import ragotel
 from ragotel import semconv as sc
 from ragotel.instrumentation._base import Target
 from ragotel.instrumentation.anthropic import AnthropicInstrumentor
@@ -68,16 +69,6 @@ def cap(instrumented: Instrumented) -> Capture:
     return instrumented(AnthropicInstrumentor)
 
 
-def _attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def _one(cap: Capture) -> ReadableSpan:
-    spans = cap.spans()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
-
-
 def _tokens(cap: Capture) -> dict[str, tuple[int, float]]:
     return {
         str(p.attributes[sc.GEN_AI_TOKEN_TYPE]): (p.count or 0, p.sum or 0.0)
@@ -96,10 +87,10 @@ def test_create_span_attributes_usage_and_metrics(
     server.cache_read_tokens, server.cache_creation_tokens = 5, 7
     sampling = {"temperature": 0.3, "top_p": 0.9, "top_k": 40}  # newer clients send these through extra_body only
     result = _create(client, extra_body=sampling, stop_sequences=["END"], system=SYSTEM)
-    span = _one(cap)
+    span = one_span(cap)
     assert span.name == f"chat {MODEL}"
     assert span.kind is SpanKind.CLIENT
-    attrs = _attrs(span)
+    attrs = span_attributes(span)
     expected_input = result.usage.input_tokens + 5 + 7
     assert attrs == {
         sc.RAGOTEL_STAGE: "generation",
@@ -130,7 +121,7 @@ def test_create_span_attributes_usage_and_metrics(
 def test_parameters_not_sent_are_absent(cap: Capture, client: anthropic.Anthropic) -> None:
     """Only what the caller passed is recorded: no invented temperature, top_p, top_k, stop sequences or stream."""
     _create(client)
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     for name in (sc.GEN_AI_REQUEST_TEMPERATURE, sc.GEN_AI_REQUEST_TOP_P, sc.GEN_AI_REQUEST_TOP_K,
                  sc.GEN_AI_REQUEST_STOP_SEQUENCES, sc.GEN_AI_REQUEST_STREAM, sc.GEN_AI_OUTPUT_TYPE):  # fmt: skip
         assert name not in attrs, name
@@ -140,20 +131,20 @@ async def test_async_create(cap: Capture, aclient: anthropic.AsyncAnthropic, ser
     """An async call is one span lasting as long as the awaited request."""
     server.delay = 0.05
     result = await aclient.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES)
-    span = _one(cap)
+    span = one_span(cap)
     assert span.end_time is not None
     assert span.start_time is not None
     assert (span.end_time - span.start_time) / 1e9 >= 0.05
-    assert _attrs(span)[sc.GEN_AI_RESPONSE_ID] == result.id
+    assert span_attributes(span)[sc.GEN_AI_RESPONSE_ID] == result.id
 
 
 def test_error_sets_status_and_error_type(cap: Capture, client: anthropic.Anthropic) -> None:
     """An API error re-raises unchanged; the span is ERROR with `error.type` the public exception class."""
     with pytest.raises(anthropic.RateLimitError):
         client.messages.create(model="error-429", max_tokens=10, messages=MESSAGES)
-    span = _one(cap)
+    span = one_span(cap)
     assert span.status.status_code is StatusCode.ERROR
-    assert _attrs(span)[sc.ERROR_TYPE] == "anthropic.RateLimitError"
+    assert span_attributes(span)[sc.ERROR_TYPE] == "anthropic.RateLimitError"
     assert cap.metrics(sc.M_GEN_AI_TOKEN_USAGE) == []
 
 
@@ -161,7 +152,7 @@ async def test_async_error(cap: Capture, aclient: anthropic.AsyncAnthropic) -> N
     """An async API error gives one ERROR span and reaches the caller."""
     with pytest.raises(anthropic.InternalServerError):
         await aclient.messages.create(model="error-500", max_tokens=10, messages=MESSAGES)
-    assert _one(cap).status.status_code is StatusCode.ERROR
+    assert one_span(cap).status.status_code is StatusCode.ERROR
 
 
 # -- streams --------------------------------------------------------------------------------------------------------
@@ -183,7 +174,7 @@ def test_stream_exit_paths(
     """`create(stream=True)` ends its one span on every exit path; usage and stop reason come from the events."""
     server.cache_read_tokens = 3
     consume(_create(client, stream=True))
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     assert attrs[sc.GEN_AI_REQUEST_STREAM] is True
     assert attrs.get(sc.RAGOTEL_STREAM_ENDED_EARLY, False) is early
     if consume is not dropped:  # a stream dropped unread showed no event
@@ -202,7 +193,7 @@ def test_stream_helper_is_one_span(cap: Capture, client: anthropic.Anthropic) ->
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == REPLY
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     assert attrs[sc.GEN_AI_REQUEST_STREAM] is True
     assert attrs[sc.GEN_AI_RESPONSE_ID] == final.id
     assert attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == final.usage.output_tokens
@@ -213,7 +204,7 @@ def test_stream_helper_left_early_ends_its_span(cap: Capture, client: anthropic.
     """Leaving the `messages.stream()` block after one event ends the span, marked as ended early."""
     with client.messages.stream(model=MODEL, max_tokens=100, messages=MESSAGES) as stream:
         next(iter(stream))
-    assert _attrs(_one(cap))[sc.RAGOTEL_STREAM_ENDED_EARLY] is True
+    assert span_attributes(one_span(cap))[sc.RAGOTEL_STREAM_ENDED_EARLY] is True
 
 
 async def test_async_stream_helper_and_stream(cap: Capture, aclient: anthropic.AsyncAnthropic) -> None:
@@ -225,15 +216,15 @@ async def test_async_stream_helper_and_stream(cap: Capture, aclient: anthropic.A
         pass
     spans = cap.spans()
     assert len(spans) == 2
-    assert _attrs(spans[0])[sc.GEN_AI_RESPONSE_ID] == final.id
-    assert all(_attrs(s)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == len(REPLY.split()) for s in spans)
+    assert span_attributes(spans[0])[sc.GEN_AI_RESPONSE_ID] == final.id
+    assert all(span_attributes(s)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == len(REPLY.split()) for s in spans)
 
 
 def test_stream_error_midway(cap: Capture, client: anthropic.Anthropic) -> None:
     """An SSE `error` event raises to the caller and ends the span as ERROR."""
     with pytest.raises(anthropic.APIStatusError):
         exhaust(client.messages.create(model="error-midstream", max_tokens=10, messages=MESSAGES, stream=True))
-    assert _one(cap).status.status_code is StatusCode.ERROR
+    assert one_span(cap).status.status_code is StatusCode.ERROR
 
 
 def test_raw_response_keeps_headers_and_parse(cap: Capture, client: anthropic.Anthropic) -> None:
@@ -241,7 +232,7 @@ def test_raw_response_keeps_headers_and_parse(cap: Capture, client: anthropic.An
     raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=100, messages=MESSAGES)
     assert raw.headers.get("content-type") == "application/json"
     message = raw.parse()
-    assert _attrs(_one(cap))[sc.GEN_AI_RESPONSE_ID] == message.id
+    assert span_attributes(one_span(cap))[sc.GEN_AI_RESPONSE_ID] == message.id
 
 
 # -- content --------------------------------------------------------------------------------------------------------
@@ -262,7 +253,7 @@ def test_content_capture_on(instrumented: Instrumented, client: anthropic.Anthro
     cap = instrumented(AnthropicInstrumentor, capture_content=True)
     _create(client, system=SYSTEM)
     exhaust(_create(client, stream=True))
-    plain, streamed = (_attrs(s) for s in cap.spans())
+    plain, streamed = (span_attributes(s) for s in cap.spans())
     assert '"walrus-system-4410 rules"' in plain[sc.GEN_AI_SYSTEM_INSTRUCTIONS]
     assert PROMPT in plain[sc.GEN_AI_INPUT_MESSAGES]
     for attrs in (plain, streamed):
@@ -307,16 +298,7 @@ def test_instrument_twice_no_double_spans(cap: Capture, client: anthropic.Anthro
 
 def test_extractor_failure_keeps_the_result(monkeypatch: pytest.MonkeyPatch, client: anthropic.Anthropic) -> None:
     """A failing response extractor leaves the caller's result the very same object, and the span still ends."""
-    seen = break_response_extractors(monkeypatch, AnthropicInstrumentor, lambda method: True)
-    with capture() as cap:
-        inst = AnthropicInstrumentor()
-        inst.instrument()
-        try:
-            result = _create(client)
-        finally:
-            inst.uninstrument()
-    assert seen == [result]
-    assert len(cap.spans()) == 1
+    assert_extractor_failure_keeps_result(monkeypatch, AnthropicInstrumentor, lambda: _create(client))
 
 
 @pytest.mark.parametrize(
@@ -336,7 +318,7 @@ def test_malformed_answer_changes_nothing_for_the_caller(
     plain = repr(_create(client))
     cap = instrumented(AnthropicInstrumentor, capture_content=True)
     assert repr(_create(client)) == plain
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     assert sc.GEN_AI_USAGE_INPUT_TOKENS not in attrs
 
 
@@ -376,12 +358,9 @@ def _enter_another_shape(self: Any) -> Any:
 
 def test_stage_api_around_anthropic_counts_once(cap: Capture, client: anthropic.Anthropic) -> None:
     """A framework's generation step (here `ragotel.generation()`) around a messages call is one span, counted once."""
-    with ragotel.generation("my-model") as op:
-        op.record_usage(1000, 1000)
-        result = _create(client)
-    attrs = _attrs(_one(cap))
-    assert attrs[sc.GEN_AI_PROVIDER_NAME] == "anthropic"
-    assert _tokens(cap)["output"] == (1, result.usage.output_tokens)
+    assert_framework_step_counts_once(
+        cap, lambda: _create(client), "anthropic", lambda result: result.usage.output_tokens
+    )
 
 
 def test_client_own_span_is_not_a_second_span(cap: Capture, server: FakeAnthropic) -> None:

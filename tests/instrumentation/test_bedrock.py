@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 from collections.abc import Callable, Iterator
@@ -14,22 +13,25 @@ import botocore.exceptions
 import pytest
 from botocore.config import Config
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from tests.instrumentation.instrumentation_helpers import (
     Instrumented,
+    assert_extractor_failure_keeps_result,
+    assert_framework_step_counts_once,
     assert_silent_without,
     break_and_collect,
-    break_response_extractors,
     close,
     dropped,
     exhaust,
     exported_values,
+    one_span,
+    outcome,
     raise_in_loop,
+    span_attributes,
+    traced_with_missing_target,
 )
 from tests.servers.bedrock import FakeBedrock
 
-import ragotel
 from ragotel import semconv as sc
 from ragotel.instrumentation.bedrock import BedrockInstrumentor
 from ragotel.testing import Capture, capture
@@ -66,16 +68,6 @@ def cap(instrumented: Instrumented) -> Capture:
     return instrumented(BedrockInstrumentor)
 
 
-def _attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def _one(cap: Capture) -> ReadableSpan:
-    spans = cap.spans()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
-
-
 def _converse(client: Any, **kwargs: Any) -> Any:
     return client.converse(modelId=MODEL, messages=MESSAGES, **kwargs)
 
@@ -85,11 +77,11 @@ def test_converse_span_attributes_usage_and_metrics(cap: Capture, client: Any, s
     server.cache_read_tokens, server.cache_write_tokens = 4, 6
     inference = {"maxTokens": 50, "temperature": 0.2, "topP": 0.9, "stopSequences": ["END"]}
     result = _converse(client, inferenceConfig=inference, additionalModelRequestFields={"top_k": 40})
-    span = _one(cap)
+    span = one_span(cap)
     assert span.name == f"chat {MODEL}"
     assert span.kind is SpanKind.CLIENT
     usage = result["usage"]
-    assert _attrs(span) == {
+    assert span_attributes(span) == {
         sc.RAGOTEL_STAGE: "generation",
         sc.RAGOTEL_COMPONENT: "bedrock",
         sc.GEN_AI_OPERATION_NAME: "chat",
@@ -115,7 +107,7 @@ def test_converse_span_attributes_usage_and_metrics(cap: Capture, client: Any, s
 def test_parameters_not_sent_are_absent(cap: Capture, client: Any) -> None:
     """Only what the caller passed is recorded."""
     _converse(client)
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     for name in (sc.GEN_AI_REQUEST_MAX_TOKENS, sc.GEN_AI_REQUEST_TEMPERATURE, sc.GEN_AI_REQUEST_TOP_P,
                  sc.GEN_AI_REQUEST_TOP_K, sc.GEN_AI_REQUEST_STOP_SEQUENCES, sc.GEN_AI_REQUEST_STREAM):  # fmt: skip
         assert name not in attrs, name
@@ -126,9 +118,9 @@ def test_error_sets_status_and_error_type(cap: Capture, client: Any) -> None:
     with pytest.raises(botocore.exceptions.ClientError) as info:
         client.converse(modelId="error-throttle", messages=MESSAGES)
     assert info.value.response["Error"]["Code"] == "ThrottlingException"
-    span = _one(cap)
+    span = one_span(cap)
     assert span.status.status_code is StatusCode.ERROR
-    assert _attrs(span)[sc.ERROR_TYPE] == "botocore.errorfactory.ThrottlingException"
+    assert span_attributes(span)[sc.ERROR_TYPE] == "botocore.errorfactory.ThrottlingException"
 
 
 def test_other_services_and_operations_are_not_traced(cap: Capture, client: Any, server: FakeBedrock) -> None:
@@ -150,7 +142,7 @@ def test_other_services_and_operations_are_not_traced(cap: Capture, client: Any,
 def test_converse_stream_exit_paths(cap: Capture, client: Any, consume: Callable[[Any], None], early: bool) -> None:
     """ConverseStream's event stream ends its one span on every exit path; the response dict stays the caller's."""
     consume(client.converse_stream(modelId=MODEL, messages=MESSAGES)["stream"])
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     assert attrs[sc.GEN_AI_REQUEST_STREAM] is True
     assert attrs.get(sc.RAGOTEL_STREAM_ENDED_EARLY, False) is early
     if not early:
@@ -173,14 +165,14 @@ def test_stream_error_midway(cap: Capture, client: Any) -> None:
     """An event-stream exception raises to the caller and ends the span as ERROR."""
     with pytest.raises(botocore.exceptions.EventStreamError):
         exhaust(client.converse_stream(modelId="error-midstream", messages=MESSAGES)["stream"])
-    assert _one(cap).status.status_code is StatusCode.ERROR
+    assert one_span(cap).status.status_code is StatusCode.ERROR
 
 
 def test_invoke_model_usage_from_headers_body_unread(cap: Capture, client: Any) -> None:
     """InvokeModel: parameters from the caller's body, usage from Bedrock's headers; the body is left for the caller."""
     response = client.invoke_model(modelId=MODEL, body=INVOKE_BODY)
     answer = json.loads(response["body"].read())
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     assert answer["content"][0]["text"] == REPLY
     assert attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] == 64
     assert attrs[sc.GEN_AI_REQUEST_TEMPERATURE] == 0.5
@@ -193,7 +185,7 @@ def test_invoke_model_with_response_stream(cap: Capture, client: Any) -> None:
     response = client.invoke_model_with_response_stream(modelId=MODEL, body=INVOKE_BODY)
     chunks = [json.loads(e["chunk"]["bytes"]) for e in response["body"]]
     assert chunks[-1]["type"] == "message_stop"
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     assert attrs[sc.GEN_AI_REQUEST_STREAM] is True
     assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
     assert attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == len(REPLY.split())
@@ -224,7 +216,7 @@ def test_content_capture_on(instrumented: Instrumented, client: Any) -> None:
     _converse(client, system=[{"text": SYSTEM}])
     exhaust(client.converse_stream(modelId=MODEL, messages=MESSAGES)["stream"])
     client.invoke_model(modelId=MODEL, body=INVOKE_BODY)
-    plain, streamed, invoked = (_attrs(s) for s in cap.spans())
+    plain, streamed, invoked = (span_attributes(s) for s in cap.spans())
     assert SYSTEM in plain[sc.GEN_AI_SYSTEM_INSTRUCTIONS]
     assert PROMPT in plain[sc.GEN_AI_INPUT_MESSAGES]
     assert REPLY in plain[sc.GEN_AI_OUTPUT_MESSAGES]
@@ -264,25 +256,12 @@ def test_instrument_twice_no_double_spans(cap: Capture, client: Any) -> None:
 
 def test_extractor_failure_keeps_the_result(monkeypatch: pytest.MonkeyPatch, client: Any) -> None:
     """A failing response extractor leaves the caller's result the very same object, and the span still ends."""
-    seen = break_response_extractors(monkeypatch, BedrockInstrumentor, lambda method: True)
-    with capture() as cap:
-        inst = BedrockInstrumentor()
-        inst.instrument()
-        try:
-            result = _converse(client)
-        finally:
-            inst.uninstrument()
-    assert seen == [result]
-    assert len(cap.spans()) == 1
+    assert_extractor_failure_keeps_result(monkeypatch, BedrockInstrumentor, lambda: _converse(client))
 
 
 def _outcome(client: Any) -> Any:
     """What the caller gets: the answer without its (per-request) metadata, or the exception's type and text."""
-    try:
-        result = _converse(client)
-    except Exception as exc:  # the very outcome under test
-        return type(exc), str(exc)
-    return {k: v for k, v in result.items() if k != "ResponseMetadata"}
+    return outcome(lambda: _converse(client), lambda r: {k: v for k, v in r.items() if k != "ResponseMetadata"})
 
 
 @pytest.mark.parametrize(
@@ -303,32 +282,24 @@ def test_malformed_answer_changes_nothing_for_the_caller(
     plain = _outcome(client)
     cap = instrumented(BedrockInstrumentor, capture_content=True)
     assert _outcome(client) == plain
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     assert sc.GEN_AI_USAGE_INPUT_TOKENS not in attrs
 
 
 def test_unknown_library_version_still_runs(monkeypatch: pytest.MonkeyPatch, client: Any) -> None:
     """A hook this botocore lacks is skipped and an event stream of another shape is left to the caller as it is."""
-    extra = dataclasses.replace(BedrockInstrumentor.targets[0], method="BaseClient._make_api_call_v9")
-    monkeypatch.setattr(BedrockInstrumentor, "targets", (*BedrockInstrumentor.targets, extra))
-    with capture() as cap:
-        inst = BedrockInstrumentor()
-        inst.instrument()
-        try:
-            assert _converse(client)["output"]["message"]["content"][0]["text"] == REPLY
-        finally:
-            inst.uninstrument()
+    result, cap = traced_with_missing_target(
+        monkeypatch, BedrockInstrumentor, "BaseClient._make_api_call_v9", lambda: _converse(client)
+    )
+    assert result is not None
     assert len(cap.spans()) == 1
 
 
 def test_stage_api_around_bedrock_counts_once(cap: Capture, client: Any) -> None:
     """A framework's generation step (here `ragotel.generation()`) around a Converse call is one span, counted once."""
-    with ragotel.generation("my-model") as op:
-        op.record_usage(1000, 1000)
-        result = _converse(client)
-    assert _attrs(_one(cap))[sc.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
-    outputs = [p.sum for p in cap.metrics(sc.M_GEN_AI_TOKEN_USAGE) if p.attributes[sc.GEN_AI_TOKEN_TYPE] == "output"]
-    assert outputs == [result["usage"]["outputTokens"]]
+    assert_framework_step_counts_once(
+        cap, lambda: _converse(client), "aws.bedrock", lambda result: result["usage"]["outputTokens"]
+    )
 
 
 def test_missing_library_is_silent(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,22 +11,25 @@ from google import genai
 from google.genai import errors, types
 from google.genai.models import Models
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from tests.instrumentation.instrumentation_helpers import (
     Instrumented,
+    assert_extractor_failure_keeps_result,
+    assert_framework_step_counts_once,
     assert_silent_without,
     break_and_collect,
-    break_response_extractors,
     close,
     dropped,
     exhaust,
     exported_values,
+    one_span,
+    outcome,
     raise_in_loop,
+    span_attributes,
+    traced_with_missing_target,
 )
 from tests.servers.gemini import FakeGemini
 
-import ragotel
 from ragotel import semconv as sc
 from ragotel.instrumentation.google_genai import GoogleGenAIInstrumentor
 from ragotel.testing import Capture, capture
@@ -57,16 +59,6 @@ def cap(instrumented: Instrumented) -> Capture:
     return instrumented(GoogleGenAIInstrumentor)
 
 
-def _attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def _one(cap: Capture) -> ReadableSpan:
-    spans = cap.spans()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
-
-
 def _generate(client: genai.Client, **config: Any) -> Any:
     return client.models.generate_content(model=MODEL, contents=PROMPT, config=config or None)
 
@@ -78,11 +70,11 @@ def test_generate_content_span_attributes_usage_and_metrics(
     server.cached_tokens, server.thoughts_tokens = 3, 4
     result = _generate(client, temperature=0.2, top_p=0.9, top_k=20, max_output_tokens=64, stop_sequences=["END"],
                        seed=7, candidate_count=2, response_mime_type="application/json")  # fmt: skip
-    span = _one(cap)
+    span = one_span(cap)
     assert span.name == f"generate_content {MODEL}"
     assert span.kind is SpanKind.CLIENT
     usage = result.usage_metadata
-    assert _attrs(span) == {
+    assert span_attributes(span) == {
         sc.RAGOTEL_STAGE: "generation",
         sc.RAGOTEL_COMPONENT: "google_genai",
         sc.GEN_AI_OPERATION_NAME: "generate_content",
@@ -113,7 +105,7 @@ def test_generate_content_span_attributes_usage_and_metrics(
 def test_parameters_not_sent_are_absent(cap: Capture, client: genai.Client) -> None:
     """Only what the caller set in `config` is recorded."""
     _generate(client)
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     for name in (sc.GEN_AI_REQUEST_TEMPERATURE, sc.GEN_AI_REQUEST_MAX_TOKENS, sc.GEN_AI_REQUEST_TOP_K,
                  sc.GEN_AI_REQUEST_SEED, sc.GEN_AI_REQUEST_CHOICE_COUNT, sc.GEN_AI_OUTPUT_TYPE,
                  sc.GEN_AI_REQUEST_STREAM):  # fmt: skip
@@ -126,16 +118,16 @@ def test_vertex_client_provider(cap: Capture, server: FakeGemini) -> None:
     client = genai.Client(vertexai=True, api_key="test-key", http_options=options)
     with pytest.raises(errors.APIError):  # the stand-in speaks the Developer API paths only
         client.models.generate_content(model=MODEL, contents=PROMPT)
-    assert _attrs(_one(cap))[sc.GEN_AI_PROVIDER_NAME] == "gcp.vertex_ai"
+    assert span_attributes(one_span(cap))[sc.GEN_AI_PROVIDER_NAME] == "gcp.vertex_ai"
 
 
 def test_error_sets_status_and_error_type(cap: Capture, client: genai.Client) -> None:
     """An API error re-raises unchanged; the span is ERROR with the client's exception class."""
     with pytest.raises(errors.ClientError):
         client.models.generate_content(model="error-429", contents=PROMPT)
-    span = _one(cap)
+    span = one_span(cap)
     assert span.status.status_code is StatusCode.ERROR
-    assert _attrs(span)[sc.ERROR_TYPE] == "google.genai.errors.ClientError"
+    assert span_attributes(span)[sc.ERROR_TYPE] == "google.genai.errors.ClientError"
 
 
 async def test_async_generate_stream_and_embed(cap: Capture, client: genai.Client) -> None:
@@ -145,7 +137,7 @@ async def test_async_generate_stream_and_embed(cap: Capture, client: genai.Clien
     text = "".join([chunk.text async for chunk in stream])
     await client.aio.models.embed_content(model="text-embedding-004", contents=["a", "b"])
     assert text == REPLY
-    plain, streamed, embedded = (_attrs(s) for s in cap.spans())
+    plain, streamed, embedded = (span_attributes(s) for s in cap.spans())
     assert plain[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == streamed[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == len(REPLY.split())
     assert streamed[sc.GEN_AI_REQUEST_STREAM] is True
     assert embedded[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] == 2
@@ -160,7 +152,7 @@ async def test_async_generate_stream_and_embed(cap: Capture, client: genai.Clien
 def test_stream_exit_paths(cap: Capture, client: genai.Client, consume: Callable[[Any], None], early: bool) -> None:
     """generate_content_stream ends its one span on every exit path; usage and finish reason from the chunks."""
     consume(client.models.generate_content_stream(model=MODEL, contents=PROMPT))
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     assert attrs[sc.GEN_AI_REQUEST_STREAM] is True
     assert attrs.get(sc.RAGOTEL_STREAM_ENDED_EARLY, False) is early
     if not early:
@@ -173,17 +165,17 @@ def test_stream_error_midway(cap: Capture, client: genai.Client) -> None:
     """A connection dropped mid-stream raises to the caller and ends the span as ERROR."""
     with pytest.raises(Exception) as info:  # whatever the transport raises must reach the caller
         exhaust(client.models.generate_content_stream(model="error-midstream", contents=PROMPT))
-    span = _one(cap)
+    span = one_span(cap)
     assert span.status.status_code is StatusCode.ERROR
-    assert _attrs(span)[sc.ERROR_TYPE].endswith(type(info.value).__name__)
+    assert span_attributes(span)[sc.ERROR_TYPE].endswith(type(info.value).__name__)
 
 
 def test_embed_content(cap: Capture, client: genai.Client, server: FakeGemini) -> None:
     """embed_content is one embedding span with batch size and the vectors' dimension (never the vectors)."""
     result = client.models.embed_content(model="text-embedding-004", contents=["one", "two", "three"])
-    span = _one(cap)
+    span = one_span(cap)
     assert span.name == "embeddings text-embedding-004"
-    attrs = _attrs(span)
+    attrs = span_attributes(span)
     assert attrs[sc.RAGOTEL_STAGE] == "embedding"
     assert attrs[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] == 3
     assert attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == len(result.embeddings[0].values) == server.dimensions
@@ -211,7 +203,7 @@ def test_content_capture_on(instrumented: Instrumented, client: genai.Client) ->
         )
     )
     client.models.embed_content(model="text-embedding-004", contents=[PROMPT])
-    plain, streamed, embedded = (_attrs(s) for s in cap.spans())
+    plain, streamed, embedded = (span_attributes(s) for s in cap.spans())
     assert SYSTEM in plain[sc.GEN_AI_SYSTEM_INSTRUCTIONS]
     assert PROMPT in plain[sc.GEN_AI_INPUT_MESSAGES]
     assert PROMPT in streamed[sc.GEN_AI_INPUT_MESSAGES]
@@ -252,24 +244,11 @@ def test_instrument_twice_no_double_spans(cap: Capture, client: genai.Client) ->
 
 def test_extractor_failure_keeps_the_result(monkeypatch: pytest.MonkeyPatch, client: genai.Client) -> None:
     """A failing response extractor leaves the caller's result the very same object, and the span still ends."""
-    seen = break_response_extractors(monkeypatch, GoogleGenAIInstrumentor, lambda method: True)
-    with capture() as cap:
-        inst = GoogleGenAIInstrumentor()
-        inst.instrument()
-        try:
-            result = _generate(client)
-        finally:
-            inst.uninstrument()
-    assert seen == [result]
-    assert len(cap.spans()) == 1
+    assert_extractor_failure_keeps_result(monkeypatch, GoogleGenAIInstrumentor, lambda: _generate(client))
 
 
 def _outcome(client: genai.Client) -> Any:
-    try:
-        result = _generate(client)
-    except Exception as exc:  # the very outcome under test
-        return type(exc), str(exc)
-    return result.model_dump(exclude={"sdk_http_response"})
+    return outcome(lambda: _generate(client), lambda r: r.model_dump(exclude={"sdk_http_response"}))
 
 
 @pytest.mark.parametrize(
@@ -289,31 +268,23 @@ def test_malformed_answer_changes_nothing_for_the_caller(
     plain = _outcome(client)
     cap = instrumented(GoogleGenAIInstrumentor, capture_content=True)
     assert _outcome(client) == plain
-    assert sc.GEN_AI_USAGE_INPUT_TOKENS not in _attrs(_one(cap))
+    assert sc.GEN_AI_USAGE_INPUT_TOKENS not in span_attributes(one_span(cap))
 
 
 def test_unknown_library_version_still_runs(monkeypatch: pytest.MonkeyPatch, client: genai.Client) -> None:
     """A method this version lacks is skipped; the others are still traced and the client works."""
-    extra = dataclasses.replace(GoogleGenAIInstrumentor.targets[0], method="Models.generate_content_v9")
-    monkeypatch.setattr(GoogleGenAIInstrumentor, "targets", (*GoogleGenAIInstrumentor.targets, extra))
-    with capture() as cap:
-        inst = GoogleGenAIInstrumentor()
-        inst.instrument()
-        try:
-            assert _generate(client).text == REPLY
-        finally:
-            inst.uninstrument()
+    result, cap = traced_with_missing_target(
+        monkeypatch, GoogleGenAIInstrumentor, "Models.generate_content_v9", lambda: _generate(client)
+    )
+    assert result is not None
     assert len(cap.spans()) == 1
 
 
 def test_stage_api_around_gemini_counts_once(cap: Capture, client: genai.Client) -> None:
     """A framework's generation step (here `ragotel.generation()`) around a Gemini call is one span, counted once."""
-    with ragotel.generation("my-model") as op:
-        op.record_usage(1000, 1000)
-        result = _generate(client)
-    assert _attrs(_one(cap))[sc.GEN_AI_PROVIDER_NAME] == "gcp.gemini"
-    outputs = [p.sum for p in cap.metrics(sc.M_GEN_AI_TOKEN_USAGE) if p.attributes[sc.GEN_AI_TOKEN_TYPE] == "output"]
-    assert outputs == [result.usage_metadata.candidates_token_count]
+    assert_framework_step_counts_once(
+        cap, lambda: _generate(client), "gcp.gemini", lambda result: result.usage_metadata.candidates_token_count
+    )
 
 
 def test_missing_library_is_silent(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,22 +10,25 @@ import ollama
 import pytest
 from ollama._client import Client
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from tests.instrumentation.instrumentation_helpers import (
     Instrumented,
+    assert_extractor_failure_keeps_result,
+    assert_framework_step_counts_once,
     assert_silent_without,
     break_and_collect,
-    break_response_extractors,
     close,
     dropped,
     exhaust,
     exported_values,
+    one_span,
+    outcome,
     raise_in_loop,
+    span_attributes,
+    traced_with_missing_target,
 )
 from tests.servers.ollama import FakeOllama
 
-import ragotel
 from ragotel import semconv as sc
 from ragotel.instrumentation.ollama import OllamaInstrumentor
 from ragotel.testing import Capture, capture
@@ -56,16 +58,6 @@ def cap(instrumented: Instrumented) -> Capture:
     return instrumented(OllamaInstrumentor)
 
 
-def _attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def _one(cap: Capture) -> ReadableSpan:
-    spans = cap.spans()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
-
-
 def _chat(client: Client, **kwargs: Any) -> Any:
     return client.chat(model=MODEL, messages=MESSAGES, **kwargs)
 
@@ -74,10 +66,10 @@ def test_chat_span_attributes_usage_and_metrics(cap: Capture, client: Client, se
     """chat is one CLIENT span `chat {model}` with the options set, done reason and Ollama's token counts."""
     options = {"temperature": 0.2, "top_p": 0.9, "top_k": 30, "num_predict": 64, "stop": ["END"], "seed": 7}
     result = _chat(client, options=options, format="json")
-    span = _one(cap)
+    span = one_span(cap)
     assert span.name == f"chat {MODEL}"
     assert span.kind is SpanKind.CLIENT
-    assert _attrs(span) == {
+    assert span_attributes(span) == {
         sc.RAGOTEL_STAGE: "generation",
         sc.RAGOTEL_COMPONENT: "ollama",
         sc.GEN_AI_OPERATION_NAME: "chat",
@@ -105,7 +97,7 @@ def test_options_model_and_absent_parameters(cap: Capture, client: Client) -> No
     """`Options` objects are read like dicts; parameters not set are not recorded."""
     _chat(client, options=ollama.Options(temperature=0.5))
     _chat(client)
-    with_options, plain = (_attrs(s) for s in cap.spans())
+    with_options, plain = (span_attributes(s) for s in cap.spans())
     assert with_options[sc.GEN_AI_REQUEST_TEMPERATURE] == 0.5
     assert sc.GEN_AI_REQUEST_MAX_TOKENS not in with_options
     for name in (sc.GEN_AI_REQUEST_TEMPERATURE, sc.GEN_AI_REQUEST_STREAM, sc.GEN_AI_OUTPUT_TYPE):
@@ -118,9 +110,9 @@ def test_generate_and_embed(cap: Capture, client: Client, server: FakeOllama) ->
     vectors = client.embed(model="nomic-embed-text", input=["a", "b", "c"])
     generated, embedded = cap.spans()
     assert generated.name == f"text_completion {MODEL}"
-    assert _attrs(generated)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == answer.eval_count
+    assert span_attributes(generated)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == answer.eval_count
     assert embedded.name == "embeddings nomic-embed-text"
-    attrs = _attrs(embedded)
+    attrs = span_attributes(embedded)
     assert attrs[sc.RAGOTEL_STAGE] == "embedding"
     assert attrs[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] == 3
     assert attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == len(vectors.embeddings[0]) == server.dimensions
@@ -131,16 +123,16 @@ def test_module_level_functions_are_traced(cap: Capture, server: FakeOllama, mon
     """`ollama.chat(...)` (the module's default client) goes through the same hook."""
     monkeypatch.setattr(ollama, "chat", ollama.Client(host=server.url).chat)
     ollama.chat(model=MODEL, messages=MESSAGES)
-    assert _one(cap).name == f"chat {MODEL}"
+    assert one_span(cap).name == f"chat {MODEL}"
 
 
 def test_error_sets_status_and_error_type(cap: Capture, client: Client) -> None:
     """A 404 re-raises `ollama.ResponseError` unchanged; the span is ERROR with that class."""
     with pytest.raises(ollama.ResponseError):
         client.chat(model="missing", messages=MESSAGES)
-    span = _one(cap)
+    span = one_span(cap)
     assert span.status.status_code is StatusCode.ERROR
-    assert _attrs(span)[sc.ERROR_TYPE] == "ollama.ResponseError"
+    assert span_attributes(span)[sc.ERROR_TYPE] == "ollama.ResponseError"
 
 
 async def test_async_client(cap: Capture, server: FakeOllama) -> None:
@@ -158,7 +150,7 @@ async def test_async_client(cap: Capture, server: FakeOllama) -> None:
         f"text_completion {MODEL}",
         "embeddings nomic-embed-text",
     ]
-    assert _attrs(spans[1])[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == len(REPLY.split())
+    assert span_attributes(spans[1])[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == len(REPLY.split())
 
 
 # -- streams --------------------------------------------------------------------------------------------------------
@@ -170,7 +162,7 @@ async def test_async_client(cap: Capture, server: FakeOllama) -> None:
 def test_stream_exit_paths(cap: Capture, client: Client, consume: Callable[[Any], None], early: bool) -> None:
     """A streamed chat ends its one span on every exit path; reason and counts come from the final chunk."""
     consume(_chat(client, stream=True))
-    attrs = _attrs(_one(cap))
+    attrs = span_attributes(one_span(cap))
     assert attrs[sc.GEN_AI_REQUEST_STREAM] is True
     assert attrs.get(sc.RAGOTEL_STREAM_ENDED_EARLY, False) is early
     if not early:
@@ -182,14 +174,14 @@ def test_stream_exit_paths(cap: Capture, client: Client, consume: Callable[[Any]
 def test_generate_stream(cap: Capture, client: Client) -> None:
     """A streamed generate is one span with the final chunk's counts."""
     assert "".join(c.response for c in client.generate(model=MODEL, prompt=PROMPT, stream=True)) == REPLY
-    assert _attrs(_one(cap))[sc.GEN_AI_USAGE_INPUT_TOKENS] == len(PROMPT.split())
+    assert span_attributes(one_span(cap))[sc.GEN_AI_USAGE_INPUT_TOKENS] == len(PROMPT.split())
 
 
 def test_stream_error_midway(cap: Capture, client: Client) -> None:
     """An `{"error": ...}` line mid-stream raises to the caller and ends the span as ERROR."""
     with pytest.raises(ollama.ResponseError):
         exhaust(client.chat(model="error-midstream", messages=MESSAGES, stream=True))
-    assert _one(cap).status.status_code is StatusCode.ERROR
+    assert one_span(cap).status.status_code is StatusCode.ERROR
 
 
 # -- content --------------------------------------------------------------------------------------------------------
@@ -212,7 +204,7 @@ def test_content_capture_on(instrumented: Instrumented, client: Client) -> None:
     exhaust(_chat(client, stream=True))
     client.generate(model=MODEL, prompt=PROMPT, system=SYSTEM)
     client.embed(model="nomic-embed-text", input=PROMPT)
-    plain, streamed, generated, embedded = (_attrs(s) for s in cap.spans())
+    plain, streamed, generated, embedded = (span_attributes(s) for s in cap.spans())
     assert SYSTEM in plain[sc.GEN_AI_INPUT_MESSAGES]
     assert PROMPT in plain[sc.GEN_AI_INPUT_MESSAGES]
     for attrs in (plain, streamed, generated):
@@ -252,23 +244,11 @@ def test_instrument_twice_no_double_spans(cap: Capture, client: Client) -> None:
 
 def test_extractor_failure_keeps_the_result(monkeypatch: pytest.MonkeyPatch, client: Client) -> None:
     """A failing response extractor leaves the caller's result the very same object, and the span still ends."""
-    seen = break_response_extractors(monkeypatch, OllamaInstrumentor, lambda method: True)
-    with capture() as cap:
-        inst = OllamaInstrumentor()
-        inst.instrument()
-        try:
-            result = _chat(client)
-        finally:
-            inst.uninstrument()
-    assert seen == [result]
-    assert len(cap.spans()) == 1
+    assert_extractor_failure_keeps_result(monkeypatch, OllamaInstrumentor, lambda: _chat(client))
 
 
 def _outcome(client: Client) -> Any:
-    try:
-        return _chat(client).model_dump()
-    except Exception as exc:  # the very outcome under test
-        return type(exc), str(exc)
+    return outcome(lambda: _chat(client), lambda r: r.model_dump())
 
 
 @pytest.mark.parametrize(
@@ -288,31 +268,19 @@ def test_malformed_answer_changes_nothing_for_the_caller(
     plain = _outcome(client)
     cap = instrumented(OllamaInstrumentor, capture_content=True)
     assert _outcome(client) == plain
-    assert sc.GEN_AI_USAGE_INPUT_TOKENS not in _attrs(_one(cap))
+    assert sc.GEN_AI_USAGE_INPUT_TOKENS not in span_attributes(one_span(cap))
 
 
 def test_unknown_library_version_still_runs(monkeypatch: pytest.MonkeyPatch, client: Client) -> None:
     """A method this version lacks is skipped; the others are still traced and the client works."""
-    extra = dataclasses.replace(OllamaInstrumentor.targets[0], method="Client.chat_v9")
-    monkeypatch.setattr(OllamaInstrumentor, "targets", (*OllamaInstrumentor.targets, extra))
-    with capture() as cap:
-        inst = OllamaInstrumentor()
-        inst.instrument()
-        try:
-            assert _chat(client).message.content == REPLY
-        finally:
-            inst.uninstrument()
+    result, cap = traced_with_missing_target(monkeypatch, OllamaInstrumentor, "Client.chat_v9", lambda: _chat(client))
+    assert result is not None
     assert len(cap.spans()) == 1
 
 
 def test_stage_api_around_ollama_counts_once(cap: Capture, client: Client) -> None:
     """A framework's generation step (here `ragotel.generation()`) around an Ollama call is one span, counted once."""
-    with ragotel.generation("my-model") as op:
-        op.record_usage(1000, 1000)
-        result = _chat(client)
-    assert _attrs(_one(cap))[sc.GEN_AI_PROVIDER_NAME] == "ollama"
-    outputs = [p.sum for p in cap.metrics(sc.M_GEN_AI_TOKEN_USAGE) if p.attributes[sc.GEN_AI_TOKEN_TYPE] == "output"]
-    assert outputs == [result.eval_count]
+    assert_framework_step_counts_once(cap, lambda: _chat(client), "ollama", lambda result: result.eval_count)
 
 
 def test_missing_library_is_silent(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

@@ -10,7 +10,10 @@ non-streamed answer body) makes malformed answers for hostile tests.
 
 from __future__ import annotations
 
+import argparse
 import json
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -131,3 +134,21 @@ class FakeAnthropic(HttpServerBase):
             handler.end_chunked()
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run FakeAnthropic in the foreground until SIGINT/SIGTERM (benchmarks start it in its own process)."""
+    parser = argparse.ArgumentParser(prog="python -m tests.servers.anthropic", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with FakeAnthropic(args.port or None) as server:
+        print(f"FakeAnthropic listening on {server.url}", flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
