@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -385,3 +386,15 @@ def test_missing_library_is_silent(monkeypatch: pytest.MonkeyPatch, caplog: pyte
 def test_targets_are_a_table() -> None:
     """Every target is a generation row of the anthropic component (one table, no hand-written wrappers)."""
     assert all(isinstance(t, Target) and t.stage == "generation" for t in AnthropicInstrumentor.targets)
+
+
+def test_tool_blocks_captured_as_tool_parts(instrumented: Instrumented, client: anthropic.Anthropic) -> None:
+    """With content capture on, `tool_use` / `tool_result` blocks become tool_call / tool_call_response parts."""
+    cap = instrumented(AnthropicInstrumentor, capture_content=True)
+    use = {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "otel"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "found"}
+    messages = [MESSAGES[0], {"role": "assistant", "content": [use]}, {"role": "user", "content": [result]}]
+    client.messages.create(model=MODEL, max_tokens=100, messages=messages)
+    sent = json.loads(span_attributes(one_span(cap))[sc.GEN_AI_INPUT_MESSAGES])
+    assert sent[1]["parts"] == [{"type": "tool_call", "id": "toolu_1", "name": "lookup", "arguments": {"q": "otel"}}]
+    assert sent[2]["parts"] == [{"type": "tool_call_response", "id": "toolu_1", "response": "found"}]

@@ -307,3 +307,15 @@ def test_missing_library_is_silent(monkeypatch: pytest.MonkeyPatch, caplog: pyte
     assert_silent_without(
         "botocore", BedrockInstrumentor, (botocore.client.BaseClient, "_make_api_call"), monkeypatch, caplog
     )
+
+
+def test_tool_blocks_captured_as_tool_parts(instrumented: Instrumented, client: Any) -> None:
+    """With content capture on, Converse `toolUse` / `toolResult` blocks become tool_call / tool_call_response parts."""
+    cap = instrumented(BedrockInstrumentor, capture_content=True)
+    use = {"toolUse": {"toolUseId": "t1", "name": "lookup", "input": {"q": "otel"}}}
+    result = {"toolResult": {"toolUseId": "t1", "content": [{"text": "found"}]}}
+    messages = [*MESSAGES, {"role": "assistant", "content": [use]}, {"role": "user", "content": [result]}]
+    client.converse(modelId=MODEL, messages=messages)
+    sent = json.loads(span_attributes(one_span(cap))[sc.GEN_AI_INPUT_MESSAGES])
+    assert sent[1]["parts"] == [{"type": "tool_call", "id": "t1", "name": "lookup", "arguments": {"q": "otel"}}]
+    assert sent[2]["parts"] == [{"type": "tool_call_response", "id": "t1", "response": [{"text": "found"}]}]

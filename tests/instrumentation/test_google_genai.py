@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -290,3 +291,19 @@ def test_stage_api_around_gemini_counts_once(cap: Capture, client: genai.Client)
 def test_missing_library_is_silent(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """With google-genai not importable, instrumenting logs no warning and patches nothing."""
     assert_silent_without("google.genai", GoogleGenAIInstrumentor, (Models, "generate_content"), monkeypatch, caplog)
+
+
+def test_function_parts_captured_as_tool_parts(instrumented: Instrumented, client: genai.Client) -> None:
+    """With content capture on, function call / response parts become tool_call / tool_call_response parts."""
+    cap = instrumented(GoogleGenAIInstrumentor, capture_content=True)
+    call = types.Part(function_call=types.FunctionCall(id="c1", name="lookup", args={"q": "otel"}))
+    answer = types.Part(function_response=types.FunctionResponse(id="c1", name="lookup", response={"r": "found"}))
+    contents = [types.Content(role="user", parts=[types.Part(text=PROMPT)]), types.Content(role="model", parts=[call]),
+                types.Content(role="user", parts=[answer])]  # fmt: skip
+    client.models.generate_content(model=MODEL, contents=contents)
+    sent = json.loads(span_attributes(one_span(cap))[sc.GEN_AI_INPUT_MESSAGES])
+    assert sent[1] == {
+        "role": "assistant",
+        "parts": [{"type": "tool_call", "id": "c1", "name": "lookup", "arguments": {"q": "otel"}}],
+    }
+    assert sent[2]["parts"] == [{"type": "tool_call_response", "id": "c1", "response": {"r": "found"}}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -286,3 +287,18 @@ def test_stage_api_around_ollama_counts_once(cap: Capture, client: Client) -> No
 def test_missing_library_is_silent(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """With ollama not importable, instrumenting logs no warning and patches nothing."""
     assert_silent_without("ollama", OllamaInstrumentor, (Client, "chat"), monkeypatch, caplog)
+
+
+def test_tool_messages_captured_as_tool_parts(instrumented: Instrumented, client: Client) -> None:
+    """With content capture on, assistant `tool_calls` and `tool` messages become tool_call / response parts."""
+    cap = instrumented(OllamaInstrumentor, capture_content=True)
+    call = {"function": {"name": "lookup", "arguments": {"q": "otel"}}}
+    messages = [
+        MESSAGES[1],
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "found"},
+    ]
+    _ = client.chat(model=MODEL, messages=messages)
+    sent = json.loads(span_attributes(one_span(cap))[sc.GEN_AI_INPUT_MESSAGES])
+    assert sent[1]["parts"] == [{"type": "tool_call", "id": None, "name": "lookup", "arguments": {"q": "otel"}}]
+    assert sent[2] == {"role": "tool", "parts": [{"type": "tool_call_response", "id": None, "response": "found"}]}

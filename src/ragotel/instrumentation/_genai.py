@@ -26,6 +26,8 @@ __all__ = [
     "server_attributes",
     "stop_sequences",
     "text_part",
+    "tool_call_part",
+    "tool_response_part",
 ]
 
 _PLACEHOLDERS: Final = frozenset({"NotGiven", "Omit", "_NotGiven", "_Omit"})
@@ -67,6 +69,16 @@ def stop_sequences(stop: Any) -> list[str] | None:
 def text_part(text: Any) -> dict[str, Any]:
     """A GenAI semconv text part."""
     return {"type": "text", "content": text}
+
+
+def tool_call_part(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    """A GenAI semconv tool-call part (the model asking for a tool)."""
+    return {"type": "tool_call", "id": call_id, "name": name, "arguments": arguments}
+
+
+def tool_response_part(call_id: Any, response: Any) -> dict[str, Any]:
+    """A GenAI semconv tool-call response part (the tool's answer sent back)."""
+    return {"type": "tool_call_response", "id": call_id, "response": response}
 
 
 def parameters(source: Any, table: tuple[tuple[str, str, Any], ...]) -> dict[str, Any]:

@@ -32,6 +32,8 @@ from ragotel.instrumentation._genai import (
     server_attributes,
     stop_sequences,
     text_part,
+    tool_call_part,
+    tool_response_part,
 )
 from ragotel.telemetry import Operation, current_operation
 
@@ -118,11 +120,9 @@ def _parts(content: Any) -> list[dict[str, Any]]:
         if kind == "text":
             parts.append(text_part(get(block, "text")))
         elif kind == "tool_use":
-            parts.append({"type": "tool_call", "id": get(block, "id"), "name": get(block, "name")})
-            parts[-1]["arguments"] = get(block, "input")
+            parts.append(tool_call_part(get(block, "id"), get(block, "name"), get(block, "input")))
         elif kind == "tool_result":
-            parts.append({"type": "tool_call_response", "id": get(block, "tool_use_id")})
-            parts[-1]["response"] = get(block, "content")
+            parts.append(tool_response_part(get(block, "tool_use_id"), get(block, "content")))
         elif kind is not None:
             parts.append({"type": str(kind)})
     return parts

@@ -20,7 +20,16 @@ import wrapt
 from ragotel import semconv as sc
 from ragotel.bounds import TextBuffer, items
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, argument
-from ragotel.instrumentation._genai import as_float, as_int, get, parameters, server_attributes, text_part
+from ragotel.instrumentation._genai import (
+    as_float,
+    as_int,
+    get,
+    parameters,
+    server_attributes,
+    text_part,
+    tool_call_part,
+    tool_response_part,
+)
 from ragotel.streams import StreamReader, wrap_stream
 from ragotel.telemetry import Operation
 
@@ -144,12 +153,10 @@ def _parts(content: Any) -> list[dict[str, Any]]:
             parts.append(text_part(get(block, "text")))
         elif get(block, "toolUse") is not None:
             use = get(block, "toolUse")
-            parts.append({"type": "tool_call", "id": get(use, "toolUseId"), "name": get(use, "name")})
-            parts[-1]["arguments"] = get(use, "input")
+            parts.append(tool_call_part(get(use, "toolUseId"), get(use, "name"), get(use, "input")))
         elif get(block, "toolResult") is not None:
             result = get(block, "toolResult")
-            parts.append({"type": "tool_call_response", "id": get(result, "toolUseId")})
-            parts[-1]["response"] = get(result, "content")
+            parts.append(tool_response_part(get(result, "toolUseId"), get(result, "content")))
         elif get(block, "type") == "text":  # InvokeModel bodies in the Messages format
             parts.append(text_part(get(block, "text")))
         elif isinstance(block, Mapping) and block:

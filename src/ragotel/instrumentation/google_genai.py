@@ -25,6 +25,8 @@ from ragotel.instrumentation._genai import (
     server_attributes,
     stop_sequences,
     text_part,
+    tool_call_part,
+    tool_response_part,
 )
 from ragotel.telemetry import Operation
 
@@ -146,13 +148,10 @@ def _parts(content: Any) -> list[dict[str, Any]]:
             parts.append(text_part(get(part, "text")))
         elif get(part, "function_call") is not None:
             call = get(part, "function_call")
-            parts.append({"type": "tool_call", "id": get(call, "id"), "name": get(call, "name")})
-            parts[-1]["arguments"] = get(call, "args")
+            parts.append(tool_call_part(get(call, "id"), get(call, "name"), get(call, "args")))
         elif get(part, "function_response") is not None:
             response = get(part, "function_response")
-            parts.append(
-                {"type": "tool_call_response", "id": get(response, "id"), "response": get(response, "response")}
-            )
+            parts.append(tool_response_part(get(response, "id"), get(response, "response")))
         else:
             parts.append({"type": "other"})
     return parts

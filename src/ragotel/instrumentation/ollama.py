@@ -24,6 +24,8 @@ from ragotel.instrumentation._genai import (
     server_attributes,
     stop_sequences,
     text_part,
+    tool_call_part,
+    tool_response_part,
 )
 from ragotel.telemetry import Operation
 
@@ -118,10 +120,10 @@ def _message(message: Any) -> dict[str, Any]:
         parts.append(text_part(content))
     for call in items(get(message, "tool_calls")):
         function = get(call, "function")
-        parts.append({"type": "tool_call", "name": get(function, "name"), "arguments": get(function, "arguments")})
+        parts.append(tool_call_part(None, get(function, "name"), get(function, "arguments")))
     role = get(message, "role") or "user"
     if role == "tool":
-        return {"role": "tool", "parts": [{"type": "tool_call_response", "response": content}]}
+        return {"role": "tool", "parts": [tool_response_part(None, content)]}
     return {"role": str(role), "parts": parts}
 
 
