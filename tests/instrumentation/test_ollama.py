@@ -120,6 +120,14 @@ def test_generate_and_embed(cap: Capture, client: Client, server: FakeOllama) ->
     assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 3
 
 
+def test_legacy_embeddings(cap: Capture, client: Client, server: FakeOllama) -> None:
+    """The deprecated single-prompt `embeddings` is an embedding span too, with the vector's dimension."""
+    result = client.embeddings(model="nomic-embed-text", prompt=PROMPT)
+    attrs = span_attributes(one_span(cap))
+    assert attrs[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] == 1
+    assert attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == len(result.embedding) == server.dimensions
+
+
 def test_module_level_functions_are_traced(cap: Capture, server: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:
     """`ollama.chat(...)` (the module's default client) goes through the same hook."""
     monkeypatch.setattr(ollama, "chat", ollama.Client(host=server.url).chat)

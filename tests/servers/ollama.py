@@ -2,7 +2,8 @@
 
 `POST /api/chat` and `/api/generate` answer one JSON object, or with `"stream": true` newline-delimited JSON
 (`application/x-ndjson`): content chunks with `done: false`, then a final chunk with `done: true`, `done_reason` and
-the token counts `prompt_eval_count` / `eval_count` and durations. `POST /api/embed` answers unit vectors. Token
+the token counts `prompt_eval_count` / `eval_count` and durations. `POST /api/embed` (and the legacy
+`/api/embeddings`) answers unit vectors. Token
 counts are whitespace-separated words. Magic model names: `missing` answers 404 `{"error": "model ... not found"}`;
 `error-midstream` sends an `{"error": ...}` line after the first chunk. `reshape` (a callable given each
 non-streamed chat answer body) makes malformed answers for hostile tests.
@@ -39,6 +40,9 @@ class FakeOllama(HttpServerBase):
         model = str(body.get("model", ""))
         if model == "missing":
             handler.send_json(404, {"error": f"model '{model}' not found"})
+            return
+        if (request.method, request.path) == ("POST", "/api/embeddings"):  # the legacy single-prompt endpoint
+            handler.send_json(200, {"embedding": [1.0 / math.sqrt(self.dimensions)] * self.dimensions})
             return
         if (request.method, request.path) == ("POST", "/api/embed"):
             texts = body.get("input")

@@ -1,4 +1,4 @@
-"""Ollama client instrumentation: ``chat``, ``generate`` and ``embed`` (sync ``Client``, ``AsyncClient``, streams).
+"""Ollama client instrumentation: ``chat``, ``generate``, ``embed`` (+ legacy ``embeddings``), sync and async, streams.
 
 Hooked on the client methods where they are defined (the module-level ``ollama.chat`` & co. call them). Sampling
 parameters are read from ``options`` (a dict or ``Options``) only when set: ``num_predict`` is the max-tokens
@@ -72,9 +72,9 @@ def _generation(operation: str) -> Any:
 
 
 def embed_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``embed``: model, how many inputs, the requested dimensions."""
+    """``embed`` (``input``) or the legacy ``embeddings`` (one ``prompt``): model, inputs, requested dimensions."""
     attrs = _common(instance, args, kwargs, sc.OP_EMBEDDINGS)
-    value = argument(args, kwargs, 1, "input")
+    value = argument(args, kwargs, 1, "prompt" if "prompt" in kwargs else "input")
     if isinstance(value, str):
         attrs[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] = 1
     elif isinstance(value, list | tuple):
@@ -103,8 +103,8 @@ def generation_response(instance: Any, result: Any) -> dict[str, Any]:
 
 
 def embed_response(instance: Any, result: Any) -> dict[str, Any]:
-    """An ``EmbedResponse``: model, input tokens, the vectors' dimension (never the vectors)."""
-    first = items(get(result, "embeddings"), 1)
+    """An ``EmbedResponse`` (or legacy ``EmbeddingsResponse``): model, input tokens, dimension (never the vectors)."""
+    first = items(get(result, "embeddings"), 1) or [get(result, "embedding")]
     return {
         sc.GEN_AI_RESPONSE_MODEL: get(result, "model"),
         sc.GEN_AI_USAGE_INPUT_TOKENS: as_int(get(result, "prompt_eval_count")),
@@ -164,7 +164,7 @@ def generate_response_content(instance: Any, result: Any) -> dict[str, Any]:
 
 def embed_request_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The texts to embed (never the vectors)."""
-    value = argument(args, kwargs, 1, "input")
+    value = argument(args, kwargs, 1, "prompt" if "prompt" in kwargs else "input")
     return {sc.RAGOTEL_INPUT: value} if isinstance(value, str | list | tuple) else {}
 
 
@@ -223,6 +223,8 @@ def _targets() -> tuple[Target, ...]:
                    response=generation_response, request_content=generate_request_content,
                    response_content=generate_response_content, stream=generate_stream, is_async=is_async),
             Target(_MODULE, f"{cls}.embed", emb, COMPONENT, request=embed_request, response=embed_response,
+                   request_content=embed_request_content, is_async=is_async),
+            Target(_MODULE, f"{cls}.embeddings", emb, COMPONENT, request=embed_request, response=embed_response,
                    request_content=embed_request_content, is_async=is_async),
         ]  # fmt: skip
     return tuple(rows)
