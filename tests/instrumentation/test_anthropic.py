@@ -398,3 +398,19 @@ def test_tool_blocks_captured_as_tool_parts(instrumented: Instrumented, client: 
     sent = json.loads(span_attributes(one_span(cap))[sc.GEN_AI_INPUT_MESSAGES])
     assert sent[1]["parts"] == [{"type": "tool_call", "id": "toolu_1", "name": "lookup", "arguments": {"q": "otel"}}]
     assert sent[2]["parts"] == [{"type": "tool_call_response", "id": "toolu_1", "response": "found"}]
+
+
+def test_bedrock_client_provider(cap: Capture, server: FakeAnthropic) -> None:
+    """Claude through the `AnthropicBedrock` client is `aws.bedrock` (the stand-in refuses Bedrock's path: an error)."""
+    client = anthropic.AnthropicBedrock(
+        aws_access_key="AKIDEXAMPLE",
+        aws_secret_key="secret",
+        aws_region="us-east-1",
+        base_url=server.url,
+        max_retries=0,
+    )
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(model=MODEL, max_tokens=10, messages=MESSAGES)
+    attrs = span_attributes(one_span(cap))
+    assert attrs[sc.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+    assert attrs[sc.ERROR_TYPE] == "anthropic.NotFoundError"
