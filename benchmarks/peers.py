@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_VENV = os.environ.get("RAGOTEL_PEERS_VENV", "/tmp/ragotel-peers-venv")
 PRICING_JSON = HERE / "openlit_pricing.json"
+ANTHROPIC_URL_ENV = "RAGOTEL_BENCH_ANTHROPIC_URL"  # FakeAnthropic's URL, set by main() for the workers (W4)
 
 CONFIGS = ("uninstrumented", "floor", "ragotel", "openllmetry", "openinference", "openlit", "contrib")
 PEERS = ("openllmetry", "openinference", "openlit", "contrib")
@@ -78,6 +79,7 @@ WORKLOADS = {
             3,
         ),
         Workload("W3", "openai chat.completions.create against FakeOpenAI on the loopback", "openai", 20, 3),
+        Workload("W4", "anthropic messages.create against FakeAnthropic on the loopback", "anthropic", 20, 3),
     )
 }
 
@@ -108,6 +110,8 @@ def _instrument(config: str, library: str, tracer_provider: Any, meter_provider:
             from opentelemetry.instrumentation.chromadb import ChromaInstrumentor as Inst
         elif library == "langchain":
             from opentelemetry.instrumentation.langchain import LangchainInstrumentor as Inst
+        elif library == "anthropic":
+            from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor as Inst
         else:
             from opentelemetry.instrumentation.openai import OpenAIInstrumentor as Inst
         Inst().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
@@ -117,6 +121,8 @@ def _instrument(config: str, library: str, tracer_provider: Any, meter_provider:
             raise NotApplicable("OpenInference has no Chroma instrumentation")
         if library == "langchain":
             from openinference.instrumentation.langchain import LangChainInstrumentor as OiInst
+        elif library == "anthropic":
+            from openinference.instrumentation.anthropic import AnthropicInstrumentor as OiInst
         else:
             from openinference.instrumentation.openai import OpenAIInstrumentor as OiInst
         OiInst().instrument(tracer_provider=tracer_provider)  # OpenInference records no metrics
@@ -164,6 +170,10 @@ def _floor_target(workload: str) -> tuple[Any, str] | None:
         from openai.resources.chat.completions import Completions
 
         return Completions, "create"
+    if workload == "W4":
+        from anthropic.resources.messages.messages import Messages
+
+        return Messages, "create"
     return None
 
 
@@ -184,7 +194,7 @@ def _install_floor(workload: str, call: Callable[[], Any], tracer_provider: Any,
 
     found = _floor_target(workload)
     if found is None:
-        raise NotApplicable("the floor is defined for the single-span workloads (W1, W1s, W3)")
+        raise NotApplicable("the floor is defined for the single-span workloads (W1, W1s, W3, W4)")
     owner, method = found
     module_name, _, class_name = LIBRARIES[WORKLOADS[workload].library].instrumentor.partition(":")
     import importlib
@@ -321,11 +331,27 @@ def _openai_workload(base_url: str) -> Callable[[], Any]:
     return call
 
 
+def _anthropic_workload(base_url: str) -> Callable[[], Any]:
+    from anthropic import Anthropic
+
+    client = Anthropic(base_url=base_url, api_key="sk-ant-bench", max_retries=0, timeout=30.0)
+    messages = [{"role": "user", "content": "What is retrieval-augmented generation?"}]
+
+    def call() -> Any:
+        return client.messages.create(model="claude-sonnet-4-5", messages=messages, max_tokens=64)  # type: ignore[arg-type]
+
+    if not call().content[0].text:
+        raise RuntimeError("empty answer from FakeAnthropic")
+    return call
+
+
 def _build(workload: str, openai_url: str) -> Callable[[], Any]:
     if workload in ("W1", "W1s"):
         return _chroma_workload(stub=workload == "W1s")
     if workload == "W2":
         return _langchain_workload()
+    if workload == "W4":
+        return _anthropic_workload(os.environ[ANTHROPIC_URL_ENV])
     return _openai_workload(openai_url)
 
 
@@ -501,7 +527,8 @@ class Worker:
         env = dict(os.environ)
         env.update(
             {
-                "PYTHONPATH": str(HERE),
+                # the checkout this file belongs to, whichever checkout the venv's editable ragotel points at
+                "PYTHONPATH": os.pathsep.join((str(HERE), str(ROOT / "src"))),
                 "OTEL_TRACES_EXPORTER": "none",  # no peer may add an exporter of its own
                 "OTEL_METRICS_EXPORTER": "none",
                 "OTEL_LOGS_EXPORTER": "none",
@@ -608,14 +635,14 @@ def run_workload(
     return out
 
 
-def start_fake_openai() -> tuple[subprocess.Popen[str], str]:
-    """FakeOpenAI (tests/servers/openai.py) in its own process; returns it and its base URL."""
+def start_fake_server(module: str = "openai") -> tuple[subprocess.Popen[str], str]:
+    """A loopback stand-in (tests/servers/<module>.py) in its own process; returns it and its base URL."""
     # TCP_NODELAY on the server's sockets: its handler writes headers and body in two sends, and Nagle's algorithm
     # against the client's delayed ACK otherwise adds ~40 ms to every call.
     code = (
         "import tests.servers._http as h\n"
         "h.RequestHandler.disable_nagle_algorithm = True\n"
-        "from tests.servers.openai import main\n"
+        f"from tests.servers.{module} import main\n"
         "raise SystemExit(main(['--port', '0']))"
     )
     proc = subprocess.Popen(
@@ -629,7 +656,7 @@ def start_fake_openai() -> tuple[subprocess.Popen[str], str]:
     line = proc.stdout.readline().strip()
     if " on " not in line:
         proc.kill()
-        raise SystemExit(f"FakeOpenAI did not start: {line!r}")
+        raise SystemExit(f"tests.servers.{module} did not start: {line!r}")
     return proc, line.rsplit(" on ", 1)[1]
 
 
@@ -742,7 +769,7 @@ def summary_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", default=DEFAULT_VENV, help="the peers' virtualenv (benchmarks/peers_env.sh)")
-    parser.add_argument("--workloads", default="W1,W1s,W2,W3", help="comma-separated subset of W1,W1s,W2,W3")
+    parser.add_argument("--workloads", default="W1,W1s,W2,W3,W4", help="comma-separated subset of W1,W1s,W2,W3,W4")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
     parser.add_argument("--reps", type=int, default=60, help="timed cycles per workload (default 60)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed cycles first (default 5)")
@@ -775,7 +802,8 @@ def main(argv: list[str] | None = None) -> int:
             "import importlib.metadata as m; print(' '.join(f'{n}=={m.version(n)}' for n in "
             "('openai','chromadb','langchain-core','opentelemetry-sdk','opentelemetry-instrumentation-openai',"
             "'openinference-instrumentation-openai','openinference-instrumentation-langchain','openlit',"
-            "'opentelemetry-instrumentation-openai-v2')))",
+            "'opentelemetry-instrumentation-openai-v2','anthropic','opentelemetry-instrumentation-anthropic',"
+            "'openinference-instrumentation-anthropic')))",
         ],
         capture_output=True,
         text=True,
@@ -783,7 +811,8 @@ def main(argv: list[str] | None = None) -> int:
     ).stdout.strip()
     print(f"peers venv: {args.venv}\nversions: {versions}\ncycles: {reps} timed after {warmup} warm-up")
 
-    server, url = start_fake_openai()
+    server, url = start_fake_server("openai")
+    anthropic_server, os.environ[ANTHROPIC_URL_ENV] = start_fake_server("anthropic")
     if args.profile:
         try:
             cmd = [python, str(HERE / "peers.py"), "--profile", *args.profile, "--openai-url", url]
@@ -797,8 +826,9 @@ def main(argv: list[str] | None = None) -> int:
             }
             return subprocess.run([*cmd, "--calls", str(args.calls or 500)], cwd=ROOT, env=env, check=False).returncode
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            for proc in (server, anthropic_server):
+                proc.terminate()
+                proc.wait(timeout=10)
     results: dict[str, dict[str, dict[str, float]]] = {}
     raw: dict[str, Any] = {}
     exit_code = 0
@@ -830,8 +860,9 @@ def main(argv: list[str] | None = None) -> int:
                 if rss > 10:
                     print(f"ragotel peak RSS above baseline {rss:.1f} MB exceeds the 10 MB goal")
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for proc in (server, anthropic_server):
+            proc.terminate()
+            proc.wait(timeout=10)
     if results:
         print("\n## Wall overhead µs/call (median of paired cycles); ragotel against the best peer (goal: ≤ 0.5)\n")
         print(summary_table(results))

@@ -37,14 +37,17 @@ CONSTRAINTS="$VENV/peers-constraints.txt"
 } > "$CONSTRAINTS"
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -c "$CONSTRAINTS")
 
-"${PIP[@]}" chromadb langchain-core openai numpy psutil wrapt httpx typing-extensions \
+"${PIP[@]}" chromadb langchain-core openai anthropic numpy psutil wrapt httpx typing-extensions \
     opentelemetry-api opentelemetry-sdk opentelemetry-instrumentation opentelemetry-semantic-conventions
 
-# The peers.
+# The peers. OpenInference's anthropic 2.x/3.x need anthropic>=1, which openlit 1.45 (anthropic<1) excludes:
+# 1.1.2 is its newest release for the anthropic 0.x line installed here.
 "${PIP[@]}" \
     "opentelemetry-instrumentation-openai==0.62.4" \
     "opentelemetry-instrumentation-langchain==0.62.4" \
     "opentelemetry-instrumentation-chromadb==0.62.4" \
+    "opentelemetry-instrumentation-anthropic==0.62.4" \
+    "openinference-instrumentation-anthropic==1.1.2" \
     "openinference-instrumentation-openai" \
     "openinference-instrumentation-langchain" \
     "opentelemetry-instrumentation-openai-v2==2.4b0" \
@@ -61,7 +64,8 @@ for name in ("openai", "chromadb", "langchain-core", "opentelemetry-sdk", "opent
              "opentelemetry-instrumentation-openai", "opentelemetry-instrumentation-langchain",
              "opentelemetry-instrumentation-chromadb", "openinference-instrumentation-openai",
              "openinference-instrumentation-langchain", "openlit", "opentelemetry-instrumentation-openai-v2",
-             "opentelemetry-util-genai", "ragotel"):
+             "opentelemetry-util-genai", "anthropic", "opentelemetry-instrumentation-anthropic",
+             "openinference-instrumentation-anthropic", "ragotel"):
     try:
         print(f"{name}=={md.version(name)}")
     except md.PackageNotFoundError:

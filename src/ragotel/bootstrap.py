@@ -53,6 +53,10 @@ LIBRARIES: Final[dict[str, Library]] = {
         "sentence_transformers", "ragotel.instrumentation.sentence_transformers:SentenceTransformersInstrumentor"
     ),
     "llama_index": Library("llama_index.core", "ragotel.instrumentation.llama_index:LlamaIndexInstrumentor"),
+    "anthropic": Library("anthropic", "ragotel.instrumentation.anthropic:AnthropicInstrumentor"),
+    "bedrock": Library("botocore", "ragotel.instrumentation.bedrock:BedrockInstrumentor"),
+    "google_genai": Library("google.genai", "ragotel.instrumentation.google_genai:GoogleGenAIInstrumentor"),
+    "ollama": Library("ollama", "ragotel.instrumentation.ollama:OllamaInstrumentor"),
 }
 
 

@@ -59,6 +59,14 @@ KNOWN: Final[dict[str, str]] = {
     "openinference-instrumentation-openai": "openai",
     "openinference-instrumentation-langchain": "langchain",
     "openinference-instrumentation-llama-index": "llama_index",
+    "opentelemetry-instrumentation-anthropic": "anthropic",
+    "openinference-instrumentation-anthropic": "anthropic",
+    "opentelemetry-instrumentation-bedrock": "bedrock",
+    "openinference-instrumentation-bedrock": "bedrock",
+    "opentelemetry-instrumentation-google-genai": "google_genai",  # contrib
+    "opentelemetry-instrumentation-google-generativeai": "google_genai",  # OpenLLMetry
+    "openinference-instrumentation-google-genai": "google_genai",
+    "opentelemetry-instrumentation-ollama": "ollama",
 }
 # What an instrumentation's `instruments` extra requires -> the ragotel library.
 _REQUIREMENTS: Final[dict[str, str]] = {
@@ -70,6 +78,9 @@ _REQUIREMENTS: Final[dict[str, str]] = {
     "sentence-transformers": "sentence_transformers",
     "llama-index-core": "llama_index",
     "llama-index": "llama_index",
+    "anthropic": "anthropic",
+    "google-genai": "google_genai",
+    "ollama": "ollama",
 }
 
 

@@ -47,6 +47,8 @@ class Target:
     whether the result is a raw-response envelope whose ``parse()`` yields the real result (openai's
     ``with_raw_response``): :data:`ENVELOPE_READY` (body in memory: parsed now, the envelope caches it),
     :data:`ENVELOPE_LAZY` (body not read: followed through :class:`~ragotel.streams.EnvelopeProxy`) or None.
+    ``follow(result, op, reader)``, for results that hold their stream (botocore's response dicts), follows that
+    stream in place and returns True when it now owns the operation; without it the result itself is the stream.
     """
 
     module: str
@@ -60,6 +62,7 @@ class Target:
     stream: Callable[[Any, tuple[Any, ...], Mapping[str, Any], Any], StreamReader | None] | None = None
     is_async: bool | None = None  # None: decided from the original callable
     envelope: Callable[[Any], str | None] | None = None
+    follow: Callable[[Any, Operation, StreamReader], bool] | None = None
 
 
 _FAILED: Final[Operation | None] = NOOP  # an extractor failed before the call: traced by the no-op operation
@@ -116,8 +119,10 @@ def _read(
             body = result.parse()
     if target.stream is not None and body is result:
         reader = target.stream(instance, args, kwargs, result)
-        if reader is not None:
+        if reader is not None and target.follow is None:
             return wrap_stream(result, op, reader)
+        if reader is not None and target.follow is not None and target.follow(result, op, reader):
+            return result
     if target.response is not None:
         op.set_attributes(target.response(instance, body) or {})
     if target.response_content is not None and op.capture_content:
