@@ -59,6 +59,9 @@ KNOWN: Final[dict[str, str]] = {
     "openinference-instrumentation-openai": "openai",
     "openinference-instrumentation-langchain": "langchain",
     "openinference-instrumentation-llama-index": "llama_index",
+    "opentelemetry-instrumentation-cohere": "cohere",
+    "opentelemetry-instrumentation-milvus": "milvus",
+    "opentelemetry-instrumentation-lancedb": "lancedb",
 }
 # What an instrumentation's `instruments` extra requires -> the ragotel library.
 _REQUIREMENTS: Final[dict[str, str]] = {
@@ -70,6 +73,10 @@ _REQUIREMENTS: Final[dict[str, str]] = {
     "sentence-transformers": "sentence_transformers",
     "llama-index-core": "llama_index",
     "llama-index": "llama_index",
+    "cohere": "cohere",
+    "pymilvus": "milvus",
+    "lancedb": "lancedb",
+    "faiss-cpu": "faiss",
 }
 
 

@@ -1,0 +1,329 @@
+"""Cohere v2 client: chat (plain and streamed) as ``generation``, embed as ``embedding``, rerank as ``rerank`` spans.
+
+Hooked on the v2 raw client (``RawV2Client`` / ``AsyncRawV2Client``) that ``ClientV2.chat`` / ``embed`` / ``rerank``
+and ``with_raw_response`` all go through — one span per API call, also for a client created before instrumenting
+(cohere binds ``ClientV2.chat`` on the instance at construction, so the public method cannot be hooked for it) —
+and on ``chat_stream``, a generator the span follows to its end on every exit path. Only parameters the caller
+passed are recorded (the client's ``OMIT`` placeholder is not a value). Messages, texts, queries and documents are
+read only with content capture on; embeddings never.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
+
+from ragotel import semconv as sc
+from ragotel.bounds import TextBuffer, items
+from ragotel.instrumentation._base import RagotelInstrumentor, Target
+from ragotel.telemetry import Operation
+
+__all__ = ["CohereInstrumentor"]
+
+COMPONENT: Final = "cohere"
+PROVIDER: Final = "cohere"
+_RAW: Final = "cohere.v2.raw_client"
+_CLIENT: Final = "cohere.v2.client"
+_DEFAULT_PORTS: Final = {"https": 443, "http": 80}
+# Cohere's finish reasons in the vocabulary the other providers' spans use (OpenAI's), so one query finds them all.
+_FINISH: Final = {
+    "COMPLETE": "stop",
+    "STOP_SEQUENCE": "stop",
+    "MAX_TOKENS": "length",
+    "TOOL_CALL": "tool_calls",
+    "ERROR": "error",
+    "TIMEOUT": "error",
+}
+_SAMPLING: Final = (
+    ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+    ("p", sc.GEN_AI_REQUEST_TOP_P),
+    ("k", sc.GEN_AI_REQUEST_TOP_K),
+    ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY),
+    ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY),
+)
+
+
+# -- small readers ------------------------------------------------------------------------------------------------
+def _given(kwargs: Mapping[str, Any], name: str) -> Any:
+    """A parameter the caller passed, else None (the client's ``OMIT`` is ``...``)."""
+    value = kwargs.get(name)
+    return None if value is ... else value
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
+def _int(value: Any) -> int | None:
+    """Cohere reports token counts as JSON numbers that the client parses as floats (``12.0``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def _body(result: Any) -> Any:
+    """The parsed answer: the raw client returns an ``HttpResponse`` whose ``data`` it is."""
+    return getattr(result, "data", result)
+
+
+@functools.lru_cache(maxsize=64)
+def _server(base_url: str) -> tuple[str | None, int | None]:
+    parts = urlsplit(base_url)
+    return parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme)
+
+
+def _common(instance: Any) -> dict[str, Any]:
+    attrs: dict[str, Any] = {sc.GEN_AI_PROVIDER_NAME: PROVIDER}
+    get_base_url = getattr(getattr(instance, "_client_wrapper", None), "get_base_url", None)
+    if get_base_url is not None:
+        base_url = get_base_url()
+        if isinstance(base_url, str):
+            attrs[sc.SERVER_ADDRESS], attrs[sc.SERVER_PORT] = _server(base_url)
+    return attrs
+
+
+def _usage(usage: Any) -> dict[str, Any]:
+    """Tokens the model processed (``tokens``), else the tokens billed (``billed_units``)."""
+    counts = _get(usage, "tokens") or _get(usage, "billed_units")
+    return {
+        sc.GEN_AI_USAGE_INPUT_TOKENS: _int(_get(counts, "input_tokens")),
+        sc.GEN_AI_USAGE_OUTPUT_TOKENS: _int(_get(counts, "output_tokens")),
+    }
+
+
+def _finish_reasons(reason: Any) -> list[str] | None:
+    return [_FINISH.get(reason, str(reason).lower())] if isinstance(reason, str) else None
+
+
+# -- chat ---------------------------------------------------------------------------------------------------------
+def _chat_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, stream: bool) -> dict[str, Any]:
+    attrs = _common(instance)
+    attrs[sc.GEN_AI_OPERATION_NAME] = sc.OP_CHAT
+    attrs[sc.GEN_AI_REQUEST_MODEL] = _given(kwargs, "model")
+    for name, key in _SAMPLING:
+        value = _given(kwargs, name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            attrs[key] = float(value)
+    attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] = _int(_given(kwargs, "max_tokens"))
+    attrs[sc.GEN_AI_REQUEST_SEED] = _int(_given(kwargs, "seed"))
+    stop = _given(kwargs, "stop_sequences")
+    if isinstance(stop, list | tuple):
+        attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in items(stop)]
+    response_format = _given(kwargs, "response_format")
+    if response_format is not None:
+        attrs[sc.GEN_AI_OUTPUT_TYPE] = "json" if _get(response_format, "type") == "json_object" else "text"
+    if stream:
+        attrs[sc.GEN_AI_REQUEST_STREAM] = True
+    return attrs
+
+
+def _chat_response(instance: Any, result: Any) -> dict[str, Any]:
+    body = _body(result)
+    attrs = {
+        sc.GEN_AI_RESPONSE_ID: _get(body, "id"),
+        sc.GEN_AI_RESPONSE_FINISH_REASONS: _finish_reasons(_get(body, "finish_reason")),
+    }
+    attrs.update(_usage(_get(body, "usage")))
+    return attrs
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    for part in items(content):
+        kind = _get(part, "type")
+        text = _get(part, "text")
+        parts.append({"type": "text", "content": text} if isinstance(text, str) else {"type": str(kind)})
+    return parts
+
+
+def _chat_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    messages = _given(kwargs, "messages")
+    if not isinstance(messages, list | tuple):  # never iterate a caller's generator
+        return None
+    out = [{"role": _get(m, "role") or "user", "parts": _parts(_get(m, "content"))} for m in items(messages)]
+    return {sc.GEN_AI_INPUT_MESSAGES: out}
+
+
+def _chat_result_content(instance: Any, result: Any) -> dict[str, Any] | None:
+    body = _body(result)
+    message = _get(body, "message")
+    parts = _parts(_get(message, "content"))
+    for call in items(_get(message, "tool_calls")):
+        function = _get(call, "function")
+        name, arguments = _get(function, "name"), _get(function, "arguments")
+        parts.append({"type": "tool_call", "id": _get(call, "id"), "name": name, "arguments": arguments})
+    reasons = _finish_reasons(_get(body, "finish_reason"))
+    finish = reasons[0] if reasons else None
+    return {sc.GEN_AI_OUTPUT_MESSAGES: [{"role": "assistant", "parts": parts, "finish_reason": finish}]}
+
+
+class _ChatStreamReader:
+    """Follows v2 chat stream events: the id (message-start), text (content-delta), finish and usage (message-end)."""
+
+    __slots__ = ("_end", "_id", "_text")
+
+    def __init__(self) -> None:
+        self._id: Any = None
+        self._end: Any = None
+        self._text = TextBuffer()
+
+    def on_chunk(self, op: Operation, chunk: Any) -> None:
+        kind = _get(chunk, "type")
+        if kind == "message-start":
+            self._id = _get(chunk, "id")
+        elif kind == "message-end":
+            self._end = _get(chunk, "delta")
+        elif kind == "content-delta" and op.capture_limit:
+            text = _get(_get(_get(_get(chunk, "delta"), "message"), "content"), "text")
+            if isinstance(text, str):
+                self._text.add(text, op.capture_limit)
+
+    def on_end(self, op: Operation) -> None:
+        attrs: dict[str, Any] = {sc.GEN_AI_RESPONSE_ID: self._id}
+        reasons = _finish_reasons(_get(self._end, "finish_reason"))
+        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
+        attrs.update(_usage(_get(self._end, "usage")))
+        op.set_attributes(attrs)
+        if op.capture_content and (self._text or reasons):
+            text = [{"type": "text", "content": self._text.text()}]
+            message = {"role": "assistant", "parts": text, "finish_reason": reasons[0] if reasons else None}
+            op.capture(sc.GEN_AI_OUTPUT_MESSAGES, [message])
+
+
+def _chat_stream(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], result: Any) -> _ChatStreamReader:
+    return _ChatStreamReader()
+
+
+# -- embed --------------------------------------------------------------------------------------------------------
+def _embed_inputs(kwargs: Mapping[str, Any]) -> Any:
+    for name in ("texts", "inputs", "images"):
+        value = _given(kwargs, name)
+        if value is not None:
+            return value
+    return None
+
+
+def _embed_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    attrs = _common(instance)
+    attrs[sc.GEN_AI_OPERATION_NAME] = sc.OP_EMBEDDINGS
+    attrs[sc.GEN_AI_REQUEST_MODEL] = _given(kwargs, "model")
+    inputs = _embed_inputs(kwargs)
+    attrs[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] = len(inputs) if isinstance(inputs, list | tuple) else None
+    attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = _int(_given(kwargs, "output_dimension"))
+    types = _given(kwargs, "embedding_types")
+    if isinstance(types, list | tuple):
+        attrs[sc.GEN_AI_REQUEST_ENCODING_FORMATS] = [str(t) for t in items(types)]
+    return attrs
+
+
+def _embed_response(instance: Any, result: Any) -> dict[str, Any]:
+    body = _body(result)
+    meta = _get(body, "meta")
+    counts = _get(meta, "tokens") or _get(meta, "billed_units")
+    attrs: dict[str, Any] = {sc.GEN_AI_USAGE_INPUT_TOKENS: _int(_get(counts, "input_tokens"))}
+    embeddings = _get(body, "embeddings")
+    # by type ({"float": [[...]], "int8": ...}) or, for embedding_types not given on older APIs, a list of vectors
+    by_type = embeddings.model_dump() if hasattr(embeddings, "model_dump") else embeddings
+    vectors = next((v for v in by_type.values() if v), None) if isinstance(by_type, dict) else by_type
+    first = items(vectors, 1)
+    if first and isinstance(first[0], list | tuple):
+        attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = len(first[0])
+    return attrs
+
+
+def _embed_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    texts = _given(kwargs, "texts")
+    if not isinstance(texts, list | tuple):
+        return None
+    return {sc.RAGOTEL_INPUT: [t for t in items(texts) if isinstance(t, str)]}
+
+
+# -- rerank -------------------------------------------------------------------------------------------------------
+def _rerank_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    attrs = _common(instance)
+    attrs[sc.RAGOTEL_RERANK_MODEL] = _given(kwargs, "model")
+    documents = _given(kwargs, "documents")
+    attrs[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] = len(documents) if isinstance(documents, list | tuple) else None
+    attrs[sc.GEN_AI_RETRIEVAL_TOP_K] = _int(_given(kwargs, "top_n"))
+    return attrs
+
+
+def _rerank_response(instance: Any, result: Any) -> dict[str, Any]:
+    results = _get(_body(result), "results")
+    scores = [float(s) for s in (_get(r, "relevance_score") for r in items(results)) if isinstance(s, int | float)]
+    attrs: dict[str, Any] = {sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT: len(results) if isinstance(results, list) else None}
+    if scores:
+        attrs[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] = max(scores)
+    return attrs
+
+
+def _rerank_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    query = _given(kwargs, "query")
+    return {sc.GEN_AI_RETRIEVAL_QUERY_TEXT: query} if isinstance(query, str) else None
+
+
+def _rerank_result_content(instance: Any, result: Any) -> dict[str, Any] | None:
+    ranking = [
+        {"index": _get(r, "index"), "score": _get(r, "relevance_score")} for r in items(_get(_body(result), "results"))
+    ]
+    return {sc.GEN_AI_RETRIEVAL_DOCUMENTS: ranking}
+
+
+def _targets() -> tuple[Target, ...]:
+    rows: list[Target] = []
+    for prefix in ("", "Async"):
+        raw = f"{prefix}RawV2Client"
+        rows += [
+            Target(
+                _RAW,
+                f"{raw}.chat",
+                sc.STAGE_GENERATION,
+                COMPONENT,
+                request=functools.partial(_chat_request, stream=False),
+                response=_chat_response,
+                request_content=_chat_content,
+                response_content=_chat_result_content,
+            ),
+            Target(
+                _CLIENT,
+                f"{prefix}V2Client.chat_stream",
+                sc.STAGE_GENERATION,
+                COMPONENT,
+                request=functools.partial(_chat_request, stream=True),
+                request_content=_chat_content,
+                stream=_chat_stream,
+                is_async=False,  # a (sync or async) generator function: the call returns the stream at once
+            ),
+            Target(
+                _RAW,
+                f"{raw}.embed",
+                sc.STAGE_EMBEDDING,
+                COMPONENT,
+                request=_embed_request,
+                response=_embed_response,
+                request_content=_embed_content,
+            ),
+            Target(
+                _RAW,
+                f"{raw}.rerank",
+                sc.STAGE_RERANK,
+                COMPONENT,
+                request=_rerank_request,
+                response=_rerank_response,
+                request_content=_rerank_content,
+                response_content=_rerank_result_content,
+            ),
+        ]
+    return tuple(rows)
+
+
+class CohereInstrumentor(RagotelInstrumentor):
+    """Traces the Cohere v2 client (sync and async): chat, chat_stream, embed, rerank."""
+
+    library: ClassVar[str] = "cohere"
+    targets: ClassVar[tuple[Target, ...]] = _targets()
+    dependencies: ClassVar[tuple[str, ...]] = ("cohere >= 5.0",)
