@@ -52,6 +52,7 @@ LIBRARIES: Final[dict[str, Library]] = {
     "llama_index": Library("llama_index.core", "ragotel.instrumentation.llama_index:LlamaIndexInstrumentor"),
     "cohere": Library("cohere", "ragotel.instrumentation.cohere:CohereInstrumentor"),
     "faiss": Library("faiss", "ragotel.instrumentation.faiss:FaissInstrumentor"),
+    "lancedb": Library("lancedb", "ragotel.instrumentation.lancedb:LanceDBInstrumentor"),
 }
 
 
