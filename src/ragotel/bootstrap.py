@@ -53,6 +53,7 @@ LIBRARIES: Final[dict[str, Library]] = {
     "cohere": Library("cohere", "ragotel.instrumentation.cohere:CohereInstrumentor"),
     "faiss": Library("faiss", "ragotel.instrumentation.faiss:FaissInstrumentor"),
     "lancedb": Library("lancedb", "ragotel.instrumentation.lancedb:LanceDBInstrumentor"),
+    "milvus": Library("pymilvus", "ragotel.instrumentation.milvus:MilvusInstrumentor"),
 }
 
 
