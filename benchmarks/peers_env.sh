@@ -34,10 +34,11 @@ CONSTRAINTS="$VENV/peers-constraints.txt"
     echo "chromadb==1.5.9"
     echo "langchain-core==1.8.3"
     echo "openai>=2.8,<3"
+    echo "cohere>=5.14,<6"  # OpenLLMetry 0.62.4 instruments cohere <6 only (it does nothing on 7.x)
 } > "$CONSTRAINTS"
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -c "$CONSTRAINTS")
 
-"${PIP[@]}" chromadb langchain-core openai numpy psutil wrapt httpx typing-extensions \
+"${PIP[@]}" chromadb langchain-core openai cohere numpy psutil wrapt httpx typing-extensions \
     opentelemetry-api opentelemetry-sdk opentelemetry-instrumentation opentelemetry-semantic-conventions
 
 # The peers.
@@ -45,6 +46,7 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-ba
     "opentelemetry-instrumentation-openai==0.62.4" \
     "opentelemetry-instrumentation-langchain==0.62.4" \
     "opentelemetry-instrumentation-chromadb==0.62.4" \
+    "opentelemetry-instrumentation-cohere==0.62.4" \
     "openinference-instrumentation-openai" \
     "openinference-instrumentation-langchain" \
     "opentelemetry-instrumentation-openai-v2==2.4b0" \
@@ -61,7 +63,7 @@ for name in ("openai", "chromadb", "langchain-core", "opentelemetry-sdk", "opent
              "opentelemetry-instrumentation-openai", "opentelemetry-instrumentation-langchain",
              "opentelemetry-instrumentation-chromadb", "openinference-instrumentation-openai",
              "openinference-instrumentation-langchain", "openlit", "opentelemetry-instrumentation-openai-v2",
-             "opentelemetry-util-genai", "ragotel"):
+             "opentelemetry-util-genai", "cohere", "opentelemetry-instrumentation-cohere", "ragotel"):
     try:
         print(f"{name}=={md.version(name)}")
     except md.PackageNotFoundError:
