@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from ragotel.instrumentation._base import RagotelInstrumentor
-from ragotel.testing import Capture
+from ragotel.testing import Capture, capture
 
 
 class Instrumented(Protocol):
@@ -116,3 +116,26 @@ def console_objects(stdout: str) -> Iterator[Any]:
             i = start + 1
             continue
         yield obj
+
+
+def traced_without(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    instrumentor: type[RagotelInstrumentor],
+    missing: tuple[type, str],
+    call: Callable[[], Any],
+) -> Capture:
+    """Run `call` instrumented on a library version without `missing` (class, method): the instrumentor reports the
+    absent target at DEBUG (asserted) and instruments the rest; returns the capture of what `call` traced."""
+
+    owner, name = missing
+    monkeypatch.delattr(owner, name)
+    with capture() as cap, caplog.at_level(logging.DEBUG, logger="ragotel"):
+        inst = instrumentor()
+        inst.instrument()
+        try:
+            call()
+        finally:
+            inst.uninstrument()
+    assert any(f"{owner.__name__}.{name}" in r.getMessage() for r in caplog.records)
+    return cap

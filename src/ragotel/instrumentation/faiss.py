@@ -19,6 +19,7 @@ from ragotel import _guard
 from ragotel import semconv as sc
 from ragotel.bounds import items
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, argument
+from ragotel.instrumentation._base import db_batch_size as _batch
 
 __all__ = ["FaissInstrumentor"]
 
@@ -38,10 +39,6 @@ def _rows(x: Any) -> int | None:
     """Vectors (or ids) in an array argument: the first dimension of a 2-d array, the length of a 1-d one."""
     shape = getattr(x, "shape", None)
     return int(shape[0]) if shape else None
-
-
-def _batch(count: int | None) -> int | None:
-    return count if count is not None and count >= 2 else None  # db semconv: a batch is two or more
 
 
 def _similarity(instance: Any) -> bool:

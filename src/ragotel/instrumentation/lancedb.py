@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Final
 from ragotel import semconv as sc
 from ragotel.bounds import items
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, argument
+from ragotel.instrumentation._base import db_batch_size as _batch
 
 __all__ = ["LanceDBInstrumentor"]
 
@@ -42,10 +43,6 @@ def _count(data: Any) -> int | None:
         return rows
     shape = getattr(data, "shape", None)  # pandas / polars DataFrame
     return int(shape[0]) if isinstance(shape, tuple) and shape else None
-
-
-def _batch(count: int | None) -> int | None:
-    return count if count is not None and count >= 2 else None  # db semconv: a batch is two or more
 
 
 # -- writes -------------------------------------------------------------------------------------------------------

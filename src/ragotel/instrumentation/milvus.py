@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Final
 from ragotel import semconv as sc
 from ragotel.bounds import items
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, argument
+from ragotel.instrumentation._base import db_batch_size as _batch
 
 __all__ = ["MilvusInstrumentor"]
 
@@ -59,10 +60,6 @@ def _queries(data: Any) -> int | None:
     if not isinstance(data, list | tuple) or not data:
         return None
     return len(data) if not isinstance(data[0], int | float) else 1
-
-
-def _batch(count: int | None) -> int | None:
-    return count if count is not None and count >= 2 else None  # db semconv: a batch is two or more
 
 
 # -- extractors -------------------------------------------------------------------------------------------------
