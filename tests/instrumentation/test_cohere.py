@@ -22,6 +22,7 @@ from tests.instrumentation.instrumentation_helpers import (
 )
 from tests.servers.cohere import FakeCohere
 
+import ragotel
 from ragotel import semconv as sc
 from ragotel.instrumentation.cohere import CohereInstrumentor
 from ragotel.testing import Capture, capture
@@ -349,3 +350,16 @@ def test_content_on_records_messages_texts_and_ranking(cap_content: Capture, cli
     rerank = _attrs(cap, f"rerank {RERANK_MODEL}")
     assert rerank[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == "secret-query cat"
     assert '"index": 1' in rerank[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
+
+
+def test_rerank_inside_a_framework_rerank_step_is_one_span(cap: Capture, client: cohere.ClientV2) -> None:
+    """A Cohere rerank inside an enclosing rerank step (a framework's reranker) merges into it: one span, renamed
+    after the model, with the client's counts and score."""
+    with ragotel.rerank(component="framework"):
+        client.rerank(model=RERANK_MODEL, query="cat mat", documents=DOCS, top_n=2)
+    spans = cap.spans()
+    assert [s.name for s in spans] == [f"rerank {RERANK_MODEL}"]
+    attrs = dict(spans[0].attributes or {})
+    assert attrs[sc.RAGOTEL_COMPONENT] == "framework"
+    assert attrs[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 3
+    assert attrs[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 2
