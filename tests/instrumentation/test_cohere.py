@@ -363,3 +363,34 @@ def test_rerank_inside_a_framework_rerank_step_is_one_span(cap: Capture, client:
     assert attrs[sc.RAGOTEL_COMPONENT] == "framework"
     assert attrs[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 3
     assert attrs[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 2
+
+
+# -- the v1 client (cohere.Client) ----------------------------------------------------------------------------------
+def test_v1_client_chat_embed_rerank(cap: Capture, server: FakeCohere) -> None:
+    """The legacy v1 Client's chat, embed (plain float vectors) and rerank give the same spans as v2, no content."""
+    with cohere.Client(api_key="k", base_url=server.url) as client:
+        reply = client.chat(message="secret-prompt hello there", model=CHAT_MODEL, preamble="secret-system brief")
+        client.embed(texts=DOCS, model=EMBED_MODEL, input_type="search_document")
+        client.rerank(query="secret-query cat", documents=DOCS, model=RERANK_MODEL, top_n=1)
+    chat = _attrs(cap, f"chat {CHAT_MODEL}")
+    assert chat[sc.GEN_AI_RESPONSE_ID] == reply.response_id
+    assert chat[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    assert (chat[sc.GEN_AI_USAGE_INPUT_TOKENS], chat[sc.GEN_AI_USAGE_OUTPUT_TOKENS]) == (5, 6)
+    embed = _attrs(cap, f"embeddings {EMBED_MODEL}")
+    assert (embed[sc.RAGOTEL_EMBEDDING_BATCH_SIZE], embed[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT]) == (3, 32)
+    rerank = _attrs(cap, f"rerank {RERANK_MODEL}")
+    assert rerank[sc.GEN_AI_RETRIEVAL_TOP_K] == 1
+    assert (rerank[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT], rerank[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT]) == (3, 1)
+    assert "secret-" not in exported_values(cap)
+
+
+async def test_v1_async_client_rerank_and_content(cap_content: Capture, server: FakeCohere) -> None:
+    """The v1 AsyncClient's rerank is awaited in its span; with content on, v1 chat records message and preamble."""
+    async with cohere.AsyncClient(api_key="k", base_url=server.url) as client:
+        await client.rerank(query="cat", documents=DOCS, model=RERANK_MODEL)
+        await client.chat(message="secret-prompt hi", model=CHAT_MODEL, preamble="secret-system brief")
+    assert _attrs(cap_content, f"rerank {RERANK_MODEL}")[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 3
+    chat = _attrs(cap_content, f"chat {CHAT_MODEL}")
+    assert "secret-prompt hi" in chat[sc.GEN_AI_INPUT_MESSAGES]
+    assert "secret-system brief" in chat[sc.GEN_AI_SYSTEM_INSTRUCTIONS]
+    assert REPLY in chat[sc.GEN_AI_OUTPUT_MESSAGES]

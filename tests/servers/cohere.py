@@ -1,4 +1,5 @@
-"""FakeCohere: a local HTTP server speaking Cohere's v2 REST wire format (chat, chat streaming, embed, rerank).
+"""FakeCohere: a local HTTP server speaking Cohere's REST wire format: v2 chat (plain, SSE stream), embed, rerank;
+v1 chat, embed and rerank (the legacy `cohere.Client`).
 
 For the real `cohere` client: `cohere.ClientV2(api_key=..., base_url=server.url)`. Usable without pytest
 (benchmarks): `python -m tests.servers.cohere --port 8001`.
@@ -94,7 +95,14 @@ class FakeCohere(HttpServerBase):
             message = _ERROR_MESSAGES.get(status, f"error {status}").format(model=model)
             handler.send_json(status, {"id": str(uuid.uuid4()), "message": message})
             return
-        routes = {"/v2/chat": self._chat, "/v2/embed": self._embed, "/v2/rerank": self._rerank}
+        routes = {
+            "/v2/chat": self._chat,
+            "/v2/embed": self._embed,
+            "/v2/rerank": self._rerank,
+            "/v1/chat": self._chat_v1,
+            "/v1/embed": self._embed_v1,
+            "/v1/rerank": self._rerank,  # v1 and v2 answer a rerank alike
+        }
         route = routes.get(request.path)
         if route is None or request.method != "POST":
             handler.send_json(404, {"message": f"no route for {request.method} {request.path}"})
@@ -116,6 +124,24 @@ class FakeCohere(HttpServerBase):
             "message": {"role": "assistant", "content": [{"type": "text", "text": self.reply}]},
             "usage": _usage(self._prompt_tokens(body), _words(self.reply)),
         }
+
+    def _chat_v1(self, body: dict[str, Any]) -> dict[str, Any]:
+        tokens = _words(str(body.get("message", ""))) + _words(str(body.get("preamble", "")))
+        return {
+            "response_id": str(uuid.uuid4()),
+            "generation_id": str(uuid.uuid4()),
+            "text": self.reply,
+            "finish_reason": "COMPLETE",
+            "chat_history": [],
+            "meta": {"api_version": {"version": "1"}, **_usage(tokens, _words(self.reply))},
+        }
+
+    def _embed_v1(self, body: dict[str, Any]) -> dict[str, Any]:
+        answer = self._embed(body)
+        if not body.get("embedding_types"):  # without embedding_types v1 answers plain float vectors
+            answer["response_type"] = "embeddings_floats"
+            answer["embeddings"] = answer["embeddings"]["float"]
+        return answer
 
     def _events(self, body: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         words = self.reply.split(" ")

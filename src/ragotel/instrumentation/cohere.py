@@ -1,11 +1,11 @@
-"""Cohere v2 client: chat (plain and streamed) as ``generation``, embed as ``embedding``, rerank as ``rerank`` spans.
+"""Cohere: chat (plain and streamed) as ``generation``, embed as ``embedding``, rerank as ``rerank`` spans.
 
-Hooked on the v2 raw client (``RawV2Client`` / ``AsyncRawV2Client``) that ``ClientV2.chat`` / ``embed`` / ``rerank``
-and ``with_raw_response`` all go through — one span per API call, also for a client created before instrumenting
-(cohere binds ``ClientV2.chat`` on the instance at construction, so the public method cannot be hooked for it) —
-and on ``chat_stream``, a generator the span follows to its end on every exit path. Only parameters the caller
-passed are recorded (the client's ``OMIT`` placeholder is not a value). Messages, texts, queries and documents are
-read only with content capture on; embeddings never.
+Hooked on the raw clients (v2 ``RawV2Client``, v1 ``RawBaseCohere``, and their async twins) that ``chat`` /
+``embed`` / ``rerank`` and ``with_raw_response`` all go through — one span per API call, also for a client created
+before instrumenting (cohere binds ``ClientV2.chat`` on the instance at construction, so the public method cannot
+be hooked for it) — and on v2 ``chat_stream``, a generator the span follows to its end on every exit path. Only
+parameters the caller passed are recorded (the client's ``OMIT`` placeholder is not a value). Messages, texts,
+queries and documents are read only with content capture on; embeddings never.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = ["CohereInstrumentor"]
 COMPONENT: Final = "cohere"
 PROVIDER: Final = "cohere"
 _RAW: Final = "cohere.v2.raw_client"
+_RAW_V1: Final = "cohere.raw_base_client"
 _CLIENT: Final = "cohere.v2.client"
 _DEFAULT_PORTS: Final = {"https": 443, "http": 80}
 # Cohere's finish reasons in the vocabulary the other providers' spans use (OpenAI's), so one query finds them all.
@@ -122,10 +123,10 @@ def _chat_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any
 def _chat_response(instance: Any, result: Any) -> dict[str, Any]:
     body = _body(result)
     attrs = {
-        sc.GEN_AI_RESPONSE_ID: _get(body, "id"),
+        sc.GEN_AI_RESPONSE_ID: _get(body, "id") or _get(body, "response_id"),  # v2, v1
         sc.GEN_AI_RESPONSE_FINISH_REASONS: _finish_reasons(_get(body, "finish_reason")),
     }
-    attrs.update(_usage(_get(body, "usage")))
+    attrs.update(_usage(_get(body, "usage") or _get(body, "meta")))
     return attrs
 
 
@@ -141,6 +142,13 @@ def _parts(content: Any) -> list[dict[str, Any]]:
 
 
 def _chat_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    message = _given(kwargs, "message")  # v1: one message, the system prompt as ``preamble``
+    if isinstance(message, str):
+        content: dict[str, Any] = {sc.GEN_AI_INPUT_MESSAGES: [{"role": "user", "parts": _parts(message)}]}
+        preamble = _given(kwargs, "preamble")
+        if isinstance(preamble, str):
+            content[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = _parts(preamble)
+        return content
     messages = _given(kwargs, "messages")
     if not isinstance(messages, list | tuple):  # never iterate a caller's generator
         return None
@@ -151,7 +159,8 @@ def _chat_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any
 def _chat_result_content(instance: Any, result: Any) -> dict[str, Any] | None:
     body = _body(result)
     message = _get(body, "message")
-    parts = _parts(_get(message, "content"))
+    text = _get(body, "text")  # v1
+    parts = _parts(text if isinstance(text, str) else _get(message, "content"))
     for call in items(_get(message, "tool_calls")):
         function = _get(call, "function")
         name, arguments = _get(function, "name"), _get(function, "arguments")
@@ -273,21 +282,46 @@ def _rerank_result_content(instance: Any, result: Any) -> dict[str, Any] | None:
     return {sc.GEN_AI_RETRIEVAL_DOCUMENTS: ranking}
 
 
+def _raw_targets(module: str, raw: str) -> list[Target]:
+    """chat, embed and rerank on one raw client class: v1 and v2 answers are read by the same extractors."""
+    return [
+        Target(
+            module,
+            f"{raw}.chat",
+            sc.STAGE_GENERATION,
+            COMPONENT,
+            request=functools.partial(_chat_request, stream=False),
+            response=_chat_response,
+            request_content=_chat_content,
+            response_content=_chat_result_content,
+        ),
+        Target(
+            module,
+            f"{raw}.embed",
+            sc.STAGE_EMBEDDING,
+            COMPONENT,
+            request=_embed_request,
+            response=_embed_response,
+            request_content=_embed_content,
+        ),
+        Target(
+            module,
+            f"{raw}.rerank",
+            sc.STAGE_RERANK,
+            COMPONENT,
+            request=_rerank_request,
+            response=_rerank_response,
+            request_content=_rerank_content,
+            response_content=_rerank_result_content,
+        ),
+    ]
+
+
 def _targets() -> tuple[Target, ...]:
     rows: list[Target] = []
     for prefix in ("", "Async"):
-        raw = f"{prefix}RawV2Client"
-        rows += [
-            Target(
-                _RAW,
-                f"{raw}.chat",
-                sc.STAGE_GENERATION,
-                COMPONENT,
-                request=functools.partial(_chat_request, stream=False),
-                response=_chat_response,
-                request_content=_chat_content,
-                response_content=_chat_result_content,
-            ),
+        rows += _raw_targets(_RAW, f"{prefix}RawV2Client")
+        rows.append(
             Target(
                 _CLIENT,
                 f"{prefix}V2Client.chat_stream",
@@ -297,32 +331,14 @@ def _targets() -> tuple[Target, ...]:
                 request_content=_chat_content,
                 stream=_chat_stream,
                 is_async=False,  # a (sync or async) generator function: the call returns the stream at once
-            ),
-            Target(
-                _RAW,
-                f"{raw}.embed",
-                sc.STAGE_EMBEDDING,
-                COMPONENT,
-                request=_embed_request,
-                response=_embed_response,
-                request_content=_embed_content,
-            ),
-            Target(
-                _RAW,
-                f"{raw}.rerank",
-                sc.STAGE_RERANK,
-                COMPONENT,
-                request=_rerank_request,
-                response=_rerank_response,
-                request_content=_rerank_content,
-                response_content=_rerank_result_content,
-            ),
-        ]
+            )
+        )
+        rows += _raw_targets(_RAW_V1, f"{prefix}RawBaseCohere")  # v1, ``cohere.Client``
     return tuple(rows)
 
 
 class CohereInstrumentor(RagotelInstrumentor):
-    """Traces the Cohere v2 client (sync and async): chat, chat_stream, embed, rerank."""
+    """Traces the Cohere clients (v2 and v1, sync and async): chat, v2 chat_stream, embed, rerank."""
 
     library: ClassVar[str] = "cohere"
     targets: ClassVar[tuple[Target, ...]] = _targets()
