@@ -152,13 +152,48 @@ def test_chat_stream_exhausted_has_usage_and_finish(cap: Capture, client: cohere
     assert sc.RAGOTEL_STREAM_ENDED_EARLY not in attrs
 
 
-@pytest.mark.parametrize("end", [break_and_collect, close, dropped], ids=["break", "close", "dropped"])
+@pytest.mark.parametrize("end", [break_and_collect, close], ids=["break", "close"])
 def test_chat_stream_ends_once_on_early_exit(cap: Capture, client: cohere.ClientV2, end: Callable[[Any], None]) -> None:
     """A chat_stream left by break, close() or dropped unread ends its one span, marked ended early."""
     end(client.chat_stream(model=CHAT_MODEL, messages=MESSAGES))
     spans = cap.spans(f"chat {CHAT_MODEL}")
     assert len(spans) == 1
     assert dict(spans[0].attributes or {})[sc.RAGOTEL_STREAM_ENDED_EARLY] is True
+
+
+def test_chat_stream_dropped_unread_sends_nothing(cap: Capture, client: cohere.ClientV2, server: FakeCohere) -> None:
+    """A chat_stream dropped before its first event made no request (cohere's generator never ran): no span."""
+    server.clear()
+    dropped(client.chat_stream(model=CHAT_MODEL, messages=MESSAGES))
+    assert server.requests == []
+    assert cap.spans() == []
+
+
+def test_chat_stream_of_a_client_made_before_instrumenting(server: FakeCohere) -> None:
+    """chat_stream of a ClientV2 made before instrument() (cohere binds it on the instance) is traced all the same."""
+    with cohere.ClientV2(api_key="k", base_url=server.url) as early, capture() as cap:
+        inst = CohereInstrumentor()
+        inst.instrument()
+        try:
+            exhaust(early.chat_stream(model=CHAT_MODEL, messages=MESSAGES))
+        finally:
+            inst.uninstrument()
+        exhaust(early.chat_stream(model=CHAT_MODEL, messages=MESSAGES))
+    spans = cap.spans(f"chat {CHAT_MODEL}")
+    assert len(spans) == 1
+    assert dict(spans[0].attributes or {})[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 6
+
+
+def test_raw_chat_stream_is_followed(cap: Capture, client: cohere.ClientV2) -> None:
+    """with_raw_response.chat_stream's context manager: the entered response keeps its attributes, its data is
+    followed to the end, and the span ends once."""
+    with client.with_raw_response.chat_stream(model=CHAT_MODEL, messages=MESSAGES) as raw:
+        assert raw.headers["content-type"] == "text/event-stream"
+        events = list(raw.data)
+    assert events[-1].type == "message-end"
+    spans = cap.spans(f"chat {CHAT_MODEL}")
+    assert len(spans) == 1
+    assert sc.RAGOTEL_STREAM_ENDED_EARLY not in dict(spans[0].attributes or {})
 
 
 def test_chat_stream_error(cap: Capture, client: cohere.ClientV2) -> None:

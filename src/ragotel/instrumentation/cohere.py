@@ -3,21 +3,27 @@
 Hooked on the raw clients (v2 ``RawV2Client``, v1 ``RawBaseCohere``, and their async twins) that ``chat`` /
 ``embed`` / ``rerank`` and ``with_raw_response`` all go through — one span per API call, also for a client created
 before instrumenting (cohere binds ``ClientV2.chat`` on the instance at construction, so the public method cannot
-be hooked for it) — and on v2 ``chat_stream``, a generator the span follows to its end on every exit path. Only
-parameters the caller passed are recorded (the client's ``OMIT`` placeholder is not a value). Messages, texts,
-queries and documents are read only with content capture on; embeddings never.
+be hooked for it) — and on the v2 raw ``chat_stream`` context manager, whose events the span follows to their end
+on every exit path. Only parameters the caller passed are recorded (the client's ``OMIT`` placeholder is not a
+value). Messages, texts, queries and documents are read only with content capture on; embeddings never.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
+import wrapt
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+from ragotel import _guard
 from ragotel import semconv as sc
 from ragotel.bounds import TextBuffer, items
-from ragotel.instrumentation._base import RagotelInstrumentor, Target
+from ragotel.instrumentation._base import RagotelInstrumentor, Target, _begin
+from ragotel.streams import end_stream, wrap_stream
 from ragotel.telemetry import Operation
 
 __all__ = ["CohereInstrumentor"]
@@ -26,7 +32,6 @@ COMPONENT: Final = "cohere"
 PROVIDER: Final = "cohere"
 _RAW: Final = "cohere.v2.raw_client"
 _RAW_V1: Final = "cohere.raw_base_client"
-_CLIENT: Final = "cohere.v2.client"
 _DEFAULT_PORTS: Final = {"https": 443, "http": 80}
 # Cohere's finish reasons in the vocabulary the other providers' spans use (OpenAI's), so one query finds them all.
 _FINISH: Final = {
@@ -203,8 +208,107 @@ class _ChatStreamReader:
             op.capture(sc.GEN_AI_OUTPUT_MESSAGES, [message])
 
 
-def _chat_stream(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], result: Any) -> _ChatStreamReader:
-    return _ChatStreamReader()
+# -- chat_stream ----------------------------------------------------------------------------------------------------
+# The raw client's chat_stream is a (sync or async) context manager: the request goes out on entering it and the
+# events come from the entered response's ``data``. ClientV2.chat_stream enters it and yields from ``data``, so the
+# hook is here (for every client, also one created before instrumenting), and it is not a plain call: the span
+# opens on entering, follows ``data`` like any stream, and ends on leaving the block at the latest.
+_STREAM: Final = Target(
+    _RAW,
+    "RawV2Client.chat_stream",
+    sc.STAGE_GENERATION,
+    COMPONENT,
+    request=functools.partial(_chat_request, stream=True),
+    request_content=_chat_content,
+)
+_STREAM_WHERE: Final = "cohere chat_stream"
+
+
+class _StreamResponse(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only in wrapt's stubs
+    """The entered raw response with its ``data`` (the events) followed; everything else forwarded."""
+
+    def __init__(self, wrapped: Any, data: Any) -> None:
+        super().__init__(wrapped)
+        self._self_events = data
+
+    @property
+    def data(self) -> Any:
+        """The response's events, followed by the span."""
+        return self._self_events
+
+
+class _StreamContext(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only in wrapt's stubs
+    """The raw ``chat_stream`` context manager: one span from entering (the request) to the last event or the exit."""
+
+    def __init__(self, wrapped: Any, instance: Any, kwargs: Mapping[str, Any]) -> None:
+        super().__init__(wrapped)
+        self._self_instance = instance
+        self._self_kwargs = kwargs
+        self._self_events: Any = None
+
+    def _self_begin(self) -> Operation | None:
+        if not is_instrumentation_enabled():
+            return None
+        begin = functools.partial(_begin, _STREAM, self._self_instance, (), self._self_kwargs)
+        return _guard.call(_STREAM_WHERE, begin, None)
+
+    def _self_follow(self, op: Operation | None, response: Any) -> Any:
+        if op is None:
+            return response
+
+        def follow() -> Any:
+            op.detach()
+            self._self_events = wrap_stream(response.data, op, _ChatStreamReader())
+            return _StreamResponse(response, self._self_events)
+
+        followed = _guard.call(_STREAM_WHERE, follow, None)
+        if followed is None:
+            op.end()
+            return response
+        return followed
+
+    def _self_exit(self) -> None:
+        end_stream(self._self_events)  # left before the last event: ended early (a no-op once ended)
+
+    def __enter__(self) -> Any:
+        op = self._self_begin()
+        try:
+            response = self.__wrapped__.__enter__()
+        except BaseException as exc:
+            if op is not None:
+                op.fail(exc)
+            raise
+        return self._self_follow(op, response)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            self._self_exit()
+
+    async def __aenter__(self) -> Any:
+        op = self._self_begin()
+        try:
+            response = await self.__wrapped__.__aenter__()
+        except BaseException as exc:
+            if op is not None:
+                op.fail(exc)
+            raise
+        return self._self_follow(op, response)
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            self._self_exit()
+
+
+def _stream_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """wrapt wrapper of the raw ``chat_stream``: its context manager, followed (nothing is sent before entering)."""
+    manager = wrapped(*args, **kwargs)
+    if not is_instrumentation_enabled():
+        return manager
+    return _guard.call(_STREAM_WHERE, lambda: _StreamContext(manager, instance, kwargs), manager)
 
 
 # -- embed --------------------------------------------------------------------------------------------------------
@@ -321,18 +425,6 @@ def _targets() -> tuple[Target, ...]:
     rows: list[Target] = []
     for prefix in ("", "Async"):
         rows += _raw_targets(_RAW, f"{prefix}RawV2Client")
-        rows.append(
-            Target(
-                _CLIENT,
-                f"{prefix}V2Client.chat_stream",
-                sc.STAGE_GENERATION,
-                COMPONENT,
-                request=functools.partial(_chat_request, stream=True),
-                request_content=_chat_content,
-                stream=_chat_stream,
-                is_async=False,  # a (sync or async) generator function: the call returns the stream at once
-            )
-        )
         rows += _raw_targets(_RAW_V1, f"{prefix}RawBaseCohere")  # v1, ``cohere.Client``
     return tuple(rows)
 
@@ -343,3 +435,17 @@ class CohereInstrumentor(RagotelInstrumentor):
     library: ClassVar[str] = "cohere"
     targets: ClassVar[tuple[Target, ...]] = _targets()
     dependencies: ClassVar[tuple[str, ...]] = ("cohere >= 5.0",)
+
+    def _instrument_extra(self, **kwargs: Any) -> None:
+        """Follow the raw v2 ``chat_stream`` context managers (sync and async), see :class:`_StreamContext`."""
+        module = sys.modules.get(_RAW)
+        for cls in ("RawV2Client", "AsyncRawV2Client"):
+            owner = getattr(module, cls, None)
+            if owner is None or "chat_stream" not in vars(owner):
+                _guard.report(f"cohere: target {_RAW}.{cls}.chat_stream not found", LookupError())
+                continue
+            _guard.warned(f"instrumenting {_RAW}.{cls}.chat_stream", functools.partial(self._wrap_stream, owner), None)
+
+    def _wrap_stream(self, owner: type) -> None:
+        wrapt.wrap_function_wrapper(owner, "chat_stream", _stream_wrapper)
+        self._ragotel_wrapped.append((owner, "chat_stream"))
