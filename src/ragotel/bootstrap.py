@@ -57,6 +57,10 @@ LIBRARIES: Final[dict[str, Library]] = {
     "bedrock": Library("botocore", "ragotel.instrumentation.bedrock:BedrockInstrumentor"),
     "google_genai": Library("google.genai", "ragotel.instrumentation.google_genai:GoogleGenAIInstrumentor"),
     "ollama": Library("ollama", "ragotel.instrumentation.ollama:OllamaInstrumentor"),
+    "cohere": Library("cohere", "ragotel.instrumentation.cohere:CohereInstrumentor"),
+    "faiss": Library("faiss", "ragotel.instrumentation.faiss:FaissInstrumentor"),
+    "lancedb": Library("lancedb", "ragotel.instrumentation.lancedb:LanceDBInstrumentor"),
+    "milvus": Library("pymilvus", "ragotel.instrumentation.milvus:MilvusInstrumentor"),
 }
 
 

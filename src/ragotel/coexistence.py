@@ -67,6 +67,9 @@ KNOWN: Final[dict[str, str]] = {
     "opentelemetry-instrumentation-google-generativeai": "google_genai",  # OpenLLMetry
     "openinference-instrumentation-google-genai": "google_genai",
     "opentelemetry-instrumentation-ollama": "ollama",
+    "opentelemetry-instrumentation-cohere": "cohere",
+    "opentelemetry-instrumentation-milvus": "milvus",
+    "opentelemetry-instrumentation-lancedb": "lancedb",
 }
 # What an instrumentation's `instruments` extra requires -> the ragotel library.
 _REQUIREMENTS: Final[dict[str, str]] = {
@@ -81,6 +84,10 @@ _REQUIREMENTS: Final[dict[str, str]] = {
     "anthropic": "anthropic",
     "google-genai": "google_genai",
     "ollama": "ollama",
+    "cohere": "cohere",
+    "pymilvus": "milvus",
+    "lancedb": "lancedb",
+    "faiss-cpu": "faiss",
 }
 
 

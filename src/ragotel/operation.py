@@ -34,6 +34,8 @@ AttrValue = str | bool | int | float | list[str] | list[int] | list[float] | lis
 
 _CLIENT_STAGES: Final = frozenset({sc.STAGE_GENERATION, sc.STAGE_EMBEDDING, sc.STAGE_VECTOR_DB})
 _USAGE_KEYS: Final = frozenset({sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS})
+# An inner step reporting one of these renames the merged span (the provider call knows the model best).
+_NAMING_KEYS: Final = frozenset({sc.GEN_AI_REQUEST_MODEL, sc.DB_COLLECTION_NAME, sc.RAGOTEL_RERANK_MODEL})
 
 
 class Operation:
@@ -346,7 +348,7 @@ class MergedOperation(Operation):
         if attributes:
             self._set_attributes_at(attributes, self._depth)
             new_name = name or span_name(outer.stage, attributes)
-            if sc.GEN_AI_REQUEST_MODEL in attributes or sc.DB_COLLECTION_NAME in attributes or name:
+            if _NAMING_KEYS.intersection(attributes) or name:
                 _guard.call("span.update_name", lambda: outer.span.update_name(new_name), None)
         # Current as the operation (on the outer span), so a step nested deeper merges through it and its
         # depth is known: see Operation._add_usage.

@@ -193,3 +193,26 @@ def assert_framework_step_counts_once(
         result = call()
     assert span_attributes(one_span(cap))[sc.GEN_AI_PROVIDER_NAME] == provider
     assert output_token_sums(cap) == [output_tokens(result)]
+
+
+def traced_without(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    instrumentor: type[RagotelInstrumentor],
+    missing: tuple[type, str],
+    call: Callable[[], Any],
+) -> Capture:
+    """Run `call` instrumented on a library version without `missing` (class, method): the instrumentor reports the
+    absent target at DEBUG (asserted) and instruments the rest; returns the capture of what `call` traced."""
+
+    owner, name = missing
+    monkeypatch.delattr(owner, name)
+    with capture() as cap, caplog.at_level(logging.DEBUG, logger="ragotel"):
+        inst = instrumentor()
+        inst.instrument()
+        try:
+            call()
+        finally:
+            inst.uninstrument()
+    assert any(f"{owner.__name__}.{name}" in r.getMessage() for r in caplog.records)
+    return cap

@@ -27,7 +27,15 @@ from ragotel import telemetry as _telemetry
 from ragotel.streams import EnvelopeProxy, StreamReader, wrap_stream
 from ragotel.telemetry import NOOP, Operation
 
-__all__ = ["ENVELOPE_LAZY", "ENVELOPE_READY", "RagotelInstrumentor", "Target", "argument", "make_wrapper"]
+__all__ = [
+    "ENVELOPE_LAZY",
+    "ENVELOPE_READY",
+    "RagotelInstrumentor",
+    "Target",
+    "argument",
+    "db_batch_size",
+    "make_wrapper",
+]
 
 Attributes = dict[str, Any]
 RequestExtractor = Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Attributes | None]
@@ -75,6 +83,11 @@ def argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name:
     if name in kwargs:
         return kwargs[name]
     return args[index] if index < len(args) else default
+
+
+def db_batch_size(count: int | None) -> int | None:
+    """``db.operation.batch_size`` for ``count`` records or queries: database semconv counts two or more as a batch."""
+    return count if count is not None and count >= 2 else None
 
 
 def _begin(target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operation | None:
