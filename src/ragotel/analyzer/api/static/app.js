@@ -27,7 +27,7 @@
   }
   const $ = (id) => document.getElementById(id);
   const fmtSeconds = (s) =>
-    s === null || s === undefined ? "–" : s < 1 ? `${(s * 1000).toFixed(s < 0.01 ? 2 : 0)} ms` : `${s.toFixed(2)} s`;
+    s === null || s === undefined ? "–" : s === 0 ? "0" : s < 1 ? `${(s * 1000).toFixed(s < 0.01 ? 2 : 0)} ms` : `${s.toFixed(2)} s`;
   const fmtPct = (r) => (r === null || r === undefined ? "–" : `${(r * 100).toFixed(1)} %`);
   const fmtTime = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "–");
 
@@ -69,6 +69,7 @@
     const names = new Set((stats.services || []).map((s) => s.service));
     for (const s of health.services || []) names.add(s.service);
     const list = $("service-list");
+    const render = changed("services", [stats.services, alerts.map((a) => [a.service, a.status]), health.services]);
     const cards = [...names].sort().map((name) => {
       const doc = (stats.services || []).find((s) => s.service === name) || { stages: [] };
       const status = serviceStatus(name, alerts, health);
@@ -84,7 +85,7 @@
           : el("div", { class: "meta" }, "no spans in the window"),
       );
     });
-    list.replaceChildren(...(cards.length ? cards : [el("li", { class: "note" }, "no telemetry received yet")]));
+    if (render) list.replaceChildren(...(cards.length ? cards : [el("li", { class: "note" }, "no telemetry received yet")]));
     const select = $("chart-service");
     const sorted = [...names].sort();
     if (!state.service || !names.has(state.service)) state.service = sorted[0] || null;
@@ -137,9 +138,9 @@
         width: chartWidth(plot),
         height: 180,
         plugins: [shadePlugin(shaded)],
-        scales: { x: { time: true }, y: kind === "rates" ? { range: [0, 1] } : { range: (u, min, max) => [0, Math.max(max * 1.1, 0.001)] } },
+        scales: { x: { time: true, range: () => [state.xmin, state.xmax] }, y: kind === "rates" ? { range: [0, 1] } : { range: (u, min, max) => [0, Math.max(max * 1.1, 0.001)] } },
         legend: { live: false },
-        axes: [{}, { values: (u, vals) => vals.map((v) => (kind === "latency" ? fmtSeconds(v) : fmtPct(v))), size: 60 }],
+        axes: [{}, { values: (u, vals) => vals.map((v) => (kind === "latency" ? fmtSeconds(v) : fmtPct(v))), size: 72 }],
         series: [{}, ...series],
       };
       const uplot = new uPlot(opts, data, plot);
@@ -155,6 +156,9 @@
 
   function renderCharts(history) {
     const container = $("chart-list");
+    // every chart spans the chosen range, however few points it has
+    state.xmax = history.now || Date.now() / 1000;
+    state.xmin = history.since || state.xmax - 3600;
     const wanted = new Set();
     const series = (history.series || []).filter((s) => s.service === state.service);
     series.sort((a, b) => rank(a.stage) - rank(b.stage) || a.stage.localeCompare(b.stage));
@@ -279,7 +283,19 @@
     );
   }
 
+  // Re-render only when the document changed, and keep the keyboard focus on the same alert across a re-render.
+  const signatures = new Map();
+  function changed(name, doc) {
+    const signature = JSON.stringify(doc);
+    if (signatures.get(name) === signature) return false;
+    signatures.set(name, signature);
+    return true;
+  }
+
   function renderAlerts(alerts) {
+    if (!changed("alerts", [alerts, [...state.expanded]])) return;
+    const focused = document.activeElement && document.activeElement.closest ? document.activeElement.closest("li.alert") : null;
+    const focusedId = focused ? focused.dataset.id : null;
     const items = alerts.map((alert) => {
       const open = state.expanded.has(alert.id);
       const button = el(
@@ -296,8 +312,6 @@
         if (state.expanded.has(alert.id)) state.expanded.delete(alert.id);
         else state.expanded.add(alert.id);
         renderAlerts(state.lastAlerts || []);
-        const again = document.querySelector(`li.alert[data-id="${alert.id}"] > button`);
-        if (again) again.focus();
       });
       return el(
         "li",
@@ -307,9 +321,14 @@
       );
     });
     $("alert-list").replaceChildren(...(items.length ? items : [el("li", { class: "note" }, "no alerts in the last 24 hours")]));
+    if (focusedId !== null) {
+      const again = document.querySelector(`li.alert[data-id="${CSS.escape(focusedId)}"] > button`);
+      if (again) again.focus();
+    }
   }
 
   function renderRecoveries(recoveries) {
+    if (!changed("recoveries", recoveries)) return;
     const rows = recoveries.map((r) =>
       el(
         "tr",
