@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -106,13 +107,17 @@ def test_a_v3_state_file_migrates_to_v4_keeping_its_alerts(tmp_path: Path) -> No
     migrated.close()
 
 
-def test_history_endpoint_serves_points_and_rejects_bad_ranges(analyzer: Server) -> None:
-    """/api/v1/history serves a stage's closed 10-second points and answers 400 for a malformed or too long since."""
+def _five_spans_charted(analyzer: Server) -> None:
     exporter = OTLPSpanExporter(endpoint=f"http://{analyzer.http_address}/v1/traces")
     attributes = {RAGOTEL_STAGE: "generation", RAGOTEL_COMPONENT: "openai"}
     emit_spans(exporter, "hist-svc", [("chat", attributes, 0.25)] * 5)
     assert analyzer.ingest.wait_idle()
     analyzer.tick(time.time() + STEP + 1.5)  # the step the spans arrived in is over
+
+
+def test_history_endpoint_serves_points_and_rejects_bad_ranges(analyzer: Server) -> None:
+    """/api/v1/history serves a stage's closed 10-second points and answers 400 for a malformed or too long since."""
+    _five_spans_charted(analyzer)
     body = api(analyzer, "/api/v1/history?service=hist-svc&stage=generation&since=15m").json()
     (series,) = body["series"]
     assert (series["service"], series["stage"], series["resolution"]) == ("hist-svc", "generation", STEP)
@@ -123,3 +128,14 @@ def test_history_endpoint_serves_points_and_rejects_bad_ranges(analyzer: Server)
         response = api(analyzer, f"/api/v1/history?{bad}")
         assert response.status_code == 400
         assert "since" in response.json()["error"]
+
+
+def test_the_charts_survive_an_analyzer_restart(make_analyzer: Callable[..., Server]) -> None:
+    """An analyzer stopped and started again on the same state file serves the history it had charted."""
+    first = make_analyzer()
+    _five_spans_charted(first)
+    before = api(first, "/api/v1/history?service=hist-svc").json()["series"]
+    first.stop()
+    second = make_analyzer()
+    assert api(second, "/api/v1/history?service=hist-svc").json()["series"] == before
+    assert [p["count"] for p in before[0]["points"]] == [5]
