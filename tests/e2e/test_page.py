@@ -394,6 +394,17 @@ def test_a_graph_of_1000_nodes_stays_usable_and_more_are_aggregated(bare: Server
     expect(page.locator("#dependency-list li").first).to_have_attribute("data-health", "down")
     expect(page.locator('#dependency-list li[data-health="down"]')).to_have_count(1)
 
+    # a node turning down is recoloured in place (no new layout)
+    positions = page.evaluate("() => window.ragotelPage.cy.getElementById('dependency:cache/redis/1').position()")
+    turned = _graph(10, 990)
+    turned["nodes"][11]["health"] = "down"
+    documents["doc"] = turned
+    colour = "() => window.ragotelPage.cy.getElementById('dependency:cache/redis/1').style('background-color')"
+    page.wait_for_function(f"() => ({colour})() === 'rgb(198,40,40)'", timeout=5_000)
+    assert (
+        page.evaluate("() => window.ragotelPage.cy.getElementById('dependency:cache/redis/1').position()") == positions
+    )
+
     documents["doc"] = _graph(10, 2990)
     page.wait_for_function("() => window.ragotelPage.cy.nodes().length < 1000", timeout=20_000)
     assert page.evaluate("() => window.ragotelPage.cy.getElementById('dependency:cache/redis/0').length") == 1
