@@ -427,7 +427,7 @@
         ],
         layout: big
           ? { name: "grid", avoidOverlap: true, sort: (a, b) => rank(a.data("kind")) - rank(b.data("kind")) }
-          : { name: "breadthfirst", directed: true, spacingFactor: 1.1, roots: nodes.filter((n) => n.kind === "service").map((n) => n.id) },
+          : { name: "preset", positions: layered(nodes), fit: true, padding: 24 },
       });
       state.graphKey = key;
     } else {
@@ -464,6 +464,24 @@
         ),
       ),
     );
+  }
+
+  // Rows by kind (services, then stages, then dependencies), at most 10 nodes a row, centred: the call direction
+  // reads top to bottom and a node keeps its place while the document keeps its nodes.
+  function layered(nodes) {
+    const positions = {};
+    let y = 0;
+    for (const kind of ["service", "stage", "dependency"]) {
+      const row = nodes.filter((n) => (n.kind === kind) || (kind === "dependency" && !["service", "stage"].includes(n.kind)));
+      row.sort((a, b) => String(a.service || "").localeCompare(String(b.service || "")) || a.name.localeCompare(b.name));
+      row.forEach((n, i) => {
+        const line = Math.floor(i / 10);
+        const width = Math.min(10, row.length - line * 10);
+        positions[n.id] = { x: ((i % 10) - (width - 1) / 2) * 140, y: y + line * 70 };
+      });
+      if (row.length) y += Math.ceil(row.length / 10) * 70 + 60;
+    }
+    return positions;
   }
 
   function serviceNames(ids, doc) {
