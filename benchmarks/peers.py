@@ -501,7 +501,8 @@ class Worker:
         env = dict(os.environ)
         env.update(
             {
-                "PYTHONPATH": str(HERE),
+                # The caller's PYTHONPATH after the benchmarks: a checkout's src/ put there is the ragotel measured.
+                "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p),
                 "OTEL_TRACES_EXPORTER": "none",  # no peer may add an exporter of its own
                 "OTEL_METRICS_EXPORTER": "none",
                 "OTEL_LOGS_EXPORTER": "none",
@@ -789,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [python, str(HERE / "peers.py"), "--profile", *args.profile, "--openai-url", url]
             env = {
                 **os.environ,
-                "PYTHONPATH": str(HERE),
+                "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p),
                 "OTEL_TRACES_EXPORTER": "none",
                 "OTEL_METRICS_EXPORTER": "none",
                 "OTEL_LOGS_EXPORTER": "none",
