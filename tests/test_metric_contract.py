@@ -126,3 +126,20 @@ def test_duration_exemplar_points_at_the_steps_own_span() -> None:
         for p in m.data.data_points
     }
     assert exemplars == {"pipeline": [spans["pipeline outer"]], "rerank": [spans["rerank ranker"]]}
+
+
+def test_start_plans_are_bounded_and_never_keep_long_text() -> None:
+    """Distinct request attributes beyond the cache bound, or a long text value, never grow the start-plan cache
+    past its bound, and the spans still carry exactly the attributes given."""
+    with capture() as cap:
+        tel = _telemetry.current()
+        for i in range(1100):
+            tel.start(sc.STAGE_RERANK, "custom", {sc.RAGOTEL_RERANK_MODEL: f"m{i}"}).end()
+        long_text = "x" * 10_000
+        tel.start(sc.STAGE_RETRIEVAL, "custom", {sc.GEN_AI_DATA_SOURCE_ID: long_text}).end()
+        assert len(tel._start_plans) <= 1024
+        assert all(len(str(v)) <= 256 for key in tel._start_plans for _, v in key[3])
+        spans = cap.spans()
+    assert len(spans) == 1101
+    assert (spans[0].attributes or {})[sc.RAGOTEL_RERANK_MODEL] == "m0"
+    assert (spans[-1].attributes or {})[sc.GEN_AI_DATA_SOURCE_ID].startswith("xxx")

@@ -43,6 +43,7 @@ CLIENT_STAGES: Final = frozenset({sc.STAGE_GENERATION, sc.STAGE_EMBEDDING, sc.ST
 # Stages whose duration gen_ai.client.operation.duration measures, and the operation name when a step gave none.
 _GEN_AI_STAGES: Final = {sc.STAGE_GENERATION: sc.OP_CHAT, sc.STAGE_EMBEDDING: sc.OP_EMBEDDINGS}
 _NO_EXEMPLAR: Final = Context()  # an empty context: the SDK neither looks up the current one nor samples an exemplar
+_PLAN_MAX_TEXT: Final = 256  # longest string attribute value a cached start plan's key may hold
 _PLAN_CACHE_SIZE: Final = 1024  # distinct (stage, component, attributes) of one process are few; bounded anyway
 
 # (attribute, metric name, unit, description, bucket boundaries advised by the semantic conventions)
@@ -158,6 +159,10 @@ class Instruments:
         aliasing is done the first time and reused (a bounded cache; unhashable attribute values are not cached).
         """
         items = tuple(attributes.items()) if attributes else ()
+        for _, value in items:
+            if isinstance(value, str) and len(value) > _PLAN_MAX_TEXT:
+                # A long text (a query passed as an attribute): not kept as a cache key (memory), computed every time.
+                return self._start_plan(stage, component, items, name)
         key = (stage, component, name, items)
         try:
             plan = self._start_plans.get(key)

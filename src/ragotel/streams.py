@@ -91,17 +91,7 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
         return self
 
     def __next__(self) -> Any:
-        op = self._self_op
-        token = op.enter_step()
-        try:
-            chunk = next(self.__wrapped__)
-        except BaseException as exc:
-            op.exit_step(token)
-            self._self_stopped(exc, StopIteration)
-            raise
-        op.exit_step(token)
-        self._self_chunk(chunk)
-        return chunk
+        return self._self_step(self.__wrapped__.__next__)
 
     def send(self, value: Any) -> Any:
         """Forward ``send`` to a wrapped generator, following it like ``__next__``."""
