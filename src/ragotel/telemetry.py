@@ -78,15 +78,16 @@ class Telemetry(Instruments):
     def _operation(
         self, stage: str, component: str, attributes: dict[str, Any] | None, name: str | None, attach: bool
     ) -> Operation:
-        parent = otel_context.get_value(OP_KEY)
+        ctx = otel_context.get_current()
+        parent = otel_context.get_value(OP_KEY, ctx)
         if (
             isinstance(parent, Operation)
             and parent.stage == stage
             and not parent.ended
-            and trace.get_current_span() is parent.span
+            and trace.get_current_span(ctx) is parent.span
         ):
             return MergedOperation(parent, attributes, name, attach)
-        return Operation(self, stage, component, attributes, name, attach)
+        return Operation(self, stage, component, attributes, name, attach, ctx)
 
 
 # -- the current Telemetry ------------------------------------------------------------------------------------------
