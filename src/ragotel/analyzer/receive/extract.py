@@ -17,10 +17,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
 from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID, SERVICE_VERSION
-from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
+from ragotel.analyzer.windows.records import CallSpan, LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
 from ragotel.semconv import (
     DB_COLLECTION_NAME,
+    DB_SYSTEM_NAME,
     ENDUSER_ID,
+    GEN_AI_PROVIDER_NAME,
     GEN_AI_REQUEST_MODEL,
     GEN_AI_RESPONSE_MODEL,
     GEN_AI_USAGE_INPUT_TOKENS,
@@ -28,6 +30,7 @@ from ragotel.semconv import (
     RAGOTEL_COMPONENT,
     RAGOTEL_RETRIEVAL_DOCUMENT_COUNT,
     RAGOTEL_STAGE,
+    SERVER_ADDRESS,
     SERVICE_NAME,
     STAGE_EMBEDDING,
     STAGE_GENERATION,
@@ -47,6 +50,11 @@ _ZERO_COUNTS = frozenset({b"\x18\x00", b"\x21" + bytes(8), b"\x0a\x010"})  # int
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _ERROR_SEVERITY = 17  # SEVERITY_NUMBER_ERROR
+_SERVER_KIND = 2  # SPAN_KIND_SERVER
+_CLIENT_KIND = 3  # SPAN_KIND_CLIENT
+# The names these attributes had before the semantic conventions renamed them, as peer instrumentations still send.
+_LEGACY_PROVIDER = "gen_ai.system"
+_LEGACY_DB_SYSTEM = "db.system"
 # The stages whose spans carry token usage, as the SDK encodes them (AnyValue string_value, field 1).
 _USAGE_STAGES = frozenset(b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING))
 
@@ -80,6 +88,7 @@ def extract_traces(message: Any) -> TraceBatch:
     usage_stages = _USAGE_STAGES
     error_status = ERROR_STATUS
     versions: dict[str, str] = {}
+    raw_calls: list[tuple[Any, ...]] = []
     for resource_spans in message.resource_spans:
         service = resource_spans.resource.attributes.get(SERVICE_NAME)
         version = resource_spans.resource.attributes.get(SERVICE_VERSION)
@@ -109,13 +118,23 @@ def extract_traces(message: Any) -> TraceBatch:
                     error = code == Status.STATUS_CODE_ERROR
                 get = span.attributes.get
                 stage = get(RAGOTEL_STAGE)
+                provider = get(GEN_AI_PROVIDER_NAME) or get(_LEGACY_PROVIDER)
+                db_system = get(DB_SYSTEM_NAME) or get(_LEGACY_DB_SYSTEM)
                 key = (
                     service,
                     stage,
                     get(RAGOTEL_COMPONENT),
                     get(GEN_AI_RESPONSE_MODEL) or get(GEN_AI_REQUEST_MODEL),
                     get(DB_COLLECTION_NAME),
+                    provider,
+                    db_system,
+                    get(SERVER_ADDRESS) if provider is not None or db_system is not None else None,
                 )
+                kind = span.kind
+                if kind in (_CLIENT_KIND, _SERVER_KIND):
+                    raw_calls.append(
+                        (kind, trace_id, span_id, span.parent_span_id, service, duration, error, provider, db_system)
+                    )
                 group = raw_groups.get(key)
                 if group is None:
                     group = raw_groups[key] = [[], 0, 0, [], 0, 0]
@@ -136,7 +155,7 @@ def extract_traces(message: Any) -> TraceBatch:
                 accepted += 1
     groups = []
     for key, (durations, errors, empty, users, tokens, token_calls) in raw_groups.items():
-        service, stage, component, model, collection = key
+        service, stage, component, model, collection, provider, db_system, server = key
         stage_text = _text(stage, OTHER_STAGE)
         groups.append(
             SpanGroup(
@@ -151,14 +170,30 @@ def extract_traces(message: Any) -> TraceBatch:
                 users=[u for u in map(any_value_text, users) if u] if stage_text == "pipeline" else [],
                 tokens=tokens,
                 token_calls=token_calls,
+                provider=_text(provider, ""),
+                db_system=_text(db_system, ""),
+                server=_text(server, ""),
             )
         )
+    calls = [
+        CallSpan(
+            kind == _CLIENT_KIND,
+            bytes(trace_id),
+            bytes(span_id),
+            bytes(parent),
+            _text(service, UNKNOWN_SERVICE),
+            duration * 1e-9,
+            bool(error),
+            provider is None and db_system is None,
+        )
+        for kind, trace_id, span_id, parent, service, duration, error, provider, db_system in raw_calls
+    ]
     reasons = []
     if rejected:
         reasons.append(f"{rejected} span(s) with an invalid trace_id/span_id or an end before the start")
     if bad_status:
         reasons.append(f"{bad_status} span(s) with an undecodable status")
-    return TraceBatch(groups, accepted, rejected + bad_status, "; ".join(reasons), versions)
+    return TraceBatch(groups, accepted, rejected + bad_status, "; ".join(reasons), versions, calls)
 
 
 _COUNTS: dict[bytes, int] = {}
