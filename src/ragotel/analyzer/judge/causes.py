@@ -111,8 +111,12 @@ def graph_causes(
     reached = downstream(starts, below)
     down = [i for i in reached if i != own and nodes[i]["health"] == "down" and nodes[i]["kind"] != "stage"]
     lowest = [i for i in down if not (set(downstream([i], below)) - {i}) & set(down)]
+    # The dependency the alert is about (a health check's alert), then the nearest to the alerted node.
+    named = labels.get("dependency")
+    order = {node_id: n for n, node_id in enumerate(reached)}
+    lowest.sort(key=lambda i: (named not in (nodes[i].get("health_checks") or ()), order[i]))
     causes = []
-    for node_id in sorted(lowest):
+    for node_id in lowest:
         node = nodes[node_id]
         kind = node["type"] or node["kind"]
         checks = node.get("health_checks") or []
@@ -134,7 +138,7 @@ def graph_causes(
         )
     if not causes:
         return [], None, set()
-    primary = nodes[sorted(lowest)[0]]
+    primary = nodes[lowest[0]]
     record = {
         "id": primary["id"],
         "name": primary["name"],

@@ -275,17 +275,19 @@ class Windows(SignalWindows):
         )
 
     def _health_edges(self, parts: GraphParts, now: float) -> None:
-        """Service -> dependency edges of the health checks: probes in the window, failed probes, check durations."""
+        """Service -> dependency edges of the health checks: health reports in the window (each exported point), the
+        failed ones, check durations."""
         horizon = now - self.window
         durations: dict[tuple[str, str, str], list[float]] = {}
         for key, series in self._live(M_DEPENDENCY_CHECK_DURATION, now):
             durations[_dependency_id(key)] = [v for arrival, _, v in series.samples if arrival >= horizon]
+        called = parts.called_dependencies()
         for key, series in self._live(M_DEPENDENCY_HEALTH, now):
             if key[0] == OVERFLOW:
                 continue
             attrs = dict(key[2])
             name, kind = attrs.get(RAGOTEL_DEPENDENCY_NAME, ""), attrs.get(RAGOTEL_DEPENDENCY_KIND, "")
-            target = health_target(parts, key[0], name, kind)
+            target = health_target(called, key[0], name, kind)
             parts.gauge(parts.node(target), series.value, name)
             probes = [v for arrival, _, v in series.samples if arrival >= horizon] or [series.value]
             sketch = QuantileSketch()

@@ -12,7 +12,7 @@ Everything here is called under the window lock; nothing is thread-safe on its o
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -223,12 +223,16 @@ class GraphParts:
         return node.id
 
     def edge(self, source: Node, target: Node, figures: EdgeFigures) -> None:
+        """Add an edge's figures (merged into a new record when the edge is there already: a figure's sketch may be
+        the windows' own, which must not change)."""
         key = (self.node(source), self.node(target))
         known = self._input.edges.get(key)
         if known is None:
             self._input.edges[key] = figures
         else:
-            known.merge(figures)
+            merged = self._input.edges[key] = EdgeFigures(via=known.via)
+            merged.merge(known)
+            merged.merge(figures)
 
     def gauge(self, node_id: str, value: float, check: str) -> None:
         self._input.gauges.setdefault(node_id, []).append(value)
@@ -236,41 +240,39 @@ class GraphParts:
         if check not in checks:
             checks.append(check)
 
-    def dependencies_of(self, service: str, dep_type: str) -> list[Node]:
-        """The span-derived dependency nodes of ``dep_type`` that ``service``'s stages call."""
+    def called_dependencies(self) -> dict[tuple[str, str], list[Node]]:
+        """(service, dependency type) -> the dependency nodes that service's stages call (one per node)."""
         nodes = self._input.nodes
-        return [
-            nodes[target]
-            for (source, target) in self._input.edges
-            if nodes[target].kind == "dependency"
-            and nodes[target].type == dep_type
-            and nodes[source].service == service
-            and nodes[source].kind == "stage"
-        ]
+        out: dict[tuple[str, str], dict[str, Node]] = {}
+        for source, target in self._input.edges:
+            node, caller = nodes[target], nodes[source]
+            if node.kind == "dependency" and caller.kind == "stage" and caller.service is not None:
+                out.setdefault((caller.service, node.type or "other"), {})[node.id] = node
+        return {key: list(found.values()) for key, found in out.items()}
 
     @property
     def parts(self) -> _GraphInput:
         return self._input
 
 
-def health_target(parts: GraphParts, service: str, name: str, kind: str) -> Node:
+def health_target(called: Mapping[tuple[str, str], Sequence[Node]], service: str, name: str, kind: str) -> Node:
     """The node a health check of ``service`` reports on: the one span-derived dependency of its type that the
-    service calls (or the one whose system or server the check's name mentions), else a node of its own."""
+    service calls (``called``, from ``GraphParts.called_dependencies``), or the one whose system or server the
+    check's name mentions, else a node of its own."""
     own = health_node(name, kind)
-    candidates = parts.dependencies_of(service, own.type or "other")
-    if len(set(candidates)) > 1:
+    candidates = list(called.get((service, own.type or "other"), ()))
+    if len(candidates) > 1:
         lowered = name.lower()
         candidates = [n for n in candidates if any(v and v.lower() in lowered for _, v in n.attributes)]
-    unique = {n.id: n for n in candidates}
-    return next(iter(unique.values())) if len(unique) == 1 else own
+    return candidates[0] if len(candidates) == 1 else own
 
 
 def downstream(starts: Iterable[str], below: Mapping[str, Sequence[str]]) -> list[str]:
-    """``starts`` and every node reachable from them along ``below`` (source -> targets), in the order reached."""
+    """``starts`` and every node reachable from them along ``below`` (source -> targets), nearest first."""
     seen = dict.fromkeys(starts)
-    queue = list(seen)
+    queue = deque(seen)
     while queue:
-        for target in below.get(queue.pop(), ()):
+        for target in below.get(queue.popleft(), ()):
             if target not in seen:
                 seen[target] = None
                 queue.append(target)

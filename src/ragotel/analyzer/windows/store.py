@@ -214,14 +214,15 @@ class WindowStore:
             for service, version in batch.versions.items():
                 self._note_version(service, version, now)
 
-    def _edge(self, source: Node, target: Node) -> _SpanSeries | None:
-        """The series of the edge ``source -> target``, created if ``max_edges`` allows (else counted, None)."""
+    def _edge(self, source: Node, target: Node, calls: int) -> _SpanSeries | None:
+        """The series of the edge ``source -> target``, created if ``max_edges`` allows (else ``calls`` are counted
+        as dropped and None returned)."""
         key = (source.id, target.id)
         held = self._edges.get(key)
         if held is not None:
             return held[2]
         if len(self._edges) >= self.max_edges:
-            self._totals["graph_overflow"] += 1
+            self._totals["graph_overflow"] += calls
             return None
         series = _SpanSeries(RecentRing(self._recent_keep))
         self._edges[key] = (source, target, series)
@@ -241,7 +242,7 @@ class WindowStore:
             self._dependency_nodes[memo] = target
         if target is None:
             return
-        series = self._edge(stage_node(group.service, group.stage, group.component), target)
+        series = self._edge(stage_node(group.service, group.stage, group.component), target, len(group.durations))
         if series is not None:
             _count_into(series, index, recent_index, group, bins, total)
 
@@ -249,7 +250,7 @@ class WindowStore:
         """Pair CLIENT and SERVER spans; count each pair on the edge between the two services, with the client's
         duration (what the caller waited) and an error when either side failed."""
         for client, server in self.pairs.add(calls, now):
-            series = self._edge(service_node(client.service), service_node(server.service))
+            series = self._edge(service_node(client.service), service_node(server.service), 1)
             if series is None:
                 continue
             durations = [client.duration]
