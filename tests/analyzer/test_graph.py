@@ -3,7 +3,6 @@ that walks it (SDK-made spans fed through the analyzer's own decoder, on a simul
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,10 +47,9 @@ def _call(client_service: str, server_service: str, *, failed: bool = False) -> 
 
 
 @pytest.fixture
-def windows() -> Iterator[Windows]:
-    clock = [T0]
-    w = Windows(10.0, clock=lambda: clock[0], max_edges=4)
-    yield w
+def windows() -> Windows:
+    """Windows of 10 s on a clock stopped at T0, holding at most 4 graph edges."""
+    return Windows(10.0, clock=lambda: T0, max_edges=4)
 
 
 def test_client_and_server_spans_pair_whichever_arrives_first(windows: Windows) -> None:
