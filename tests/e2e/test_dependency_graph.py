@@ -252,7 +252,7 @@ def test_graph_of_a_rag_service_and_its_redis_outage_named_once(live: Live) -> N
     assert probe_edge["requests"] >= 1
     assert probe_edge["error_rate"] == 0.0
 
-    live.redis.stop()
+    live.redis.kill()  # SIGKILL: the cache dies, as in an outage
     stop = threading.Event()
 
     def traffic() -> None:

@@ -27,6 +27,7 @@ from ragotel.semconv import (
     GEN_AI_RESPONSE_MODEL,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
+    LEGACY_NAMES,
     RAGOTEL_COMPONENT,
     RAGOTEL_RETRIEVAL_DOCUMENT_COUNT,
     RAGOTEL_STAGE,
@@ -34,6 +35,7 @@ from ragotel.semconv import (
     SERVICE_NAME,
     STAGE_EMBEDDING,
     STAGE_GENERATION,
+    STAGE_VECTOR_DB,
 )
 
 __all__ = [
@@ -53,10 +55,14 @@ _ERROR_SEVERITY = 17  # SEVERITY_NUMBER_ERROR
 _SERVER_KIND = 2  # SPAN_KIND_SERVER
 _CLIENT_KIND = 3  # SPAN_KIND_CLIENT
 # The names these attributes had before the semantic conventions renamed them, as peer instrumentations still send.
-_LEGACY_PROVIDER = "gen_ai.system"
-_LEGACY_DB_SYSTEM = "db.system"
+_LEGACY_PROVIDER = LEGACY_NAMES[GEN_AI_PROVIDER_NAME][1]
+_LEGACY_DB_SYSTEM = LEGACY_NAMES[DB_SYSTEM_NAME][1]
 # The stages whose spans carry token usage, as the SDK encodes them (AnyValue string_value, field 1).
 _USAGE_STAGES = frozenset(b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING))
+# The stages whose spans call an LLM or a database (the dependency graph's stage -> dependency edges).
+_CALL_STAGES = frozenset(
+    b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING, STAGE_VECTOR_DB)
+)
 
 
 _LABELS: dict[bytes, Any] = {}
@@ -86,6 +92,7 @@ def extract_traces(message: Any) -> TraceBatch:
     accepted = rejected = bad_status = 0
     zero_counts = _ZERO_COUNTS
     usage_stages = _USAGE_STAGES
+    call_stages = _CALL_STAGES
     error_status = ERROR_STATUS
     versions: dict[str, str] = {}
     raw_calls: list[tuple[Any, ...]] = []
@@ -118,8 +125,12 @@ def extract_traces(message: Any) -> TraceBatch:
                     error = code == Status.STATUS_CODE_ERROR
                 get = span.attributes.get
                 stage = get(RAGOTEL_STAGE)
-                provider = get(GEN_AI_PROVIDER_NAME) or get(_LEGACY_PROVIDER)
-                db_system = get(DB_SYSTEM_NAME) or get(_LEGACY_DB_SYSTEM)
+                provider = db_system = server = None
+                if stage is None or stage in call_stages:  # only these call an LLM or a database
+                    provider = get(GEN_AI_PROVIDER_NAME) or get(_LEGACY_PROVIDER)
+                    db_system = get(DB_SYSTEM_NAME) or get(_LEGACY_DB_SYSTEM)
+                    if provider is not None or db_system is not None:
+                        server = get(SERVER_ADDRESS)
                 key = (
                     service,
                     stage,
@@ -128,13 +139,13 @@ def extract_traces(message: Any) -> TraceBatch:
                     get(DB_COLLECTION_NAME),
                     provider,
                     db_system,
-                    get(SERVER_ADDRESS) if provider is not None or db_system is not None else None,
+                    server,
                 )
                 kind = span.kind
-                if kind in (_CLIENT_KIND, _SERVER_KIND):
-                    raw_calls.append(
-                        (kind, trace_id, span_id, span.parent_span_id, service, duration, error, provider, db_system)
-                    )
+                # SERVER spans, and CLIENT spans to anything but an LLM or a database (those are dependencies, with
+                # their own nodes), may be halves of a call between two services.
+                if kind == _SERVER_KIND or (kind == _CLIENT_KIND and provider is None and db_system is None):
+                    raw_calls.append((kind, trace_id, span_id, span.parent_span_id, service, duration, error))
                 group = raw_groups.get(key)
                 if group is None:
                     group = raw_groups[key] = [[], 0, 0, [], 0, 0]
@@ -177,16 +188,9 @@ def extract_traces(message: Any) -> TraceBatch:
         )
     calls = [
         CallSpan(
-            kind == _CLIENT_KIND,
-            bytes(trace_id),
-            bytes(span_id),
-            bytes(parent),
-            _text(service, UNKNOWN_SERVICE),
-            duration * 1e-9,
-            bool(error),
-            provider is None and db_system is None,
+            kind == _CLIENT_KIND, trace_id, span_id, parent, _text(service, UNKNOWN_SERVICE), duration * 1e-9, error
         )
-        for kind, trace_id, span_id, parent, service, duration, error, provider, db_system in raw_calls
+        for kind, trace_id, span_id, parent, service, duration, error in raw_calls
     ]
     reasons = []
     if rejected:

@@ -168,7 +168,7 @@ class CallPairs:
                 waiting = self._servers.pop(key, None)
                 if waiting is not None:
                     pairs.append((call, waiting[1]))
-                elif call.pairable:
+                else:
                     self._put(self._clients, key, call, now)
             elif call.parent_span_id:
                 key = (call.trace_id, call.parent_span_id)

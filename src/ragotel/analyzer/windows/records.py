@@ -53,7 +53,6 @@ class CallSpan:
     service: str
     duration: float  # seconds
     error: bool
-    pairable: bool = True  # a CLIENT span that is no LLM or database call (those are dependencies, not services)
 
 
 @dataclass(frozen=True, slots=True)
