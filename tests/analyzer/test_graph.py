@@ -137,3 +137,26 @@ def test_a_healthy_graph_leaves_the_diagnosis_as_it_was(tmp_path: Path) -> None:
         assert diagnosis.dependency is None
     finally:
         h.close()
+
+
+def test_a_failing_downstream_service_is_named_as_the_cause_of_its_callers_alert(tmp_path: Path) -> None:
+    """Calls from one service into another failing (CLIENT -> SERVER pairs) make the callee down in the graph, and
+    the caller's pipeline alert names that service as its primary cause."""
+    rules = [{"name": "pipeline_errors", "signal": "error_rate", "match": {"stage": "pipeline"}, "threshold": 0.1}]
+    h = Harness(tmp_path, rules)
+    try:
+        for i in range(6):
+            client, server = _call("front", "back", failed=i > 0)
+            feed(h.windows, "traces", server, h.now)
+            feed(h.windows, "traces", client, h.now)
+        h.spans("front", "pipeline", "custom", [0.3] * 6, errors=5)
+        h.tick(0.5)
+        (alert,) = h.engine.firing()
+        diagnosis = alert.snapshot().diagnosis
+        assert diagnosis is not None
+        assert diagnosis.primary_cause == "dependency_down"
+        assert diagnosis.dependency is not None
+        assert diagnosis.dependency["id"] == "service:back"
+        assert "back (service) is down" in diagnosis.possible_causes[0].summary
+    finally:
+        h.close()

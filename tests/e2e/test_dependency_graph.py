@@ -72,8 +72,10 @@ ANALYZER = {
 }
 
 
-def _analyzer(tmp_path: Path) -> Server:
-    server = Server(load_config([], {**ANALYZER, "state": {"path": str(tmp_path / "analyzer.db")}}))
+def _analyzer(tmp_path: Path, *, api: dict[str, Any] | None = None) -> Server:
+    config = {**ANALYZER, "state": {"path": str(tmp_path / "analyzer.db")}}
+    config["api"] = {**ANALYZER["api"], **(api or {})}  # type: ignore[dict-item]
+    server = Server(load_config([], config))
     server.start()
     return server
 
@@ -447,5 +449,22 @@ def test_a_graph_of_thousands_of_nodes_is_folded_past_its_limit(tmp_path: Path) 
             status, doc = _get(server, f"/api/v1/dependencies?limit={bad}")
             assert status == 400, (bad, doc)
             assert "limit" in doc["error"]
+    finally:
+        server.stop()
+
+
+def test_the_graph_needs_the_api_token_like_the_rest_of_the_api(tmp_path: Path) -> None:
+    """With API auth on, the dependency graph answers 401 without the bearer token and 200 with it."""
+    (tmp_path / "api-token").write_text("graph-token\n")
+    server = _analyzer(tmp_path, api={"auth": {"token_file": str(tmp_path / "api-token")}})
+    try:
+        status, doc = _get(server, "/api/v1/dependencies")
+        assert status == 401, doc
+        request = urllib.request.Request(
+            f"http://{server.api_address}/api/v1/dependencies", headers={"Authorization": "Bearer graph-token"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+            assert json.loads(response.read())["nodes"] == []
     finally:
         server.stop()
