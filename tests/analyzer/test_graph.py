@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from tests.analyzer.alerting_helpers import T0, Harness, feed
-from tests.analyzer.analyzer_helpers import encoded_spans
+from tests.analyzer.analyzer_helpers import encoded_spans, gauge_request
 
 from ragotel.analyzer.windows import Windows
 
@@ -160,3 +160,41 @@ def test_a_failing_downstream_service_is_named_as_the_cause_of_its_callers_alert
         assert "back (service) is down" in diagnosis.possible_causes[0].summary
     finally:
         h.close()
+
+
+def test_calls_nobody_answers_become_an_http_dependency_with_its_health_check(windows: Windows) -> None:
+    """CLIENT spans naming a server.address that sends no spans are counted, once their wait ends, on an edge to
+    an HTTP dependency, and the service's http health check reports on that node instead of making its own."""
+    attributes = {"server.address": "reranker.internal"}
+    provider = TracerProvider(resource=Resource.create({"service.name": "front"}))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    for i in range(4):
+        span = provider.get_tracer("t").start_span(
+            "POST", kind=SpanKind.CLIENT, attributes=attributes, start_time=T0_NS
+        )
+        if i == 0:
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=T0_NS + 50_000_000)
+    provider.shutdown()
+    feed(windows, "traces", bytes(encode_spans(memory.get_finished_spans()).SerializeToString()), T0)
+    later = T0 + windows.pairs.ttl + 1
+    windows.expire(later)
+    health = [
+        (
+            "ragotel.dependency.health",
+            0.0,
+            {"ragotel.dependency.name": "reranker", "ragotel.dependency.kind": "http"},
+            later,
+        )
+    ]
+    feed(windows, "metrics", gauge_request("front", health), later)
+    graph = windows.dependencies(now=later)
+    (node,) = [n for n in graph["nodes"] if n["kind"] == "dependency"]
+    assert node["id"] == "dependency:http/reranker.internal"
+    assert node["health_checks"] == ["reranker"]
+    assert node["health"] == "down"
+    calls = next(e for e in graph["edges"] if e["target"] == node["id"] and e["via"] == "calls")
+    assert calls["requests"] == 4
+    assert calls["error_rate"] == 0.25
+    assert calls["p95"] == pytest.approx(0.05, rel=0.02)

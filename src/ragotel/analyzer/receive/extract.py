@@ -145,7 +145,8 @@ def extract_traces(message: Any) -> TraceBatch:
                 # SERVER spans, and CLIENT spans to anything but an LLM or a database (those are dependencies, with
                 # their own nodes), may be halves of a call between two services.
                 if kind == _SERVER_KIND or (kind == _CLIENT_KIND and provider is None and db_system is None):
-                    raw_calls.append((kind, trace_id, span_id, span.parent_span_id, service, duration, error))
+                    peer = get(SERVER_ADDRESS) if kind == _CLIENT_KIND else None
+                    raw_calls.append((kind, trace_id, span_id, span.parent_span_id, service, duration, error, peer))
                 group = raw_groups.get(key)
                 if group is None:
                     group = raw_groups[key] = [[], 0, 0, [], 0, 0]
@@ -188,9 +189,16 @@ def extract_traces(message: Any) -> TraceBatch:
         )
     calls = [
         CallSpan(
-            kind == _CLIENT_KIND, trace_id, span_id, parent, _text(service, UNKNOWN_SERVICE), duration * 1e-9, error
+            kind == _CLIENT_KIND,
+            trace_id,
+            span_id,
+            parent,
+            _text(service, UNKNOWN_SERVICE),
+            duration * 1e-9,
+            error,
+            _text(peer, ""),
         )
-        for kind, trace_id, span_id, parent, service, duration, error in raw_calls
+        for kind, trace_id, span_id, parent, service, duration, error, peer in raw_calls
     ]
     reasons = []
     if rejected:

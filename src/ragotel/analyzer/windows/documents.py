@@ -289,12 +289,15 @@ class Windows(SignalWindows):
             name, kind = attrs.get(RAGOTEL_DEPENDENCY_NAME, ""), attrs.get(RAGOTEL_DEPENDENCY_KIND, "")
             target = health_target(called, key[0], name, kind)
             parts.gauge(parts.node(target), series.value, name)
+            source = service_node(key[0])
+            if parts.has_calls(source, target):
+                continue  # the service's own calls to it are the edge; its health reports only set its health
             probes = [v for arrival, _, v in series.samples if arrival >= horizon] or [series.value]
             sketch = QuantileSketch()
             sketch.add_indices(QuantileSketch.indices(durations.get(_dependency_id(key), ())))
             failed = sum(1 for v in probes if v < 1.0)
             parts.edge(
-                service_node(key[0]),
+                source,
                 target,
                 EdgeFigures(len(probes), failed, sketch, 1, int(series.value < 1.0), via="health_check"),
             )

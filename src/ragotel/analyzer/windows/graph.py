@@ -31,6 +31,7 @@ __all__ = [
     "downstream",
     "health_node",
     "health_of",
+    "peer_node",
     "service_node",
     "stage_node",
 ]
@@ -99,6 +100,11 @@ def dependency_node(stage: str, provider: str, db_system: str, server: str) -> N
     attributes = ((key, system), ("server.address", server)) if server else ((key, system),)
     name = f"{system} @ {server}" if server else system
     return Node(f"dependency:{kind}/{system}/{server}", "dependency", name, None, kind, attributes)
+
+
+def peer_node(address: str) -> Node:
+    """The HTTP dependency at ``address`` that CLIENT spans call and that sends no spans of its own."""
+    return Node(f"dependency:http/{address}", "dependency", address, None, "http", (("server.address", address),))
 
 
 def health_node(name: str, kind: str) -> Node:
@@ -192,16 +198,21 @@ class CallPairs:
             self.counts["dropped"] += 1
         waiting[key] = (now, call)
 
-    def expire(self, now: float) -> None:
-        """Forget the halves that waited longer than ``ttl``."""
+    def expire(self, now: float) -> list[CallSpan]:
+        """Forget the halves that waited longer than ``ttl``; return the CLIENT ones that name their peer (a
+        ``server.address``): calls into something that sends no spans, an HTTP dependency."""
         horizon = now - self.ttl
+        unanswered = []
         for waiting in (self._clients, self._servers):
             while waiting:
-                key, (arrival, _) = next(iter(waiting.items()))
+                key, (arrival, call) = next(iter(waiting.items()))
                 if arrival >= horizon:
                     break
                 del waiting[key]
                 self.counts["expired"] += 1
+                if call.client and call.peer:
+                    unanswered.append(call)
+        return unanswered
 
 
 @dataclass(slots=True)
@@ -234,6 +245,11 @@ class GraphParts:
             merged.merge(known)
             merged.merge(figures)
 
+    def has_calls(self, source: Node, target: Node) -> bool:
+        """Whether calls (spans, not health reports) already make the edge ``source -> target``."""
+        known = self._input.edges.get((source.id, target.id))
+        return known is not None and known.via != "health_check"
+
     def gauge(self, node_id: str, value: float, check: str) -> None:
         self._input.gauges.setdefault(node_id, []).append(value)
         checks = self._input.checks.setdefault(node_id, [])
@@ -241,12 +257,12 @@ class GraphParts:
             checks.append(check)
 
     def called_dependencies(self) -> dict[tuple[str, str], list[Node]]:
-        """(service, dependency type) -> the dependency nodes that service's stages call (one per node)."""
+        """(service, dependency type) -> the dependency nodes that service (or its stages) calls, one entry each."""
         nodes = self._input.nodes
         out: dict[tuple[str, str], dict[str, Node]] = {}
         for source, target in self._input.edges:
             node, caller = nodes[target], nodes[source]
-            if node.kind == "dependency" and caller.kind == "stage" and caller.service is not None:
+            if node.kind == "dependency" and caller.service is not None:
                 out.setdefault((caller.service, node.type or "other"), {})[node.id] = node
         return {key: list(found.values()) for key, found in out.items()}
 

@@ -53,6 +53,7 @@ class CallSpan:
     service: str
     duration: float  # seconds
     error: bool
+    peer: str = ""  # a CLIENT span's server.address: the peer it calls, if no SERVER span of it ever comes
 
 
 @dataclass(frozen=True, slots=True)

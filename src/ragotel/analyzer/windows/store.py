@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ragotel.analyzer.windows.baselines import BUCKET, Baselines
-from ragotel.analyzer.windows.graph import CallPairs, Node, dependency_node, service_node, stage_node
+from ragotel.analyzer.windows.graph import CallPairs, Node, dependency_node, peer_node, service_node, stage_node
 from ragotel.analyzer.windows.recent import PANE, RecentRing
 from ragotel.analyzer.windows.records import (
     CallSpan,
@@ -89,6 +89,13 @@ def _count_into(
     pane.sketch.add_indices(bins)
     if series.recent is not None:
         series.recent.add(recent_index, group)
+
+
+def _count_call(series: _SpanSeries, index: int, recent_index: int, client: CallSpan, failed: bool) -> None:
+    """Count one call between services (the client's duration) into an edge series."""
+    durations = [client.duration]
+    call = SpanGroup(client.service, _EDGE_STAGE, "", "", "", durations, int(failed), 0, [])
+    _count_into(series, index, recent_index, call, QuantileSketch.indices(durations), client.duration)
 
 
 @dataclass(slots=True)
@@ -251,12 +258,17 @@ class WindowStore:
         duration (what the caller waited) and an error when either side failed."""
         for client, server in self.pairs.add(calls, now):
             series = self._edge(service_node(client.service), service_node(server.service), 1)
-            if series is None:
-                continue
-            durations = [client.duration]
-            failed = int(client.error or server.error)
-            call = SpanGroup(client.service, _EDGE_STAGE, "", "", "", durations, failed, 0, [])
-            _count_into(series, index, recent_index, call, QuantileSketch.indices(durations), client.duration)
+            if series is not None:
+                _count_call(series, index, recent_index, client, client.error or server.error)
+
+    def _add_peer_calls(self, calls: list[CallSpan], now: float) -> None:
+        """Count CLIENT spans no SERVER span answered on the edge to the HTTP dependency they name (now: they are
+        counted late, when their wait ends)."""
+        index, recent_index = int(now // self.pane_width), int(now // PANE)
+        for client in calls:
+            series = self._edge(service_node(client.service), peer_node(client.peer), 1)
+            if series is not None:
+                _count_call(series, index, recent_index, client, client.error)
 
     def _note_version(self, service: str, version: str, now: float) -> None:
         """Keep the current and previous ``service.version`` of a service and when it changed (first seen)."""
@@ -346,7 +358,9 @@ class WindowStore:
                     panes.popleft()
                 if not panes:
                     del self._edges[edge]
-            self.pairs.expire(now)
+            unanswered = self.pairs.expire(now)
+            if unanswered:
+                self._add_peer_calls(unanswered, now)
             for name, by_key in list(self._metrics.items()):
                 for mkey, metric in list(by_key.items()):
                     if metric.last_arrival < horizon:
