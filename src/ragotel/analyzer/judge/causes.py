@@ -120,11 +120,8 @@ def graph_causes(
         node = nodes[node_id]
         kind = node["type"] or node["kind"]
         checks = node.get("health_checks") or []
-        why = (
-            "fails its health check"
-            if checks and _check_failed(node_id, graph)
-            else "fails most of the calls made to it"
-        )
+        failing = node.get("failing_checks") or []
+        why = f"fails its health check {', '.join(failing)}" if failing else "fails most of the calls made to it"
         where = f"{stage}/{labels['component']}" if stage and labels.get("component") else (stage or service)
         causes.append(
             Cause(
@@ -149,12 +146,6 @@ def graph_causes(
     }
     checks_of_down = {c for i in down for c in nodes[i].get("health_checks") or ()}
     return causes, record, checks_of_down
-
-
-def _check_failed(node_id: str, graph: Mapping[str, Any]) -> bool:
-    return any(
-        e["target"] == node_id and e.get("via") == "health_check" and e["error_rate"] > 0 for e in graph["edges"]
-    )
 
 
 def own_shares(shares: Sequence[StageShare]) -> dict[tuple[str, str], tuple[float, float]]:

@@ -220,7 +220,7 @@ class _GraphInput:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: dict[tuple[str, str], EdgeFigures] = field(default_factory=dict)
     gauges: dict[str, list[float]] = field(default_factory=dict)  # node id -> the health values reporting on it
-    checks: dict[str, list[str]] = field(default_factory=dict)  # node id -> the health checks reporting on it
+    checks: dict[str, dict[str, float]] = field(default_factory=dict)  # node id -> health check -> worst report
 
 
 class GraphParts:
@@ -251,10 +251,10 @@ class GraphParts:
         return known is not None and known.via != "health_check"
 
     def gauge(self, node_id: str, value: float, check: str) -> None:
+        """A health report of ``check`` on a node (several instances of one check keep the worst)."""
         self._input.gauges.setdefault(node_id, []).append(value)
-        checks = self._input.checks.setdefault(node_id, [])
-        if check not in checks:
-            checks.append(check)
+        checks = self._input.checks.setdefault(node_id, {})
+        checks[check] = min(value, checks.get(check, value))
 
     def called_dependencies(self) -> dict[tuple[str, str], list[Node]]:
         """(service, dependency type) -> the dependency nodes that service (or its stages) calls, one entry each."""
@@ -346,7 +346,9 @@ def build_graph(
     for node_id in sorted(nodes, key=lambda i: (nodes[i].kind, i)):
         row = nodes[node_id].to_dict(health[node_id])
         if nodes[node_id].kind == "dependency":
-            row["health_checks"] = sorted(data.checks.get(node_id, ()))
+            checks = data.checks.get(node_id, {})
+            row["health_checks"] = sorted(checks)
+            row["failing_checks"] = sorted(name for name, value in checks.items() if value < 1.0)
         out_nodes.append(row)
     out_edges = []
     for (source, target), e in sorted(edges.items()):
