@@ -279,6 +279,7 @@ def test_graph_of_a_rag_service_and_its_redis_outage_named_once(live: Live) -> N
     cache = _node(graph, lambda n: n["type"] == "cache")
     assert cache is not None
     assert cache["health"] == "down"
+    assert cache["failing_checks"] == [CACHE]
     for alert in alerts:
         diagnosis = alert["diagnosis"]
         assert diagnosis["primary_cause"] == "dependency_down", (alert["rule"], diagnosis)
