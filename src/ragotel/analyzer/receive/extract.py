@@ -63,6 +63,7 @@ _USAGE_STAGES = frozenset(b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE
 _CALL_STAGES = frozenset(
     b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING, STAGE_VECTOR_DB)
 )
+_VECTOR_DB_STAGE = b"\x0a" + bytes([len(STAGE_VECTOR_DB)]) + STAGE_VECTOR_DB.encode()
 
 
 _LABELS: dict[bytes, Any] = {}
@@ -93,6 +94,7 @@ def extract_traces(message: Any) -> TraceBatch:
     zero_counts = _ZERO_COUNTS
     usage_stages = _USAGE_STAGES
     call_stages = _CALL_STAGES
+    vector_db_stage = _VECTOR_DB_STAGE
     error_status = ERROR_STATUS
     versions: dict[str, str] = {}
     raw_calls: list[tuple[Any, ...]] = []
@@ -127,8 +129,10 @@ def extract_traces(message: Any) -> TraceBatch:
                 stage = get(RAGOTEL_STAGE)
                 provider = db_system = server = None
                 if stage is None or stage in call_stages:  # only these call an LLM or a database
-                    provider = get(GEN_AI_PROVIDER_NAME) or get(_LEGACY_PROVIDER)
-                    db_system = get(DB_SYSTEM_NAME) or get(_LEGACY_DB_SYSTEM)
+                    if stage != vector_db_stage:
+                        provider = get(GEN_AI_PROVIDER_NAME) or get(_LEGACY_PROVIDER)
+                    if provider is None:
+                        db_system = get(DB_SYSTEM_NAME) or get(_LEGACY_DB_SYSTEM)
                     if provider is not None or db_system is not None:
                         server = get(SERVER_ADDRESS)
                 key = (
