@@ -27,7 +27,7 @@ CONSTRAINTS="$VENV/peers-constraints.txt"
         instrumentation-django instrumentation-falcon instrumentation-fastapi instrumentation-flask \
         instrumentation-httpx instrumentation-pyramid instrumentation-requests instrumentation-starlette \
         instrumentation-tornado instrumentation-urllib instrumentation-urllib3 instrumentation-wsgi \
-        instrumentation-dbapi util-http; do
+        instrumentation-dbapi instrumentation-logging util-http; do
         echo "opentelemetry-$pkg==$CONTRIB_VERSION"
     done
     # The libraries under test (openai<3 for openlit 1.45).
@@ -39,7 +39,8 @@ CONSTRAINTS="$VENV/peers-constraints.txt"
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -c "$CONSTRAINTS")
 
 "${PIP[@]}" chromadb langchain-core openai anthropic cohere numpy psutil wrapt httpx typing-extensions \
-    opentelemetry-api opentelemetry-sdk opentelemetry-instrumentation opentelemetry-semantic-conventions
+    opentelemetry-api opentelemetry-sdk opentelemetry-instrumentation opentelemetry-semantic-conventions \
+    opentelemetry-instrumentation-logging  # ragotel's own dependency (its app-logs handler); installed --no-deps below
 
 # The peers. OpenInference's anthropic 2.x/3.x need anthropic>=1, which openlit 1.45 (anthropic<1) excludes:
 # 1.1.2 is its newest release for the anthropic 0.x line installed here.
