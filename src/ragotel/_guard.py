@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 _log = logging.getLogger("ragotel")
 T = TypeVar("T")
@@ -36,6 +36,15 @@ def call(where: str, fn: Callable[[], T], fallback: T) -> T:
     """Run ``fn``; on any exception report it and return ``fallback``. For telemetry code around user calls."""
     try:
         return fn()
+    except Exception as exc:
+        report(where, exc)
+        return fallback
+
+
+def run(where: str, fallback: T, fn: Callable[..., T], *args: Any) -> T:
+    """:func:`call` of ``fn(*args)``: no closure or ``functools.partial`` built per call (the per-step hot path)."""
+    try:
+        return fn(*args)
     except Exception as exc:
         report(where, exc)
         return fallback

@@ -137,6 +137,7 @@ class Instruments:
             setattr(self, attribute, histogram)
         self._start_plans: dict[tuple[Any, ...], StartPlan] = {}
         self._record_plans: dict[tuple[Any, ...], RecordPlan] = {}
+        self._shared_record_plans: dict[int, tuple[Mapping[str, Any], str, str, RecordPlan]] = {}
 
     def truncate(self, text: str) -> str:
         """Cut captured content to the configured length."""
@@ -176,6 +177,7 @@ class Instruments:
             if len(self._start_plans) >= _PLAN_CACHE_SIZE:
                 self._start_plans.clear()
             self._start_plans[key] = plan
+            self.shared_record_plan(stage, component, plan.metric_attributes)
         return plan
 
     def _start_plan(
@@ -241,6 +243,11 @@ class Instruments:
             self.stage_duration.record(duration, plan.also_stage_attrs, _NO_EXEMPLAR)
 
     def _record_plan(self, stage: str, component: str, m: Mapping[str, Any]) -> RecordPlan:
+        # Most steps end with the metric attributes of their start plan, that very dict (never mutated): found by
+        # identity, without building the key. The entry holds the dict, so its id cannot be reused while cached.
+        shared = self._shared_record_plans.get(id(m))
+        if shared is not None and shared[0] is m and shared[1] == stage and shared[2] == component:
+            return shared[3]
         key = (stage, component, tuple(m.items()))
         plan = self._record_plans.get(key)
         if plan is None:
@@ -249,6 +256,12 @@ class Instruments:
                 self._record_plans.clear()
             self._record_plans[key] = plan
         return plan
+
+    def shared_record_plan(self, stage: str, component: str, m: Mapping[str, Any]) -> None:
+        """Remember the record plan of a start plan's metric attributes ``m`` (shared by every step of a call site)."""
+        if len(self._shared_record_plans) >= _PLAN_CACHE_SIZE:
+            self._shared_record_plans.clear()
+        self._shared_record_plans[id(m)] = (m, stage, component, self._record_plan(stage, component, m))
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,14 @@ __all__ = ["NOOP", "OP_KEY", "MergedOperation", "Operation"]
 OP_KEY: Final = otel_context.create_key("ragotel-operation")
 AttrValue = str | bool | int | float | list[str] | list[int] | list[float] | list[bool] | tuple[Any, ...]
 
+
+def _span_key() -> str:
+    """The context key the trace API keeps the current span under, asked of the API (not its private name)."""
+    (key,) = trace.set_span_in_context(trace.INVALID_SPAN, Context()).keys()
+    return key
+
+
+_SPAN_KEY: Final = _span_key()
 _END_LOCK: Final = threading.Lock()  # "ended exactly once" across threads; held for a flag flip only
 _EMPTY: Final = Context()
 _USAGE_KEYS: Final = frozenset({sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS})
@@ -56,6 +64,7 @@ class Operation:
         "_docs",
         "_ended",
         "_metric_attrs",
+        "_metric_owned",
         "_pending",
         "_start",
         "_tel",
@@ -95,17 +104,21 @@ class Operation:
         self._pending: dict[str, Any] = {}
         if tel is None:
             self._metric_attrs: dict[str, Any] = {}
+            self._metric_owned = True
             self.span: trace.Span = trace.INVALID_SPAN
             self._ctx = _EMPTY
             self._start = 0.0
             return
         plan = tel.start_plan(stage, component, attributes, name)
-        self._metric_attrs = dict(plan.metric_attributes)
+        # The plan's own (shared, never mutated) dict until the step adds a metric attribute: see _own_metric_attrs.
+        self._metric_attrs = plan.metric_attributes
+        self._metric_owned = False
         if parent is None:
             parent = otel_context.get_current()
         self.span = span = tel.tracer.start_span(plan.name, parent, plan.kind, plan.attributes)
-        # Built once: the context this step runs in (attach, every stream step) and its metrics' exemplar context.
-        self._ctx = otel_context.set_value(OP_KEY, self, trace.set_span_in_context(span, parent))
+        # Built once: the context this step runs in (attach, every stream step) and its metrics' exemplar context;
+        # one Context with both values (what set_span_in_context then set_value would give, in one copy, not four).
+        self._ctx = Context({**parent, _SPAN_KEY: span, OP_KEY: self})
         self._start = time.perf_counter()
         if attach:
             self._token = otel_context.attach(self._ctx)
@@ -175,14 +188,15 @@ class Operation:
         tel = self._tel
         if tel is None or self._ended or not attributes:
             return
-        _guard.call("Operation.set_attributes", functools.partial(self._apply, tel, attributes, depth), None)
+        _guard.run("Operation.set_attributes", None, self._apply, tel, attributes, depth)
 
     def _apply(self, tel: Instruments, attributes: Mapping[str, Any], depth: int) -> None:
-        clean = {k: clip(v) for k, v in attributes.items() if v is not None}
+        # clip() only cuts strings: numbers (most response attributes) are taken as they are.
+        clean = {k: v if v.__class__ is not str else clip(v) for k, v in attributes.items() if v is not None}
         if not clean:
             return
         self._note_metric_attrs(clean)
-        if _USAGE_KEYS.intersection(clean):
+        if not _USAGE_KEYS.isdisjoint(clean):
             self._add_usage(
                 clean.pop(sc.GEN_AI_USAGE_INPUT_TOKENS, None), clean.pop(sc.GEN_AI_USAGE_OUTPUT_TOKENS, None), depth
             )
@@ -273,9 +287,11 @@ class Operation:
             if self._ended:
                 return
             self._ended = True
-        duration = _guard.call("Operation.end", functools.partial(self._end_span, exc, ended_early), None)
-        if duration is not None:
-            self._record_metrics(duration)
+        _guard.run("Operation.end", None, self._end_and_record, exc, ended_early)
+
+    def _end_and_record(self, exc: BaseException | None, ended_early: bool) -> None:
+        """End the span, then record the step's metrics (none when ending the span failed)."""
+        self._record_metrics(self._end_span(exc, ended_early))
 
     def _end_span(self, exc: BaseException | None, ended_early: bool) -> float:
         """End the span; the step's duration."""
@@ -285,7 +301,7 @@ class Operation:
         final = self._pending
         if exc is not None:
             kind = error_type(exc)
-            self._metric_attrs[sc.ERROR_TYPE] = final[sc.ERROR_TYPE] = kind
+            self._own_metric_attrs()[sc.ERROR_TYPE] = final[sc.ERROR_TYPE] = kind
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"[:1024]))
         if ended_early:
@@ -293,8 +309,12 @@ class Operation:
         tel = self._tel
         assert tel is not None  # only a recording operation ends
         if self._usage_in is not None or self._usage_out is not None:
-            usage = {sc.GEN_AI_USAGE_INPUT_TOKENS: self._usage_in, sc.GEN_AI_USAGE_OUTPUT_TOKENS: self._usage_out}
-            final.update(tel.aliased({k: v for k, v in usage.items() if v is not None}))
+            usage = {}
+            if self._usage_in is not None:
+                usage[sc.GEN_AI_USAGE_INPUT_TOKENS] = self._usage_in
+            if self._usage_out is not None:
+                usage[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = self._usage_out
+            final.update(tel.aliased(usage))
         if tel.openinference:
             # Read back from the SDK span (an API-only span has no attributes: the kind alone was set at start).
             # What the step reported is still pending here (set once below): it wins over what the span carries.
@@ -310,13 +330,20 @@ class Operation:
         return duration
 
     # -- internals -------------------------------------------------------------------------------------------------
+    def _own_metric_attrs(self) -> dict[str, Any]:
+        """The step's metric attributes, copied from the shared start plan the first time the step changes them."""
+        if not self._metric_owned:
+            self._metric_attrs = dict(self._metric_attrs)
+            self._metric_owned = True
+        return self._metric_attrs
+
     def _note_metric_attrs(self, attrs: Mapping[str, Any]) -> None:
         if METRIC_KEYS.isdisjoint(attrs):
             return
         for key in METRIC_KEYS.intersection(attrs):
             value = attrs[key]
             if isinstance(value, str | int | float | bool):
-                self._metric_attrs[key] = value
+                self._own_metric_attrs()[key] = value
 
     def _add_usage(self, input_tokens: Any, output_tokens: Any, depth: int = 0) -> None:
         # The innermost reporter wins: a framework step (LangChain) and the provider call it merged (OpenAI) both
@@ -335,15 +362,16 @@ class Operation:
     def _record_metrics(self, duration: float) -> None:
         tel = self._tel
         assert tel is not None
-        tel.record(
+        # Unguarded here: Operation.end's guard covers it (a failure is reported as Operation.end).
+        tel._record(
             self.stage,
             self.component,
             duration,
             self._metric_attrs,
             self._ctx,
-            time_to_first_chunk=self._ttfc,
-            usage=(self._usage_in, self._usage_out),
-            documents=self._docs,
+            self._ttfc,
+            (self._usage_in, self._usage_out),
+            self._docs,
         )
 
 

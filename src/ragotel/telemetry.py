@@ -73,7 +73,7 @@ class Telemetry(Instruments):
     ) -> Operation:
         """:meth:`start` for callers that have just checked instrumentation is not suppressed (the wrappers)."""
         # The single guard around span creation: a failure gives the no-op operation.
-        return _guard.call("Telemetry.start", lambda: self._operation(stage, component, attributes, name, attach), NOOP)
+        return _guard.run("Telemetry.start", NOOP, self._operation, stage, component, attributes, name, attach)
 
     def _operation(
         self, stage: str, component: str, attributes: dict[str, Any] | None, name: str | None, attach: bool

@@ -98,7 +98,8 @@ def _begin(target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping
     attrs = target.request(instance, args, kwargs) if target.request is not None else {}
     if attrs is None:
         return None
-    op = _telemetry.current()._open(target.stage, target.component, attrs)  # suppression checked
+    # Suppression checked by the wrapper; the wrapper's guard is the one around span creation (no second one).
+    op = _telemetry.current()._operation(target.stage, target.component, attrs, None, True)
     if target.request_content is not None and op.capture_content:
         content = target.request_content(instance, args, kwargs)
         if content:
@@ -111,7 +112,7 @@ def _finish(
     op: Operation, target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], result: Any
 ) -> Any:
     """Read the result into the operation and end it; returns ``result`` itself, or a proxy for a stream/envelope."""
-    proxy = _guard.call(_labels(target)[1], lambda: _read(op, target, instance, args, kwargs, result), None)
+    proxy = _guard.run(_labels(target)[1], None, _read, op, target, instance, args, kwargs, result)
     if proxy is not None:
         return proxy
     op.end()
@@ -137,20 +138,34 @@ def _read(
         if reader is not None and target.follow is not None and target.follow(result, op, reader):
             return result
     if target.response is not None:
-        op.set_attributes(target.response(instance, body) or {})
+        attrs = target.response(instance, body)
+        if attrs:
+            op.set_attributes(attrs)
     if target.response_content is not None and op.capture_content:
         for key, value in (target.response_content(instance, body) or {}).items():
             op.capture(key, value)
     return None
 
 
-@functools.lru_cache(maxsize=4096)
+_LABELS: Final[dict[int, tuple[Target, tuple[str, str]]]] = {}
+
+
 def _labels(target: Target) -> tuple[str, str]:
-    """How an extractor failure of ``target`` is reported (request side, response side); built once per target."""
-    return (
+    """How an extractor failure of ``target`` is reported (request side, response side); built once per target.
+
+    Keyed by identity (a Target's own hash would hash every field, extractors included, on every call).
+    """
+    found = _LABELS.get(id(target))
+    if found is not None and found[0] is target:
+        return found[1]
+    labels = (
         f"{target.component} request extractor ({target.method})",
         f"{target.component} response extractor ({target.method})",
     )
+    if len(_LABELS) >= 4096:  # targets are module constants: few; bounded anyway
+        _LABELS.clear()
+    _LABELS[id(target)] = (target, labels)
+    return labels
 
 
 def make_wrapper(target: Target, original: Any) -> Callable[..., Any]:
@@ -163,7 +178,7 @@ def make_wrapper(target: Target, original: Any) -> Callable[..., Any]:
         async def async_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if not is_instrumentation_enabled():
                 return await wrapped(*args, **kwargs)
-            op = _guard.call(where, functools.partial(_begin, target, instance, args, kwargs), _FAILED)
+            op = _guard.run(where, _FAILED, _begin, target, instance, args, kwargs)
             if op is None:
                 return await wrapped(*args, **kwargs)
             try:
@@ -178,7 +193,7 @@ def make_wrapper(target: Target, original: Any) -> Callable[..., Any]:
     def sync_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        op = _guard.call(where, functools.partial(_begin, target, instance, args, kwargs), _FAILED)
+        op = _guard.run(where, _FAILED, _begin, target, instance, args, kwargs)
         if op is None:
             return wrapped(*args, **kwargs)
         try:

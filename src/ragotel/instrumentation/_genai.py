@@ -112,9 +112,20 @@ def server_attributes(url: Any) -> dict[str, Any]:
 
 
 # -- Stainless-generated clients (openai, anthropic) ----------------------------------------------------------
+_STREAM_TYPES: Final[dict[type, bool]] = {}  # result type -> is it a stream; response types are few (bounded)
+
+
 def is_stream(result: Any) -> bool:
-    # An ABC check (cached per class), not hasattr: a missing attribute on a pydantic model raises expensively.
-    return isinstance(result, Iterator | AsyncIterator)
+    """True for an (async) iterator: an ABC check once per result type, not hasattr (a missing attribute on a
+    pydantic model raises expensively), then a dict lookup."""
+    kind = type(result)
+    found = _STREAM_TYPES.get(kind)
+    if found is None:
+        found = isinstance(result, Iterator | AsyncIterator)
+        if len(_STREAM_TYPES) >= 256:
+            _STREAM_TYPES.clear()
+        _STREAM_TYPES[kind] = found
+    return found
 
 
 _ENVELOPES: Final = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})

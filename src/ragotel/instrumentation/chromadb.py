@@ -52,6 +52,8 @@ def _count(value: Any) -> int | None:
         return None
     if isinstance(value, str | bytes):
         return 1
+    if isinstance(value, list | tuple):  # the usual case, before the numpy and ABC checks below
+        return 1 if value and isinstance(value[0], int | float) else len(value)
     shape = getattr(value, "shape", None)  # numpy array: 1-d is one vector, 2-d is a batch
     if shape is not None:
         return 1 if len(shape) == 1 else int(shape[0])
@@ -105,7 +107,9 @@ def _count_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, An
 
 # -- response extractors ----------------------------------------------------------------------------------------
 def _query_response(instance: Any, result: Any) -> dict[str, Any]:
-    attrs: dict[str, Any] = {sc.DB_RESPONSE_RETURNED_ROWS: sum(len(row) for row in items(result["ids"]))}
+    ids = items(result["ids"])
+    rows = len(ids[0]) if len(ids) == 1 else sum(len(row) for row in ids)  # one query: no generator
+    attrs: dict[str, Any] = {sc.DB_RESPONSE_RETURNED_ROWS: rows}
     distances = result.get("distances")
     if distances:
         # Chroma returns each query's neighbours nearest first, and every metric it offers is a distance.

@@ -141,9 +141,17 @@ def usage_attributes(usage: Any) -> dict[str, Any]:
 
 
 # -- request / response extractors --------------------------------------------------------------------------------
+# Every optional parameter chat_request reads: a call passing none of them skips those readers (most calls pass few).
+_CHAT_OPTIONAL: Final = frozenset(
+    {*(key for key, _ in _FLOAT_PARAMETERS), "seed", "stop", "n", "stream", "service_tier", "response_format"}
+)
+
+
 def chat_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``chat.completions.create``/``parse``: operation, provider, server, model and the parameters passed."""
     attrs = _request(instance, kwargs, sc.OP_CHAT, ("max_completion_tokens", "max_tokens"))
+    if _CHAT_OPTIONAL.isdisjoint(kwargs):
+        return attrs
     _sampling(kwargs, attrs)
     _service_tier(kwargs, attrs)
     response_format = kwargs.get("response_format")
@@ -188,17 +196,25 @@ def responses_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str,
     return attrs
 
 
+_CHAT_RESPONSE_FIELDS: Final = (
+    ("id", sc.GEN_AI_RESPONSE_ID),
+    ("model", sc.GEN_AI_RESPONSE_MODEL),
+    ("system_fingerprint", sc.GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT),
+    ("service_tier", sc.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER),
+)
+
+
 def chat_response(instance: Any, result: Any) -> dict[str, Any]:
     """A ``ChatCompletion`` (or legacy ``Completion``): id, model, finish reasons, usage, fingerprint, tier."""
-    reasons = [r for r in (get(c, "finish_reason") for c in items(get(result, "choices"))) if isinstance(r, str)]
-    attrs = {
-        sc.GEN_AI_RESPONSE_ID: get(result, "id"),
-        sc.GEN_AI_RESPONSE_MODEL: get(result, "model"),
-        sc.GEN_AI_RESPONSE_FINISH_REASONS: reasons or None,
-        sc.GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT: get(result, "system_fingerprint"),
-        sc.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER: get(result, "service_tier"),
-    }
-    attrs.update(usage_attributes(get(result, "usage")))
+    if isinstance(result, dict):
+        attrs = {name: result.get(field) for field, name in _CHAT_RESPONSE_FIELDS}
+        choices, usage = result.get("choices"), result.get("usage")
+    else:  # the client's response model: plain attribute reads
+        attrs = {name: getattr(result, field, None) for field, name in _CHAT_RESPONSE_FIELDS}
+        choices, usage = getattr(result, "choices", None), getattr(result, "usage", None)
+    reasons = [r for r in (get(c, "finish_reason") for c in items(choices)) if isinstance(r, str)]
+    attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons or None
+    attrs.update(usage_attributes(usage))
     return attrs
 
 
