@@ -181,7 +181,10 @@ class Operation:
     # -- recording -------------------------------------------------------------------------------------------------
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         """Set span attributes (``None`` values skipped); low-cardinality ones also label this step's metrics."""
-        self._set_attributes_at(attributes, self._depth)
+        tel = self._tel  # _set_attributes_at(attributes, self._depth), one call less on every step's response
+        if tel is None or self._ended or not attributes:
+            return
+        _guard.run("Operation.set_attributes", None, self._apply, tel, attributes, self._depth)
 
     def _set_attributes_at(self, attributes: Mapping[str, Any], depth: int) -> None:
         """Set attributes reported by the step ``depth`` merges deep (0: this step itself)."""
@@ -195,7 +198,8 @@ class Operation:
         clean = {k: v if v.__class__ is not str else clip(v) for k, v in attributes.items() if v is not None}
         if not clean:
             return
-        self._note_metric_attrs(clean)
+        if not METRIC_KEYS.isdisjoint(clean):
+            self._note_metric_attrs(clean)
         if not _USAGE_KEYS.isdisjoint(clean):
             self._add_usage(
                 clean.pop(sc.GEN_AI_USAGE_INPUT_TOKENS, None), clean.pop(sc.GEN_AI_USAGE_OUTPUT_TOKENS, None), depth
@@ -291,7 +295,20 @@ class Operation:
 
     def _end_and_record(self, exc: BaseException | None, ended_early: bool) -> None:
         """End the span, then record the step's metrics (none when ending the span failed)."""
-        self._record_metrics(self._end_span(exc, ended_early))
+        duration = self._end_span(exc, ended_early)
+        tel = self._tel
+        assert tel is not None  # only a recording operation ends
+        # Unguarded here: Operation.end's guard covers it (a failure is reported as Operation.end).
+        tel._record(
+            self.stage,
+            self.component,
+            duration,
+            self._metric_attrs,
+            self._ctx,
+            self._ttfc,
+            (self._usage_in, self._usage_out),
+            self._docs,
+        )
 
     def _end_span(self, exc: BaseException | None, ended_early: bool) -> float:
         """End the span; the step's duration."""
@@ -338,8 +355,6 @@ class Operation:
         return self._metric_attrs
 
     def _note_metric_attrs(self, attrs: Mapping[str, Any]) -> None:
-        if METRIC_KEYS.isdisjoint(attrs):
-            return
         for key in METRIC_KEYS.intersection(attrs):
             value = attrs[key]
             if isinstance(value, str | int | float | bool):
@@ -358,21 +373,6 @@ class Operation:
             self._usage_in = (self._usage_in or 0) + input_tokens
         if isinstance(output_tokens, int) and not isinstance(output_tokens, bool):
             self._usage_out = (self._usage_out or 0) + output_tokens
-
-    def _record_metrics(self, duration: float) -> None:
-        tel = self._tel
-        assert tel is not None
-        # Unguarded here: Operation.end's guard covers it (a failure is reported as Operation.end).
-        tel._record(
-            self.stage,
-            self.component,
-            duration,
-            self._metric_attrs,
-            self._ctx,
-            self._ttfc,
-            (self._usage_in, self._usage_out),
-            self._docs,
-        )
 
 
 class MergedOperation(Operation):
