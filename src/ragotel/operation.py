@@ -23,7 +23,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from ragotel import _guard
 from ragotel import semconv as sc
-from ragotel.bounds import clip, items, prune
+from ragotel.bounds import MAX_TEXT, clip, items, prune
 from ragotel.instruments import METRIC_KEYS, Instruments
 from ragotel.naming import error_type, span_name
 from ragotel.openinference import end_attributes
@@ -195,7 +195,11 @@ class Operation:
 
     def _apply(self, tel: Instruments, attributes: Mapping[str, Any], depth: int) -> None:
         # clip() only cuts strings: numbers (most response attributes) are taken as they are.
-        clean = {k: v if v.__class__ is not str else clip(v) for k, v in attributes.items() if v is not None}
+        clean = {
+            k: v if v.__class__ is not str or len(v) <= MAX_TEXT else clip(v)
+            for k, v in attributes.items()
+            if v is not None
+        }
         if not clean:
             return
         if not METRIC_KEYS.isdisjoint(clean):
@@ -355,10 +359,11 @@ class Operation:
         return self._metric_attrs
 
     def _note_metric_attrs(self, attrs: Mapping[str, Any]) -> None:
+        owned = self._own_metric_attrs()
         for key in METRIC_KEYS.intersection(attrs):
             value = attrs[key]
             if isinstance(value, str | int | float | bool):
-                self._own_metric_attrs()[key] = value
+                owned[key] = value
 
     def _add_usage(self, input_tokens: Any, output_tokens: Any, depth: int = 0) -> None:
         # The innermost reporter wins: a framework step (LangChain) and the provider call it merged (OpenAI) both
