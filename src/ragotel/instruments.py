@@ -1,12 +1,12 @@
 """Instruments: the tracer, the six histograms (built from one table) and the content settings of one provider pair.
 
 An :class:`~ragotel.operation.Operation` records through these; :class:`ragotel.telemetry.Telemetry` adds opening
-operations. Recording never raises into the caller (failures go to :mod:`ragotel._guard`).
+operations. Recording runs inside the ending operation's guard (:mod:`ragotel._guard`): it never raises into the
+caller.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -16,7 +16,6 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram
 from opentelemetry.trace import SpanKind
 
-from ragotel import _guard
 from ragotel import semconv as sc
 from ragotel.bounds import clip
 from ragotel.config import DEFAULT_CAPTURE_MAX_LENGTH
@@ -199,36 +198,16 @@ class Instruments:
         duration: float,
         metric_attrs: Mapping[str, Any],
         context: Context,
-        *,
-        time_to_first_chunk: float | None = None,
-        usage: tuple[int | None, int | None] = (None, None),
-        documents: int | None = None,
+        time_to_first_chunk: float | None,
+        usage: tuple[int | None, int | None],
+        documents: int | None,
     ) -> None:
-        """Record one ended step in the histograms that measure its stage. Never raises.
+        """Record one ended step in the histograms that measure its stage. The caller guards it (``Operation.end``).
 
         ``metric_attrs`` are the step's low-cardinality attributes (never query text or ids: they label metrics).
         ``context`` holds the step's own span: the duration record passes it, so a sampled step's duration
         carries an exemplar pointing at its span; the other records pass an empty context and carry none.
         """
-        _guard.call(
-            "Operation.record_metrics",
-            functools.partial(
-                self._record, stage, component, duration, metric_attrs, context, time_to_first_chunk, usage, documents
-            ),
-            None,
-        )
-
-    def _record(
-        self,
-        stage: str,
-        component: str,
-        duration: float,
-        metric_attrs: Mapping[str, Any],
-        context: Context,
-        time_to_first_chunk: float | None,
-        usage: tuple[int | None, int | None],
-        documents: int | None,
-    ) -> None:
         plan = self._record_plan(stage, component, metric_attrs)
         plan.duration.record(duration, plan.duration_attrs, context)
         if time_to_first_chunk is not None and plan.first_chunk_attrs is not None:

@@ -8,7 +8,6 @@ Every public method here is safe to call from telemetry code: none raises into t
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import time
@@ -222,7 +221,7 @@ class Operation:
         tel = self._tel
         if tel is None or not tel.capture_content or self._ended or value is None:
             return
-        _guard.call("Operation.capture", functools.partial(self._capture, tel, key, value), None)
+        _guard.run("Operation.capture", None, self._capture, tel, key, value)
 
     def _capture(self, tel: Instruments, key: str, value: Any) -> None:
         if not isinstance(value, str):
@@ -243,7 +242,7 @@ class Operation:
         """
         if self._tel is None or self._ended:
             return
-        _guard.call("Operation.add_documents", functools.partial(self._add_documents, documents, scores), None)
+        _guard.run("Operation.add_documents", None, self._add_documents, documents, scores)
 
     def _add_documents(self, documents: Iterable[Any], scores: Iterable[float | None] | None) -> None:
         ids: list[str] = []
@@ -303,7 +302,7 @@ class Operation:
         tel = self._tel
         assert tel is not None  # only a recording operation ends
         # Unguarded here: Operation.end's guard covers it (a failure is reported as Operation.end).
-        tel._record(
+        tel.record(
             self.stage,
             self.component,
             duration,

@@ -7,7 +7,6 @@ exception, context exit, garbage collection — and forwards every other attribu
 
 from __future__ import annotations
 
-import functools
 import inspect
 import weakref
 from collections.abc import Callable
@@ -36,7 +35,7 @@ def _end_stream_op(
 ) -> None:
     """Let the reader finish, then end the operation; with the defaults, the finalizer of a proxy collected early."""
     if reader is not None:
-        _guard.call("stream reader on_end", lambda: reader.on_end(op), None)
+        _guard.run("stream reader on_end", None, reader.on_end, op)
     op.end(exc, ended_early=early)
 
 
@@ -84,7 +83,7 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
             op.first_chunk()
         reader = self._self_reader
         if reader is not None:  # a chunk the reader cannot parse must not break the stream
-            _guard.call("stream reader on_chunk", functools.partial(reader.on_chunk, op, chunk), None)
+            _guard.run("stream reader on_chunk", None, reader.on_chunk, op, chunk)
 
     # -- sync ------------------------------------------------------------------------------------------------------
     def __iter__(self) -> StreamProxy:
