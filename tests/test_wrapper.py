@@ -13,7 +13,7 @@ from opentelemetry.trace import StatusCode
 
 from ragotel import semconv as sc
 from ragotel.instrumentation._base import RagotelInstrumentor, Target
-from ragotel.telemetry import Operation
+from ragotel.telemetry import Operation, current
 from ragotel.testing import Capture, capture
 
 
@@ -162,6 +162,29 @@ def test_extractor_failure_is_isolated(cap: Capture) -> None:
         assert cap.span("query c")
     finally:
         object.__setattr__(target, "response", _response)
+
+
+class _BrokenHistogram:
+    """A histogram whose every record raises (a metrics SDK failing inside ``Operation.end``)."""
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("metrics pipeline down")
+
+
+def test_metric_record_failure_is_isolated(cap: Capture) -> None:
+    """A histogram record that raises while the step ends leaves the result identical and the span exported."""
+    tel = current()
+    saved = tel.db_duration
+    tel.db_duration = _BrokenHistogram()  # type: ignore[assignment]  # a stand-in that fails
+    try:
+        store = Store()
+        got = store.query("broken-metrics", n=3)
+    finally:
+        tel.db_duration = saved
+    assert got == ORIGINAL_QUERY(store, "broken-metrics", n=3)
+    span = cap.span("query broken-metrics")
+    assert (span.attributes or {})[sc.DB_RESPONSE_RETURNED_ROWS] == 3
+    assert cap.metrics(sc.M_DB_OPERATION_DURATION) == []
 
 
 def test_request_extractor_failure_calls_through(cap: Capture) -> None:
