@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import threading
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import ragotel
+from ragotel import telemetry
 from ragotel.testing import Capture, capture
 
 
@@ -79,3 +82,20 @@ def test_plain_thread_without_copy_starts_a_new_trace(cap: Capture) -> None:
         t.start()
         t.join()
     assert _parent_id(cap, "retrieval bare") is None
+
+
+def test_an_ended_step_leaves_no_reference_cycle(cap: Capture) -> None:
+    """Once a step has ended, its context (which holds the operation) is freed by reference counting, not by the GC."""
+
+    gc.collect()
+    gc.disable()
+    try:
+        op = telemetry.current().start("retrieval", "custom", {"gen_ai.data_source.id": "cycle"})
+        context = weakref.ref(op._ctx)
+        op.end()
+        del op
+        freed = context() is None
+    finally:
+        gc.enable()
+    assert freed
+    assert cap.span("retrieval cycle")

@@ -125,7 +125,7 @@ class Operation:
     # -- context ---------------------------------------------------------------------------------------------------
     def attach(self) -> None:
         """Make this operation's span current in the calling context (until :meth:`detach` or :meth:`end`)."""
-        if self._tel is None or self._token is not None:
+        if self._tel is None or self._token is not None or self._ended:
             return
         self._token = otel_context.attach(self._ctx)
 
@@ -295,6 +295,9 @@ class Operation:
                 return
             self._ended = True
         _guard.run("Operation.end", None, self._end_and_record, exc, ended_early)
+        # The context holds this operation (OP_KEY): dropping it breaks that reference cycle, so the operation, its
+        # context and span go when the caller lets go of them, not at the next garbage collection.
+        self._ctx = _EMPTY
 
     def _end_and_record(self, exc: BaseException | None, ended_early: bool) -> None:
         """End the span, then record the step's metrics (none when ending the span failed)."""
@@ -434,6 +437,7 @@ class MergedOperation(Operation):
         """Only stop forwarding (and restore the context): the outer step ends the span and records metrics once."""
         self._ended = True
         self.detach()
+        self._ctx = _EMPTY  # no reference cycle left (see Operation.end)
 
 
 NOOP: Final = Operation(None, "", "", None, None, False)
