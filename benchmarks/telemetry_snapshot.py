@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from peers import _chroma_workload, _langchain_workload, start_fake_openai
+from peers import _chroma_workload, _langchain_workload, start_fake_server
 
 import ragotel
 from ragotel import semconv as sc
@@ -169,7 +169,7 @@ def snapshot() -> dict[str, Any]:
         tracer_provider=base.tracer_provider,
         meter_provider=base.meter_provider,
     )
-    proc, url = start_fake_openai()
+    proc, url = start_fake_server()
     try:
         workloads: dict[str, Callable[[], Any]] = {
             **_stage_workloads(),
