@@ -26,9 +26,13 @@ from ragotel.bounds import clip, items, prune
 from ragotel.instruments import METRIC_KEYS, Instruments
 from ragotel.naming import error_type, span_name
 
-__all__ = ["NOOP", "OP_KEY", "MergedOperation", "Operation"]
+__all__ = ["NOOP", "OP_KEY", "VECTOR_DB_WATCH_KEY", "MergedOperation", "Operation", "Started"]
 
 OP_KEY: Final = otel_context.create_key("ragotel-operation")
+# A framework call that makes a vector_db span only when no client underneath makes one (LangChain's generic
+# vector store search) puts a callable here; every vector_db operation opened in that context calls it.
+VECTOR_DB_WATCH_KEY: Final = otel_context.create_key("ragotel-vector-db-watch")
+Started = tuple[int, float]  # (time.time_ns(), time.perf_counter()) of a step recorded after the fact
 AttrValue = str | bool | int | float | list[str] | list[int] | list[float] | list[bool] | tuple[Any, ...]
 
 _CLIENT_STAGES: Final = frozenset({sc.STAGE_GENERATION, sc.STAGE_EMBEDDING, sc.STAGE_VECTOR_DB})
@@ -68,6 +72,7 @@ class Operation:
         attributes: dict[str, Any] | None,
         name: str | None,
         attach: bool,
+        started: Started | None = None,
     ) -> None:
         self.stage = stage
         self.component = component
@@ -91,8 +96,11 @@ class Operation:
             attrs.update((k, clip(v)) for k, v in attributes.items() if v is not None)
             self._note_metric_attrs(attrs)
         kind = SpanKind.CLIENT if stage in _CLIENT_STAGES else SpanKind.INTERNAL
-        self.span = tel.tracer.start_span(name or span_name(stage, attrs), kind=kind, attributes=tel.aliased(attrs))
-        self._start = time.perf_counter()
+        start_ns = started[0] if started is not None else None
+        self.span = tel.tracer.start_span(
+            name or span_name(stage, attrs), kind=kind, attributes=tel.aliased(attrs), start_time=start_ns
+        )
+        self._start = started[1] if started is not None else time.perf_counter()
         if attach:
             self.attach()
 

@@ -22,7 +22,12 @@ RAGOTEL_RETRIEVAL_DOCUMENT_SCORES: Final = "ragotel.retrieval.document.scores"  
 RAGOTEL_STREAM_ENDED_EARLY: Final = "ragotel.stream.ended_early"
 RAGOTEL_STREAM_CHUNKS: Final = "ragotel.stream.chunks"
 RAGOTEL_PIPELINE_NAME: Final = "ragotel.pipeline.name"
+RAGOTEL_PIPELINE_BATCH_SIZE: Final = "ragotel.pipeline.batch_size"  # inputs of one batched pipeline run
 RAGOTEL_RERANK_MODEL: Final = "ragotel.rerank.model"
+# Rerank spans: model (above), top_n as gen_ai.retrieval.top_k (only when sent), the documents given to the reranker
+# (below), the documents it returned as ragotel.retrieval.document_count and their best relevance score as
+# ragotel.retrieval.top_score (higher is better, in the reranker's own scale).
+RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT: Final = "ragotel.rerank.input_document_count"
 RAGOTEL_EMBEDDING_BATCH_SIZE: Final = "ragotel.embedding.batch_size"
 RAGOTEL_DB_RESULT_COUNT: Final = "ragotel.db.result_count"
 RAGOTEL_DB_TOP_SCORE: Final = "ragotel.db.top_score"

@@ -16,9 +16,10 @@ from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from ragotel import _guard
+from ragotel import semconv as sc
 from ragotel.config import DEFAULT_CAPTURE_MAX_LENGTH, ENV_CAPTURE, ENV_CAPTURE_MAX_LENGTH, env_bool, env_int
 from ragotel.instruments import VERSION, Instruments
-from ragotel.operation import NOOP, OP_KEY, MergedOperation, Operation
+from ragotel.operation import NOOP, OP_KEY, VECTOR_DB_WATCH_KEY, MergedOperation, Operation, Started
 
 __all__ = [
     "NOOP",
@@ -63,14 +64,31 @@ class Telemetry(Instruments):
         attributes: dict[str, Any] | None,
         name: str | None = None,
         attach: bool = True,
+        started: Started | None = None,
     ) -> Operation:
-        """:meth:`start` for callers that have just checked instrumentation is not suppressed (the wrappers)."""
+        """:meth:`start` for callers that have just checked instrumentation is not suppressed (the wrappers).
+
+        ``started`` backdates the span and timer of a step recorded only after it ran (see
+        :data:`~ragotel.operation.VECTOR_DB_WATCH_KEY`).
+        """
         # The single guard around span creation: a failure gives the no-op operation.
-        return _guard.call("Telemetry.start", lambda: self._operation(stage, component, attributes, name, attach), NOOP)
+        return _guard.call(
+            "Telemetry.start", lambda: self._operation(stage, component, attributes, name, attach, started), NOOP
+        )
 
     def _operation(
-        self, stage: str, component: str, attributes: dict[str, Any] | None, name: str | None, attach: bool
+        self,
+        stage: str,
+        component: str,
+        attributes: dict[str, Any] | None,
+        name: str | None,
+        attach: bool,
+        started: Started | None,
     ) -> Operation:
+        if stage == sc.STAGE_VECTOR_DB:
+            watch = otel_context.get_value(VECTOR_DB_WATCH_KEY)
+            if callable(watch):
+                watch()
         parent = otel_context.get_value(OP_KEY)
         if (
             isinstance(parent, Operation)
@@ -79,7 +97,7 @@ class Telemetry(Instruments):
             and trace.get_current_span() is parent.span
         ):
             return MergedOperation(parent, attributes, name, attach)
-        return Operation(self, stage, component, attributes, name, attach)
+        return Operation(self, stage, component, attributes, name, attach, started)
 
 
 # -- the current Telemetry ------------------------------------------------------------------------------------------
