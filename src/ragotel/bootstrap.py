@@ -50,6 +50,7 @@ LIBRARIES: Final[dict[str, Library]] = {
         "sentence_transformers", "ragotel.instrumentation.sentence_transformers:SentenceTransformersInstrumentor"
     ),
     "llama_index": Library("llama_index.core", "ragotel.instrumentation.llama_index:LlamaIndexInstrumentor"),
+    "haystack": Library("haystack", "ragotel.instrumentation.haystack:HaystackInstrumentor"),
 }
 
 

@@ -4,9 +4,9 @@ sequences.
 Hooks sit where langchain-core defines the entry points (``BaseRetriever.invoke``, ``BaseChatModel.generate`` ...),
 so every integration inherits them and nothing is wrapped twice. Embeddings, vector store searches, document
 compressors and cross-encoders are the exception: their methods are abstract (or overridden) on the base and defined
-by each integration class, so :class:`~.hooks.SubclassHook` wraps them where each class defines them. Callbacks were
-not used: a callback handler cannot make its span current around the step, so the OpenAI call inside a chat model
-would not nest (and merge) under it.
+by each integration class, so :class:`~ragotel.instrumentation._classes.SubclassHook` wraps them where each class
+defines them. Callbacks were not used: a callback handler cannot make its span current around the step, so the
+OpenAI call inside a chat model would not nest (and merge) under it.
 
 ``RunnableSequence.batch`` / ``abatch`` make one pipeline span for the whole batch, with its size: LangChain runs a
 sequence's batch step by step across all inputs (every input's retrieval, then every input's generation), so no
@@ -23,11 +23,11 @@ from typing import Any, ClassVar, Final
 from ragotel import _guard
 from ragotel import semconv as sc
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, make_wrapper
+from ragotel.instrumentation._classes import SubclassHook, WrapperFactory
 from ragotel.instrumentation.langchain import models as m
 from ragotel.instrumentation.langchain import rerank as rr
 from ragotel.instrumentation.langchain import retrieval as r
 from ragotel.instrumentation.langchain import stores as st
-from ragotel.instrumentation.langchain.hooks import SubclassHook, WrapperFactory
 from ragotel.telemetry import Operation, current_operation
 
 __all__ = ["LangChainInstrumentor"]

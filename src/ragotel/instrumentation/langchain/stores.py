@@ -172,7 +172,7 @@ def _begin() -> tuple[_Search, object] | None:
 
 
 def search_wrapper(method: str) -> Callable[[Any], Callable[..., Any]]:
-    """The wrapper factory for one search method name (see :class:`~.hooks.SubclassHook`)."""
+    """The wrapper factory for one search method name (see :class:`~ragotel.instrumentation._classes.SubclassHook`)."""
     operation = SEARCH_METHODS[method]
     where = f"langchain vector store search ({method})"
 
