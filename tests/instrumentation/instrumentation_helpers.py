@@ -14,7 +14,9 @@ from typing import Any, Protocol
 
 import pytest
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.sdk.trace import ReadableSpan
 
+from ragotel import semconv as sc
 from ragotel.instrumentation._base import RagotelInstrumentor
 from ragotel.testing import Capture
 
@@ -23,6 +25,21 @@ class Instrumented(Protocol):
     """The `instrumented` fixture: install these instrumentors over a fresh Capture until the test ends."""
 
     def __call__(self, *instrumentors: type[BaseInstrumentor], capture_content: bool = False) -> Capture: ...
+
+
+def attrs_of(span: ReadableSpan) -> dict[str, Any]:
+    """A span's attributes as a plain dict."""
+    return dict(span.attributes or {})
+
+
+def spans_of_stage(cap: Capture, stage: str) -> list[ReadableSpan]:
+    """The captured spans of one ragotel stage, in end order."""
+    return [s for s in cap.spans() if attrs_of(s).get(sc.RAGOTEL_STAGE) == stage]
+
+
+def parent_id(span: ReadableSpan) -> int | None:
+    """The span id of a span's parent, None for a root."""
+    return span.parent.span_id if span.parent else None
 
 
 def exported_values(cap: Capture) -> str:

@@ -27,9 +27,14 @@ from haystack_integrations.components.embedders.sentence_transformers import (
 )
 from haystack_integrations.components.rankers.sentence_transformers import SentenceTransformersSimilarityRanker
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
-from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
+from tests.instrumentation.instrumentation_helpers import (
+    Instrumented,
+    attrs_of,
+    exported_values,
+    parent_id,
+    spans_of_stage,
+)
 from tests.instrumentation.tiny_cross_encoder import NAME, cross_encoder_path
 from tests.servers.openai import FakeOpenAI
 
@@ -103,38 +108,26 @@ def _inputs() -> dict[str, Any]:
     return {"retriever": {"query": QUESTION}, "prompt": {"q": QUESTION}}
 
 
-def _attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def _stage(cap: Capture, stage: str) -> list[ReadableSpan]:
-    return [s for s in cap.spans() if _attrs(s).get(sc.RAGOTEL_STAGE) == stage]
-
-
-def _parent(span: ReadableSpan) -> int | None:
-    return span.parent.span_id if span.parent else None
-
-
 # -- a RAG pipeline -------------------------------------------------------------------------------------------------
 def test_rag_pipeline_one_span_per_step(cap: Capture, server: FakeOpenAI) -> None:
     """A BM25 + OpenAI pipeline is a pipeline span holding one retrieval and ONE generation span (the OpenAI client's
     call merged into the generator's), with the provider's model and usage counted once."""
     out = _rag(server).run(_inputs())
     assert out["llm"]["replies"][0].text == REPLY
-    [pipeline] = _stage(cap, "pipeline")
-    [retrieval] = _stage(cap, "retrieval")
-    [generation] = _stage(cap, "generation")
+    [pipeline] = spans_of_stage(cap, "pipeline")
+    [retrieval] = spans_of_stage(cap, "retrieval")
+    [generation] = spans_of_stage(cap, "generation")
     assert pipeline.name == "pipeline kiwi-rag"
     assert pipeline.parent is None
-    assert _parent(retrieval) == pipeline.context.span_id
-    assert _parent(generation) == pipeline.context.span_id
-    rattrs = _attrs(retrieval)
+    assert parent_id(retrieval) == pipeline.context.span_id
+    assert parent_id(generation) == pipeline.context.span_id
+    rattrs = attrs_of(retrieval)
     assert retrieval.name == "retrieval InMemoryDocumentStore"
     assert rattrs[sc.RAGOTEL_COMPONENT] == "haystack"
     assert rattrs[sc.GEN_AI_RETRIEVAL_TOP_K] == 3
     assert rattrs[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 3
     assert isinstance(rattrs[sc.RAGOTEL_RETRIEVAL_TOP_SCORE], float)
-    gattrs = _attrs(generation)
+    gattrs = attrs_of(generation)
     assert generation.name == "chat gpt-4o-mini"
     assert generation.kind is SpanKind.CLIENT
     assert gattrs[sc.RAGOTEL_COMPONENT] == "haystack"
@@ -152,20 +145,20 @@ async def test_async_pipeline_same_shape(cap: Capture, server: FakeOpenAI) -> No
     """`run_async` gives the same pipeline → retrieval + generation shape."""
     out = await _run_async(_rag(server))
     assert out["llm"]["replies"][0].text == REPLY
-    [pipeline] = _stage(cap, "pipeline")
-    children = _stage(cap, "retrieval") + _stage(cap, "generation")
+    [pipeline] = spans_of_stage(cap, "pipeline")
+    children = spans_of_stage(cap, "retrieval") + spans_of_stage(cap, "generation")
     assert len(children) == 2
-    assert {_parent(s) for s in children} == {pipeline.context.span_id}
+    assert {parent_id(s) for s in children} == {pipeline.context.span_id}
 
 
 def test_failed_generation_marks_step_and_pipeline(cap: Capture, server: FakeOpenAI) -> None:
     """An API error reaches the caller as Haystack raises it; the generation and pipeline spans are ERROR."""
     with pytest.raises(PipelineRuntimeError):
         _rag(server, model="error-500").run(_inputs())
-    [generation] = _stage(cap, "generation")
-    [pipeline] = _stage(cap, "pipeline")
+    [generation] = spans_of_stage(cap, "generation")
+    [pipeline] = spans_of_stage(cap, "pipeline")
     assert generation.status.status_code is StatusCode.ERROR
-    assert _attrs(generation)[sc.ERROR_TYPE] == "openai.InternalServerError"
+    assert attrs_of(generation)[sc.ERROR_TYPE] == "openai.InternalServerError"
     assert pipeline.status.status_code is StatusCode.ERROR
 
 
@@ -189,15 +182,15 @@ def test_embedding_retrieval_and_rerank_counted_once(
     out = pipe.run({"embed": {"text": QUESTION}, "ranker": {"query": QUESTION}})
     kept = out["ranker"]["documents"]
     assert len(kept) == 2
-    embeddings = _stage(cap, "embedding")
-    assert [_attrs(s)[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] for s in embeddings] == [5, 1]
-    assert all(_attrs(s)[sc.RAGOTEL_COMPONENT] == "haystack" for s in embeddings)
-    assert all(_attrs(s)[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 384 for s in embeddings)
-    assert all(_attrs(s)[sc.GEN_AI_PROVIDER_NAME] == "sentence_transformers" for s in embeddings)
-    [retrieval] = _stage(cap, "retrieval")
-    assert _attrs(retrieval)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 4
-    [rerank] = _stage(cap, "rerank")
-    attrs = _attrs(rerank)
+    embeddings = spans_of_stage(cap, "embedding")
+    assert [attrs_of(s)[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] for s in embeddings] == [5, 1]
+    assert all(attrs_of(s)[sc.RAGOTEL_COMPONENT] == "haystack" for s in embeddings)
+    assert all(attrs_of(s)[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 384 for s in embeddings)
+    assert all(attrs_of(s)[sc.GEN_AI_PROVIDER_NAME] == "sentence_transformers" for s in embeddings)
+    [retrieval] = spans_of_stage(cap, "retrieval")
+    assert attrs_of(retrieval)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 4
+    [rerank] = spans_of_stage(cap, "rerank")
+    attrs = attrs_of(rerank)
     assert rerank.name == f"rerank {cross_encoder_path}"
     assert attrs[sc.RAGOTEL_RERANK_MODEL].endswith(NAME)
     assert attrs[sc.GEN_AI_RETRIEVAL_TOP_K] == 2
@@ -218,10 +211,10 @@ def test_content_off_by_default_then_on(instrumented: Instrumented, server: Fake
         assert secret not in values
     on = instrumented(HaystackInstrumentor, OpenAIInstrumentor, capture_content=True)
     _rag(server).run(_inputs())
-    [retrieval] = _stage(on, "retrieval")
-    assert _attrs(retrieval)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUESTION
-    [generation] = _stage(on, "generation")
-    assert REPLY in _attrs(generation)[sc.GEN_AI_OUTPUT_MESSAGES]
+    [retrieval] = spans_of_stage(on, "retrieval")
+    assert attrs_of(retrieval)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUESTION
+    [generation] = spans_of_stage(on, "generation")
+    assert REPLY in attrs_of(generation)[sc.GEN_AI_OUTPUT_MESSAGES]
 
 
 def test_unknown_component_and_malformed_answer_change_nothing(cap: Capture) -> None:
@@ -237,7 +230,7 @@ def test_unknown_component_and_malformed_answer_change_nothing(cap: Capture) -> 
     retriever = component(VendorRetriever)()
     assert retriever.run(QUESTION, 2.0) is odd
     assert retriever.run(query=QUESTION) is odd
-    spans = _stage(cap, "retrieval")
+    spans = spans_of_stage(cap, "retrieval")
     assert [s.name for s in spans] == ["retrieval VendorRetriever"] * 2
     assert all(s.status.status_code is StatusCode.UNSET for s in spans)
 
@@ -250,8 +243,8 @@ def test_components_made_before_instrument_and_suppression(server: FakeOpenAI, i
     HaystackInstrumentor().instrument()
     with ragotel.pipeline("app"):
         pipe.run(_inputs())
-    assert [s.name for s in _stage(cap, "pipeline")] == ["pipeline app"]
-    assert len(_stage(cap, "generation")) == 1
+    assert [s.name for s in spans_of_stage(cap, "pipeline")] == ["pipeline app"]
+    assert len(spans_of_stage(cap, "generation")) == 1
     cap.clear()
     with suppress_instrumentation():
         pipe.run(_inputs())
@@ -268,5 +261,5 @@ def test_uninstrument_stops_recording(server: FakeOpenAI) -> None:
         inst.uninstrument()
         out = asyncio.run(_run_async(_rag(server)))
         assert out["llm"]["replies"][0].text == REPLY
-        assert _stage(cap, "pipeline") == []
-        assert _stage(cap, "retrieval") == []
+        assert spans_of_stage(cap, "pipeline") == []
+        assert spans_of_stage(cap, "retrieval") == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
 from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -14,10 +13,14 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores import InMemoryVectorStore
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from sentence_transformers import CrossEncoder
-from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
+from tests.instrumentation.instrumentation_helpers import (
+    Instrumented,
+    attrs_of,
+    exported_values,
+    spans_of_stage,
+)
 from tests.instrumentation.tiny_cross_encoder import NAME, cross_encoder_path
 
 from ragotel import semconv as sc
@@ -69,24 +72,16 @@ def _docs() -> list[Document]:
     return [Document(id=f"d{i}", page_content=t) for i, t in enumerate(TEXTS)]
 
 
-def _attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def _reranks(cap: Capture) -> list[ReadableSpan]:
-    return [s for s in cap.spans() if _attrs(s)[sc.RAGOTEL_STAGE] == "rerank"]
-
-
 def test_cross_encoder_reranker_is_one_rerank_span(cap: Capture, encoder: LocalCrossEncoder) -> None:
     """`CrossEncoderReranker` is one INTERNAL rerank span with model, top_n, input and output counts and the best
     score (from the cross-encoder, which merges into it)."""
     docs = _docs()
     kept = CrossEncoderReranker(model=encoder, top_n=2).compress_documents(docs, QUERY)
     assert len(kept) == 2
-    [span] = _reranks(cap)
+    [span] = spans_of_stage(cap, "rerank")
     assert span.name == f"rerank {NAME}"
     assert span.kind is SpanKind.INTERNAL
-    attrs = _attrs(span)
+    attrs = attrs_of(span)
     assert attrs[sc.RAGOTEL_COMPONENT] == "langchain"
     assert attrs[sc.RAGOTEL_RERANK_MODEL] == NAME
     assert attrs[sc.GEN_AI_RETRIEVAL_TOP_K] == 2
@@ -105,33 +100,33 @@ async def test_async_and_inside_a_compression_retriever(cap: Capture, encoder: L
     child and the retrieval counts the documents kept."""
     reranker = CrossEncoderReranker(model=encoder, top_n=3)
     await reranker.acompress_documents(_docs(), QUERY)
-    assert len(_reranks(cap)) == 1
+    assert len(spans_of_stage(cap, "rerank")) == 1
     cap.clear()
     store = InMemoryVectorStore(embedding=DeterministicFakeEmbedding(size=8))
     store.add_documents(_docs())
     cap.clear()
     retriever = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=store.as_retriever())
     assert len(retriever.invoke(QUERY)) == 3
-    retrievals = [s for s in cap.spans() if _attrs(s)[sc.RAGOTEL_STAGE] == "retrieval"]
+    retrievals = [s for s in cap.spans() if attrs_of(s)[sc.RAGOTEL_STAGE] == "retrieval"]
     [retrieval] = retrievals
-    [rerank] = _reranks(cap)
+    [rerank] = spans_of_stage(cap, "rerank")
     assert rerank.parent is not None
     assert rerank.parent.span_id == retrieval.context.span_id
-    assert _attrs(rerank)[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 4  # the base retriever's default k
-    assert _attrs(retrieval)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 3
+    assert attrs_of(rerank)[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 4  # the base retriever's default k
+    assert attrs_of(retrieval)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 3
 
 
 def test_filter_is_not_a_rerank_and_error_is_recorded(cap: Capture, cross_encoder_path: str) -> None:
     """A filtering compressor is untraced and returns its own result; a failing reranker re-raises, span ERROR."""
     docs = _docs()
     assert [d.id for d in KeepShort().compress_documents(docs, QUERY)] == ["d3"]
-    assert _reranks(cap) == []
+    assert spans_of_stage(cap, "rerank") == []
     failing = CrossEncoderReranker(model=LocalCrossEncoder(cross_encoder_path, fail=True), top_n=2)
     with pytest.raises(MemoryError, match="model evicted"):
         failing.compress_documents(docs, QUERY)
-    [span] = _reranks(cap)
+    [span] = spans_of_stage(cap, "rerank")
     assert span.status.status_code is StatusCode.ERROR
-    assert _attrs(span)[sc.ERROR_TYPE] == "MemoryError"
+    assert attrs_of(span)[sc.ERROR_TYPE] == "MemoryError"
 
 
 def test_malformed_answer_and_unknown_reranker_change_nothing(cap: Capture) -> None:
@@ -147,8 +142,8 @@ def test_malformed_answer_and_unknown_reranker_change_nothing(cap: Capture) -> N
             return odd  # type: ignore[return-value]
 
     assert VendorRerank().compress_documents(_docs(), QUERY) is odd
-    [span] = _reranks(cap)
-    assert _attrs(span)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 1
+    [span] = spans_of_stage(cap, "rerank")
+    assert attrs_of(span)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 1
     assert span.status.status_code is StatusCode.UNSET
 
 
@@ -161,9 +156,9 @@ def test_content_off_by_default_and_on(instrumented: Instrumented, encoder: Loca
     assert all(t not in values for t in TEXTS)
     on = instrumented(LangChainInstrumentor, capture_content=True)
     CrossEncoderReranker(model=encoder, top_n=2).compress_documents(_docs(), QUERY)
-    [span] = _reranks(on)
-    assert _attrs(span)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUERY
-    assert '"id": "d' in _attrs(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
+    [span] = spans_of_stage(on, "rerank")
+    assert attrs_of(span)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUERY
+    assert '"id": "d' in attrs_of(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
 
 
 def test_suppressed_twice_and_uninstrumented(cap: Capture, encoder: LocalCrossEncoder) -> None:
@@ -174,7 +169,7 @@ def test_suppressed_twice_and_uninstrumented(cap: Capture, encoder: LocalCrossEn
     assert cap.spans() == []
     LangChainInstrumentor().instrument()
     reranker.compress_documents(_docs(), QUERY)
-    assert len(_reranks(cap)) == 1
+    assert len(spans_of_stage(cap, "rerank")) == 1
     LangChainInstrumentor().uninstrument()
     cap.clear()
     reranker.compress_documents(_docs(), QUERY)

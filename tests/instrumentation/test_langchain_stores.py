@@ -20,9 +20,14 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from langchain_core.vectorstores import VectorStore
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
-from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
+from tests.instrumentation.instrumentation_helpers import (
+    Instrumented,
+    attrs_of,
+    exported_values,
+    parent_id,
+    spans_of_stage,
+)
 
 import ragotel
 from ragotel import semconv as sc
@@ -107,18 +112,6 @@ def _store(**kwargs: Any) -> TinyStore:
     return store
 
 
-def _attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def _stage(cap: Capture, stage: str) -> list[ReadableSpan]:
-    return [s for s in cap.spans() if _attrs(s).get(sc.RAGOTEL_STAGE) == stage]
-
-
-def _parent(span: ReadableSpan) -> int | None:
-    return span.parent.span_id if span.parent else None
-
-
 # -- a store with no instrumented client --------------------------------------------------------------------------
 def test_unknown_store_search_is_one_backdated_vector_db_span(cap: Capture) -> None:
     """`similarity_search` on a store of its own is one CLIENT vector_db span (nested searches inside count once),
@@ -128,11 +121,11 @@ def test_unknown_store_search_is_one_backdated_vector_db_span(cap: Capture) -> N
     with cap.tracer_provider.get_tracer("t").start_as_current_span("caller") as caller:
         docs = store.similarity_search(QUESTION, k=3)
     assert len(docs) == 3
-    [span] = _stage(cap, "vector_db")
+    [span] = spans_of_stage(cap, "vector_db")
     assert span.name == SEARCH
     assert span.kind is SpanKind.CLIENT
-    assert _parent(span) == caller.get_span_context().span_id
-    attrs = _attrs(span)
+    assert parent_id(span) == caller.get_span_context().span_id
+    attrs = attrs_of(span)
     assert attrs[sc.RAGOTEL_COMPONENT] == "langchain"
     assert attrs[sc.DB_SYSTEM_NAME] == "tinystore"
     assert attrs[sc.DB_OPERATION_NAME] == "similarity_search"
@@ -140,7 +133,7 @@ def test_unknown_store_search_is_one_backdated_vector_db_span(cap: Capture) -> N
     assert attrs[sc.RAGOTEL_DB_TOP_K] == 3
     assert attrs[sc.DB_RESPONSE_RETURNED_ROWS] == 3
     assert sc.RAGOTEL_DB_TOP_SCORE not in attrs  # a raw score's direction is the store's business
-    [embedding] = _stage(cap, "embedding")
+    [embedding] = spans_of_stage(cap, "embedding")
     assert span.start_time is not None
     assert embedding.start_time is not None
     assert span.end_time is not None
@@ -161,17 +154,17 @@ def test_retriever_paths_and_relevance_score(cap: Capture) -> None:
     ):
         cap.clear()
         store.as_retriever(search_type=search_type, search_kwargs=kwargs).invoke(QUESTION)
-        [retrieval] = _stage(cap, "retrieval")
-        [db] = _stage(cap, "vector_db")
-        assert _parent(db) == retrieval.context.span_id, search_type
-        assert _attrs(db)[sc.DB_RESPONSE_RETURNED_ROWS] == 2
-    assert _attrs(db)[sc.DB_OPERATION_NAME] == "similarity_search_with_score"  # under the scored retrieval
+        [retrieval] = spans_of_stage(cap, "retrieval")
+        [db] = spans_of_stage(cap, "vector_db")
+        assert parent_id(db) == retrieval.context.span_id, search_type
+        assert attrs_of(db)[sc.DB_RESPONSE_RETURNED_ROWS] == 2
+    assert attrs_of(db)[sc.DB_OPERATION_NAME] == "similarity_search_with_score"  # under the scored retrieval
     cap.clear()
     pairs = store.similarity_search_with_relevance_scores(QUESTION, k=2)
-    [db] = _stage(cap, "vector_db")
-    assert sc.RAGOTEL_DB_TOP_SCORE not in _attrs(db)  # the raw inner search; the retrieval span has the relevance
-    [retrieval] = _stage(cap, "retrieval")
-    assert _attrs(retrieval)[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] == pytest.approx(max(s for _, s in pairs))
+    [db] = spans_of_stage(cap, "vector_db")
+    assert sc.RAGOTEL_DB_TOP_SCORE not in attrs_of(db)  # the raw inner search; the retrieval span has the relevance
+    [retrieval] = spans_of_stage(cap, "retrieval")
+    assert attrs_of(retrieval)[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] == pytest.approx(max(s for _, s in pairs))
 
 
 async def test_async_searches_one_span_each(cap: Capture) -> None:
@@ -181,7 +174,7 @@ async def test_async_searches_one_span_each(cap: Capture) -> None:
     await store.asimilarity_search(QUESTION, k=2)
     await store.amax_marginal_relevance_search(QUESTION, k=1)
     await store.as_retriever().ainvoke(QUESTION)
-    names = [_attrs(s)[sc.DB_OPERATION_NAME] for s in _stage(cap, "vector_db")]
+    names = [attrs_of(s)[sc.DB_OPERATION_NAME] for s in spans_of_stage(cap, "vector_db")]
     assert names == ["similarity_search", "max_marginal_relevance_search", "similarity_search"]
 
 
@@ -191,9 +184,9 @@ def test_failing_search_reraises_and_records_error(cap: Capture) -> None:
     cap.clear()
     with pytest.raises(ConnectionError, match="store offline"):
         store.similarity_search(QUESTION)
-    [span] = _stage(cap, "vector_db")
+    [span] = spans_of_stage(cap, "vector_db")
     assert span.status.status_code is StatusCode.ERROR
-    assert _attrs(span)[sc.ERROR_TYPE] == "ConnectionError"
+    assert attrs_of(span)[sc.ERROR_TYPE] == "ConnectionError"
 
 
 def test_malformed_answer_changes_nothing(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,8 +203,8 @@ def test_malformed_answer_changes_nothing(cap: Capture, monkeypatch: pytest.Monk
     cap.clear()
     docs = store.similarity_search(QUESTION, k=2)
     assert [d.id for d in docs] == [d.id for d in store.similarity_search(QUESTION, k=2)]
-    assert len(_stage(cap, "vector_db")) == 2  # recorded without the result attributes
-    assert all(sc.DB_RESPONSE_RETURNED_ROWS not in _attrs(s) for s in _stage(cap, "vector_db"))
+    assert len(spans_of_stage(cap, "vector_db")) == 2  # recorded without the result attributes
+    assert all(sc.DB_RESPONSE_RETURNED_ROWS not in attrs_of(s) for s in spans_of_stage(cap, "vector_db"))
 
 
 def test_store_with_unknown_methods_still_runs(cap: Capture) -> None:
@@ -225,7 +218,7 @@ def test_store_with_unknown_methods_still_runs(cap: Capture) -> None:
     store.add_texts(["a", "b"])
     cap.clear()
     assert len(store.hybrid_search("q")) == 1
-    assert [s.name for s in _stage(cap, "vector_db")] == [SEARCH]
+    assert [s.name for s in spans_of_stage(cap, "vector_db")] == [SEARCH]
 
 
 def test_content_capture_off_and_on(instrumented: Instrumented) -> None:
@@ -242,9 +235,9 @@ def test_content_capture_off_and_on(instrumented: Instrumented) -> None:
     assert QUESTION not in exported_values(off)
     on = instrumented(LangChainInstrumentor, capture_content=True)
     store.similarity_search(QUESTION, k=2)
-    [span] = _stage(on, "vector_db")
-    assert _attrs(span)[sc.DB_QUERY_TEXT] == QUESTION
-    assert '"id": "t' in _attrs(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
+    [span] = spans_of_stage(on, "vector_db")
+    assert attrs_of(span)[sc.DB_QUERY_TEXT] == QUESTION
+    assert '"id": "t' in attrs_of(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
 
 
 def test_suppressed_uninstrumented_and_instrumented_twice(cap: Capture) -> None:
@@ -256,7 +249,7 @@ def test_suppressed_uninstrumented_and_instrumented_twice(cap: Capture) -> None:
     assert cap.spans() == []
     LangChainInstrumentor().instrument()
     store.similarity_search(QUESTION)
-    assert len(_stage(cap, "vector_db")) == 1
+    assert len(spans_of_stage(cap, "vector_db")) == 1
     LangChainInstrumentor().uninstrument()
     cap.clear()
     store.similarity_search(QUESTION)
@@ -275,8 +268,8 @@ def test_chroma_underneath_makes_exactly_one_vector_db_span(instrumented: Instru
     store.similarity_search(QUESTION, k=2)
     store.as_retriever(search_kwargs={"k": 2}).invoke(QUESTION)
     asyncio.run(store.asimilarity_search(QUESTION, k=2))
-    spans = _stage(cap, "vector_db")
-    assert [(_attrs(s)[sc.RAGOTEL_COMPONENT], s.name) for s in spans] == [("chromadb", "query lc-notes")] * 3
+    spans = spans_of_stage(cap, "vector_db")
+    assert [(attrs_of(s)[sc.RAGOTEL_COMPONENT], s.name) for s in spans] == [("chromadb", "query lc-notes")] * 3
     points = cap.metrics(sc.M_DB_OPERATION_DURATION)
     assert sum(p.count for p in points if p.attributes[sc.DB_OPERATION_NAME] == "query") == 3
 
@@ -297,12 +290,15 @@ def test_batch_is_one_pipeline_holding_every_input(cap: Capture, use_async: bool
     questions = [f"{QUESTION}-{i}" for i in range(3)]
     answers = asyncio.run(chain.abatch(questions)) if use_async else chain.batch(questions)
     assert answers == ["kiwi-answer"] * 3
-    [pipeline] = _stage(cap, "pipeline")
-    assert _attrs(pipeline)[sc.RAGOTEL_PIPELINE_BATCH_SIZE] == 3
-    assert len(_stage(cap, "retrieval")) == 3
-    assert len(_stage(cap, "generation")) == 3
+    [pipeline] = spans_of_stage(cap, "pipeline")
+    assert attrs_of(pipeline)[sc.RAGOTEL_PIPELINE_BATCH_SIZE] == 3
+    assert len(spans_of_stage(cap, "retrieval")) == 3
+    assert len(spans_of_stage(cap, "generation")) == 3
     assert {s.context.trace_id for s in cap.spans()} == {pipeline.context.trace_id}
-    assert all(_parent(s) == pipeline.context.span_id for s in _stage(cap, "retrieval") + _stage(cap, "generation"))
+    assert all(
+        parent_id(s) == pipeline.context.span_id
+        for s in spans_of_stage(cap, "retrieval") + spans_of_stage(cap, "generation")
+    )
 
 
 def test_batch_inside_a_pipeline_adds_no_pipeline(cap: Capture) -> None:
@@ -311,4 +307,4 @@ def test_batch_inside_a_pipeline_adds_no_pipeline(cap: Capture) -> None:
     cap.clear()
     with ragotel.pipeline("outer"):
         chain.batch(["a", "b"])
-    assert [s.name for s in _stage(cap, "pipeline")] == ["pipeline outer"]
+    assert [s.name for s in spans_of_stage(cap, "pipeline")] == ["pipeline outer"]

@@ -13,9 +13,13 @@ from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.postprocessor import LLMRerank, SentenceTransformerRerank, SimilarityPostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
-from tests.instrumentation.instrumentation_helpers import Instrumented, exported_values
+from tests.instrumentation.instrumentation_helpers import (
+    Instrumented,
+    attrs_of,
+    exported_values,
+    spans_of_stage,
+)
 from tests.instrumentation.tiny_cross_encoder import NAME, cross_encoder_path
 
 from ragotel import semconv as sc
@@ -60,20 +64,12 @@ def _nodes() -> list[NodeWithScore]:
     return [NodeWithScore(node=TextNode(id_=f"n{i}", text=t), score=0.1 * i) for i, t in enumerate(TEXTS)]
 
 
-def _attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def _stage(cap: Capture, stage: str) -> list[ReadableSpan]:
-    return [s for s in cap.spans() if _attrs(s)[sc.RAGOTEL_STAGE] == stage]
-
-
 def test_sentence_transformer_rerank_is_one_rerank_span(cap: Capture, sbert: SentenceTransformerRerank) -> None:
     """`SentenceTransformerRerank.postprocess_nodes` is one rerank span: model, top_n, counts and the best score."""
     kept = sbert.postprocess_nodes(_nodes(), query_str=QUERY)
     assert len(kept) == 2
-    [span] = _stage(cap, "rerank")
-    attrs = _attrs(span)
+    [span] = spans_of_stage(cap, "rerank")
+    attrs = attrs_of(span)
     assert attrs[sc.RAGOTEL_COMPONENT] == "llama_index"
     assert attrs[sc.RAGOTEL_RERANK_MODEL].endswith(NAME)
     assert attrs[sc.GEN_AI_RETRIEVAL_TOP_K] == 2
@@ -90,19 +86,19 @@ async def test_llm_rerank_in_a_query_engine(cap: Capture) -> None:
     cap.clear()
     engine.query(QUERY)
     await engine.aquery(QUERY)
-    pipelines = _stage(cap, "pipeline")
-    reranks = _stage(cap, "rerank")
+    pipelines = spans_of_stage(cap, "pipeline")
+    reranks = spans_of_stage(cap, "rerank")
     assert len(pipelines) == 2
     assert len(reranks) == 2
     for pipeline, span in zip(pipelines, reranks, strict=True):
         assert span.parent is not None
         assert span.parent.span_id == pipeline.context.span_id
-        attrs = _attrs(span)
+        attrs = attrs_of(span)
         assert attrs[sc.RAGOTEL_RERANK_MODEL] == "judge-1"
         assert attrs[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 4
         assert attrs[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 2
         assert attrs[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] == 9.0
-    judge_calls = [s for s in _stage(cap, "generation") if s.name == "text_completion judge-1"]
+    judge_calls = [s for s in spans_of_stage(cap, "generation") if s.name == "text_completion judge-1"]
     assert {s.parent.span_id for s in judge_calls if s.parent} == {s.context.span_id for s in reranks}
 
 
@@ -114,9 +110,9 @@ def test_filters_untraced_errors_recorded(cap: Capture, sbert: SentenceTransform
     assert cap.spans() == []
     with pytest.raises(ValueError, match="query bundle"):
         sbert.postprocess_nodes(nodes)  # no query: LlamaIndex's own error
-    [span] = _stage(cap, "rerank")
+    [span] = spans_of_stage(cap, "rerank")
     assert span.status.status_code is StatusCode.ERROR
-    assert _attrs(span)[sc.ERROR_TYPE] == "ValueError"
+    assert attrs_of(span)[sc.ERROR_TYPE] == "ValueError"
 
 
 def test_content_off_then_on(instrumented: Instrumented, sbert: SentenceTransformerRerank) -> None:
@@ -128,9 +124,9 @@ def test_content_off_then_on(instrumented: Instrumented, sbert: SentenceTransfor
     assert all(t not in values for t in TEXTS)
     on = instrumented(LlamaIndexInstrumentor, capture_content=True)
     sbert.postprocess_nodes(_nodes(), query_bundle=QueryBundle(QUERY))
-    [span] = _stage(on, "rerank")
-    assert _attrs(span)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUERY
-    assert '"id": "n' in _attrs(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
+    [span] = spans_of_stage(on, "rerank")
+    assert attrs_of(span)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUERY
+    assert '"id": "n' in attrs_of(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
 
 
 def test_malformed_answer_suppression_and_uninstrument(cap: Capture) -> None:
@@ -142,7 +138,7 @@ def test_malformed_answer_suppression_and_uninstrument(cap: Capture) -> None:
             return odd
 
     assert VendorRerank().postprocess_nodes(_nodes()) is odd
-    [span] = _stage(cap, "rerank")
+    [span] = spans_of_stage(cap, "rerank")
     assert span.status.status_code is StatusCode.UNSET
     cap.clear()
     with suppress_instrumentation():

@@ -176,9 +176,9 @@ def search_wrapper(method: str) -> Callable[[Any], Callable[..., Any]]:
     operation = SEARCH_METHODS[method]
     where = f"langchain vector store search ({method})"
 
-    def finish(
-        search: _Search, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], result: Any, exc: Any
-    ) -> None:
+    def end(started: tuple[_Search, object], instance: Any, args: Any, kwargs: Any, result: Any, exc: Any) -> None:
+        search, token = started
+        otel_context.detach(token)  # type: ignore[arg-type]  # the token attach() returned
         search.record(instance, operation, args, kwargs, result, exc)
 
     def factory(original: Any) -> Callable[..., Any]:
@@ -188,15 +188,12 @@ def search_wrapper(method: str) -> Callable[[Any], Callable[..., Any]]:
                 started = _guard.call(where, _begin, None)
                 if started is None:
                     return await wrapped(*args, **kwargs)
-                search, token = started
                 try:
                     result = await wrapped(*args, **kwargs)
                 except BaseException as exc:
-                    otel_context.detach(token)  # type: ignore[arg-type]  # the token attach() returned
-                    finish(search, instance, args, kwargs, None, exc)
+                    end(started, instance, args, kwargs, None, exc)
                     raise
-                otel_context.detach(token)  # type: ignore[arg-type]
-                finish(search, instance, args, kwargs, result, None)
+                end(started, instance, args, kwargs, result, None)
                 return result
 
             return async_wrapper
@@ -205,15 +202,12 @@ def search_wrapper(method: str) -> Callable[[Any], Callable[..., Any]]:
             started = _guard.call(where, _begin, None)
             if started is None:
                 return wrapped(*args, **kwargs)
-            search, token = started
             try:
                 result = wrapped(*args, **kwargs)
             except BaseException as exc:
-                otel_context.detach(token)  # type: ignore[arg-type]  # the token attach() returned
-                finish(search, instance, args, kwargs, None, exc)
+                end(started, instance, args, kwargs, None, exc)
                 raise
-            otel_context.detach(token)  # type: ignore[arg-type]
-            finish(search, instance, args, kwargs, result, None)
+            end(started, instance, args, kwargs, result, None)
             return result
 
         return sync_wrapper
