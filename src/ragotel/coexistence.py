@@ -59,6 +59,8 @@ KNOWN: Final[dict[str, str]] = {
     "openinference-instrumentation-openai": "openai",
     "openinference-instrumentation-langchain": "langchain",
     "openinference-instrumentation-llama-index": "llama_index",
+    "opentelemetry-instrumentation-haystack": "haystack",  # OpenLLMetry
+    "openinference-instrumentation-haystack": "haystack",
 }
 # What an instrumentation's `instruments` extra requires -> the ragotel library.
 _REQUIREMENTS: Final[dict[str, str]] = {
@@ -70,6 +72,7 @@ _REQUIREMENTS: Final[dict[str, str]] = {
     "sentence-transformers": "sentence_transformers",
     "llama-index-core": "llama_index",
     "llama-index": "llama_index",
+    "haystack-ai": "haystack",
 }
 
 

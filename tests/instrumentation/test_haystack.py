@@ -263,3 +263,42 @@ def test_uninstrument_stops_recording(server: FakeOpenAI) -> None:
         assert out["llm"]["replies"][0].text == REPLY
         assert spans_of_stage(cap, "pipeline") == []
         assert spans_of_stage(cap, "retrieval") == []
+
+
+def test_streamed_generation_is_one_span(cap: Capture, server: FakeOpenAI) -> None:
+    """With a streaming callback the generator's call and the OpenAI stream under it are one generation span, with
+    the stream flag and the time to first chunk; the callback still sees every chunk."""
+    chunks: list[Any] = []
+    generator = OpenAIChatGenerator(
+        api_key=Secret.from_token("sk-fake"), model="gpt-4o-mini", api_base_url=server.base_url, max_retries=0,
+        streaming_callback=chunks.append,
+    )  # fmt: skip
+    reply = generator.run([ChatMessage.from_user(QUESTION)])["replies"][0]
+    assert reply.text == REPLY
+    assert len(chunks) > 1
+    [span] = spans_of_stage(cap, "generation")
+    attrs = attrs_of(span)
+    assert attrs[sc.GEN_AI_REQUEST_STREAM] is True
+    assert attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert span.end_time is not None
+
+
+def test_failing_extractor_keeps_the_answer(instrumented: Instrumented, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A response extractor that raises leaves the component's answer the very same object; the span still ends."""
+    from ragotel.instrumentation import haystack as hs
+
+    def broken(instance: Any, result: Any) -> dict[str, Any]:
+        raise RuntimeError("extractor bug")
+
+    monkeypatch.setitem(hs._EXTRACTORS[sc.STAGE_RETRIEVAL], "response", broken)
+    hs._component_targets.cache_clear()  # targets are built once per class: rebuild them with the broken extractor
+    try:
+        cap = instrumented(HaystackInstrumentor)
+        retriever = InMemoryBM25Retriever(_store(), top_k=2)
+        out = retriever.run(query=QUESTION)
+        assert len(out["documents"]) == 2
+        [span] = spans_of_stage(cap, "retrieval")
+        assert span.status.status_code is StatusCode.UNSET
+        assert sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT not in attrs_of(span)
+    finally:
+        hs._component_targets.cache_clear()
