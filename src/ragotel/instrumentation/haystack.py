@@ -6,8 +6,9 @@ Haystack's component registry at instrument time, and any other when its first i
 ``ComponentMeta.__call__``). The stage comes from where Haystack files the class, for core and integration packages
 alike (``haystack.components.<family>`` / ``haystack_integrations.components.<family>``): ``retrievers`` → retrieval,
 ``embedders`` → embedding, ``rankers`` → rerank, ``generators`` → generation; other components (builders, joiners,
-routers, the app's own) are not steps of their own. ``Pipeline.run`` / ``run_async`` is the pipeline, unless a
-ragotel step is already running.
+routers, the app's own) are not steps of their own. ``Pipeline.run`` / ``run_async`` (and 2.x's ``AsyncPipeline``)
+is the pipeline, unless a ragotel step is already running; ``run_async_generator``, which streams a pipeline's
+outputs, has no pipeline span of its own (its components' spans are made as usual).
 
 Haystack's own tracing hook (``haystack.tracing.enable_tracing``) was not used: it holds one tracer for the whole
 process (ours would displace the app's), and components' inputs and outputs reach a tracer only when Haystack's
@@ -333,9 +334,11 @@ class HaystackInstrumentor(RagotelInstrumentor):
     """Traces Haystack pipelines and their retriever, embedder, ranker and generator components."""
 
     library: ClassVar[str] = "haystack"
+    # AsyncPipeline exists in Haystack 2.x only (3.x folds it into Pipeline): a target missing is skipped quietly.
     targets: ClassVar[tuple[Target, ...]] = tuple(
-        Target("haystack.core.pipeline.pipeline", f"Pipeline.{method}", sc.STAGE_PIPELINE, COMPONENT,
+        Target(f"haystack.core.pipeline.{module}", f"{cls}.{method}", sc.STAGE_PIPELINE, COMPONENT,
                request=_pipeline_request)
+        for module, cls in (("pipeline", "Pipeline"), ("async_pipeline", "AsyncPipeline"))
         for method in ("run", "run_async")
     )  # fmt: skip
     dependencies: ClassVar[tuple[str, ...]] = ("haystack-ai >= 2.0",)
