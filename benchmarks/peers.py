@@ -9,7 +9,9 @@ Workloads (BENCHMARKS.md): W1 ``collection.query`` on an ephemeral Chroma collec
 384-d embeddings; W1s the same call with Chroma's native query stubbed (its thread hand-offs make W1's wall time
 unresolvable at this scale, so W1s isolates the instrumentation's own cost); W2 a LangChain retrieval chain
 (InMemoryVectorStore, DeterministicFakeEmbedding, a fake chat model, StrOutputParser); W3 ``openai``
-``chat.completions.create`` against FakeOpenAI (tests/servers/openai.py) on the loopback.
+``chat.completions.create`` against FakeOpenAI (tests/servers/openai.py) on the loopback; W4 ``anthropic``
+``messages.create`` against FakeAnthropic (tests/servers/anthropic.py); W5 a Cohere ``rerank`` (v2 client, 20 documents,
+``top_n=5``) against FakeCohere (tests/servers/cohere.py) on the loopback.
 
 Method: every configuration (uninstrumented, ragotel, OpenLLMetry, OpenInference, OpenLIT, contrib openai-v2) runs
 in its own fresh worker process from the peers' virtualenv, so all use the same library versions and no patch
@@ -40,6 +42,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_VENV = os.environ.get("RAGOTEL_PEERS_VENV", "/tmp/ragotel-peers-venv")
 PRICING_JSON = HERE / "openlit_pricing.json"
+ANTHROPIC_URL_ENV = "RAGOTEL_BENCH_ANTHROPIC_URL"  # FakeAnthropic's URL, set by main() for the workers (W4)
+COHERE_URL_ENV = "RAGOTEL_BENCH_COHERE_URL"  # FakeCohere's URL, handed to the workers through their environment
 
 CONFIGS = ("uninstrumented", "floor", "ragotel", "openllmetry", "openinference", "openlit", "contrib")
 PEERS = ("openllmetry", "openinference", "openlit", "contrib")
@@ -78,6 +82,14 @@ WORKLOADS = {
             3,
         ),
         Workload("W3", "openai chat.completions.create against FakeOpenAI on the loopback", "openai", 20, 3),
+        Workload("W4", "anthropic messages.create against FakeAnthropic on the loopback", "anthropic", 20, 3),
+        Workload(
+            "W5",
+            "Cohere rerank (v2 client), 20 documents, top_n=5, against FakeCohere on the loopback",
+            "cohere",
+            20,
+            3,
+        ),
     )
 }
 
@@ -108,6 +120,10 @@ def _instrument(config: str, library: str, tracer_provider: Any, meter_provider:
             from opentelemetry.instrumentation.chromadb import ChromaInstrumentor as Inst
         elif library == "langchain":
             from opentelemetry.instrumentation.langchain import LangchainInstrumentor as Inst
+        elif library == "anthropic":
+            from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor as Inst
+        elif library == "cohere":
+            from opentelemetry.instrumentation.cohere import CohereInstrumentor as Inst
         else:
             from opentelemetry.instrumentation.openai import OpenAIInstrumentor as Inst
         Inst().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
@@ -115,13 +131,19 @@ def _instrument(config: str, library: str, tracer_provider: Any, meter_provider:
     if config == "openinference":
         if library == "chromadb":
             raise NotApplicable("OpenInference has no Chroma instrumentation")
+        if library == "cohere":
+            raise NotApplicable("OpenInference has no Cohere instrumentation")
         if library == "langchain":
             from openinference.instrumentation.langchain import LangChainInstrumentor as OiInst
+        elif library == "anthropic":
+            from openinference.instrumentation.anthropic import AnthropicInstrumentor as OiInst
         else:
             from openinference.instrumentation.openai import OpenAIInstrumentor as OiInst
         OiInst().instrument(tracer_provider=tracer_provider)  # OpenInference records no metrics
         return f"{OiInst.__module__}.{OiInst.__name__}"
     if config == "openlit":
+        if library == "cohere":
+            raise NotApplicable("OpenLIT 1.45 traces Cohere chat, chat_stream and embed, not rerank")
         import openlit
 
         # init() reuses the global providers installed by the worker; a local pricing file keeps it off the network.
@@ -164,6 +186,14 @@ def _floor_target(workload: str) -> tuple[Any, str] | None:
         from openai.resources.chat.completions import Completions
 
         return Completions, "create"
+    if workload == "W4":
+        from anthropic.resources.messages.messages import Messages
+
+        return Messages, "create"
+    if workload == "W5":
+        from cohere.v2.raw_client import RawV2Client
+
+        return RawV2Client, "rerank"
     return None
 
 
@@ -184,7 +214,7 @@ def _install_floor(workload: str, call: Callable[[], Any], tracer_provider: Any,
 
     found = _floor_target(workload)
     if found is None:
-        raise NotApplicable("the floor is defined for the single-span workloads (W1, W1s, W3)")
+        raise NotApplicable("the floor is defined for the single-span workloads (W1, W1s, W3, W4, W5)")
     owner, method = found
     module_name, _, class_name = LIBRARIES[WORKLOADS[workload].library].instrumentor.partition(":")
     import importlib
@@ -321,11 +351,43 @@ def _openai_workload(base_url: str) -> Callable[[], Any]:
     return call
 
 
+def _anthropic_workload(base_url: str) -> Callable[[], Any]:
+    from anthropic import Anthropic
+
+    client = Anthropic(base_url=base_url, api_key="sk-ant-bench", max_retries=0, timeout=30.0)
+    messages = [{"role": "user", "content": "What is retrieval-augmented generation?"}]
+
+    def call() -> Any:
+        return client.messages.create(model="claude-sonnet-4-5", messages=messages, max_tokens=64)  # type: ignore[arg-type]
+
+    if not call().content[0].text:
+        raise RuntimeError("empty answer from FakeAnthropic")
+    return call
+
+
+def _cohere_workload(base_url: str) -> Callable[[], Any]:
+    import cohere
+
+    client = cohere.ClientV2(api_key="bench", base_url=base_url, timeout=30.0)
+    documents = [f"Document {i} about topic {i % 17}: retrieval, ranking and generation." for i in range(20)]
+
+    def call() -> Any:
+        return client.rerank(model="rerank-v3.5", query="topic 7 ranking", documents=documents, top_n=5)
+
+    if len(call().results) != 5:
+        raise RuntimeError("unexpected rerank answer from FakeCohere")
+    return call
+
+
 def _build(workload: str, openai_url: str) -> Callable[[], Any]:
     if workload in ("W1", "W1s"):
         return _chroma_workload(stub=workload == "W1s")
     if workload == "W2":
         return _langchain_workload()
+    if workload == "W4":
+        return _anthropic_workload(os.environ[ANTHROPIC_URL_ENV])
+    if workload == "W5":
+        return _cohere_workload(os.environ[COHERE_URL_ENV])
     return _openai_workload(openai_url)
 
 
@@ -501,7 +563,8 @@ class Worker:
         env = dict(os.environ)
         env.update(
             {
-                "PYTHONPATH": str(HERE),
+                # the checkout this file belongs to, whichever checkout the venv's editable ragotel points at
+                "PYTHONPATH": os.pathsep.join((str(HERE), str(ROOT / "src"))),
                 "OTEL_TRACES_EXPORTER": "none",  # no peer may add an exporter of its own
                 "OTEL_METRICS_EXPORTER": "none",
                 "OTEL_LOGS_EXPORTER": "none",
@@ -608,14 +671,14 @@ def run_workload(
     return out
 
 
-def start_fake_openai() -> tuple[subprocess.Popen[str], str]:
-    """FakeOpenAI (tests/servers/openai.py) in its own process; returns it and its base URL."""
+def start_fake_server(module: str = "openai") -> tuple[subprocess.Popen[str], str]:
+    """A loopback stand-in (tests/servers/<module>.py) in its own process; returns it and its base URL."""
     # TCP_NODELAY on the server's sockets: its handler writes headers and body in two sends, and Nagle's algorithm
     # against the client's delayed ACK otherwise adds ~40 ms to every call.
     code = (
         "import tests.servers._http as h\n"
         "h.RequestHandler.disable_nagle_algorithm = True\n"
-        "from tests.servers.openai import main\n"
+        f"from tests.servers.{module} import main\n"
         "raise SystemExit(main(['--port', '0']))"
     )
     proc = subprocess.Popen(
@@ -629,7 +692,7 @@ def start_fake_openai() -> tuple[subprocess.Popen[str], str]:
     line = proc.stdout.readline().strip()
     if " on " not in line:
         proc.kill()
-        raise SystemExit(f"FakeOpenAI did not start: {line!r}")
+        raise SystemExit(f"tests.servers.{module} did not start: {line!r}")
     return proc, line.rsplit(" on ", 1)[1]
 
 
@@ -742,7 +805,9 @@ def summary_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", default=DEFAULT_VENV, help="the peers' virtualenv (benchmarks/peers_env.sh)")
-    parser.add_argument("--workloads", default="W1,W1s,W2,W3", help="comma-separated subset of W1,W1s,W2,W3")
+    parser.add_argument(
+        "--workloads", default="W1,W1s,W2,W3,W4,W5", help="comma-separated subset of W1,W1s,W2,W3,W4,W5"
+    )
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
     parser.add_argument("--reps", type=int, default=60, help="timed cycles per workload (default 60)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed cycles first (default 5)")
@@ -775,7 +840,8 @@ def main(argv: list[str] | None = None) -> int:
             "import importlib.metadata as m; print(' '.join(f'{n}=={m.version(n)}' for n in "
             "('openai','chromadb','langchain-core','opentelemetry-sdk','opentelemetry-instrumentation-openai',"
             "'openinference-instrumentation-openai','openinference-instrumentation-langchain','openlit',"
-            "'opentelemetry-instrumentation-openai-v2')))",
+            "'opentelemetry-instrumentation-openai-v2','anthropic','opentelemetry-instrumentation-anthropic',"
+            "'openinference-instrumentation-anthropic','cohere','opentelemetry-instrumentation-cohere')))",
         ],
         capture_output=True,
         text=True,
@@ -783,13 +849,17 @@ def main(argv: list[str] | None = None) -> int:
     ).stdout.strip()
     print(f"peers venv: {args.venv}\nversions: {versions}\ncycles: {reps} timed after {warmup} warm-up")
 
-    server, url = start_fake_openai()
+    server, url = start_fake_server("openai")
+    anthropic_server, os.environ[ANTHROPIC_URL_ENV] = start_fake_server("anthropic")
+    cohere_server = None
+    if "W5" in args.workloads.split(",") or (args.profile and args.profile[0] == "W5"):
+        cohere_server, os.environ[COHERE_URL_ENV] = start_fake_server("cohere")
     if args.profile:
         try:
             cmd = [python, str(HERE / "peers.py"), "--profile", *args.profile, "--openai-url", url]
             env = {
                 **os.environ,
-                "PYTHONPATH": str(HERE),
+                "PYTHONPATH": os.pathsep.join((str(HERE), str(ROOT / "src"))),
                 "OTEL_TRACES_EXPORTER": "none",
                 "OTEL_METRICS_EXPORTER": "none",
                 "OTEL_LOGS_EXPORTER": "none",
@@ -797,8 +867,10 @@ def main(argv: list[str] | None = None) -> int:
             }
             return subprocess.run([*cmd, "--calls", str(args.calls or 500)], cwd=ROOT, env=env, check=False).returncode
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            for proc in (server, anthropic_server, cohere_server):
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait(timeout=10)
     results: dict[str, dict[str, dict[str, float]]] = {}
     raw: dict[str, Any] = {}
     exit_code = 0
@@ -830,8 +902,10 @@ def main(argv: list[str] | None = None) -> int:
                 if rss > 10:
                     print(f"ragotel peak RSS above baseline {rss:.1f} MB exceeds the 10 MB goal")
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for proc in (server, anthropic_server, cohere_server):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=10)
     if results:
         print("\n## Wall overhead µs/call (median of paired cycles); ragotel against the best peer (goal: ≤ 0.5)\n")
         print(summary_table(results))

@@ -34,17 +34,22 @@ CONSTRAINTS="$VENV/peers-constraints.txt"
     echo "chromadb==1.5.9"
     echo "langchain-core==1.8.3"
     echo "openai>=2.8,<3"
+    echo "cohere>=5.14,<6"  # OpenLLMetry 0.62.4 instruments cohere <6 only (it does nothing on 7.x)
 } > "$CONSTRAINTS"
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -c "$CONSTRAINTS")
 
-"${PIP[@]}" chromadb langchain-core openai numpy psutil wrapt httpx typing-extensions \
+"${PIP[@]}" chromadb langchain-core openai anthropic cohere numpy psutil wrapt httpx typing-extensions \
     opentelemetry-api opentelemetry-sdk opentelemetry-instrumentation opentelemetry-semantic-conventions
 
-# The peers.
+# The peers. OpenInference's anthropic 2.x/3.x need anthropic>=1, which openlit 1.45 (anthropic<1) excludes:
+# 1.1.2 is its newest release for the anthropic 0.x line installed here.
 "${PIP[@]}" \
     "opentelemetry-instrumentation-openai==0.62.4" \
     "opentelemetry-instrumentation-langchain==0.62.4" \
     "opentelemetry-instrumentation-chromadb==0.62.4" \
+    "opentelemetry-instrumentation-anthropic==0.62.4" \
+    "openinference-instrumentation-anthropic==1.1.2" \
+    "opentelemetry-instrumentation-cohere==0.62.4" \
     "openinference-instrumentation-openai" \
     "openinference-instrumentation-langchain" \
     "opentelemetry-instrumentation-openai-v2==2.4b0" \
@@ -61,7 +66,8 @@ for name in ("openai", "chromadb", "langchain-core", "opentelemetry-sdk", "opent
              "opentelemetry-instrumentation-openai", "opentelemetry-instrumentation-langchain",
              "opentelemetry-instrumentation-chromadb", "openinference-instrumentation-openai",
              "openinference-instrumentation-langchain", "openlit", "opentelemetry-instrumentation-openai-v2",
-             "opentelemetry-util-genai", "ragotel"):
+             "opentelemetry-util-genai", "anthropic", "opentelemetry-instrumentation-anthropic",
+             "openinference-instrumentation-anthropic", "cohere", "opentelemetry-instrumentation-cohere", "ragotel"):
     try:
         print(f"{name}=={md.version(name)}")
     except md.PackageNotFoundError:

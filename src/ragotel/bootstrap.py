@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
 import wrapt
-from opentelemetry import metrics, trace
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -23,6 +25,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from ragotel import _guard
 from ragotel import telemetry as _telemetry
+from ragotel.applogs import AppLogs, attach
 from ragotel.config import Settings, apply_log_level
 from ragotel.flushing import Deadlines, ExportLedger
 
@@ -50,6 +53,14 @@ LIBRARIES: Final[dict[str, Library]] = {
         "sentence_transformers", "ragotel.instrumentation.sentence_transformers:SentenceTransformersInstrumentor"
     ),
     "llama_index": Library("llama_index.core", "ragotel.instrumentation.llama_index:LlamaIndexInstrumentor"),
+    "anthropic": Library("anthropic", "ragotel.instrumentation.anthropic:AnthropicInstrumentor"),
+    "bedrock": Library("botocore", "ragotel.instrumentation.bedrock:BedrockInstrumentor"),
+    "google_genai": Library("google.genai", "ragotel.instrumentation.google_genai:GoogleGenAIInstrumentor"),
+    "ollama": Library("ollama", "ragotel.instrumentation.ollama:OllamaInstrumentor"),
+    "cohere": Library("cohere", "ragotel.instrumentation.cohere:CohereInstrumentor"),
+    "faiss": Library("faiss", "ragotel.instrumentation.faiss:FaissInstrumentor"),
+    "lancedb": Library("lancedb", "ragotel.instrumentation.lancedb:LanceDBInstrumentor"),
+    "milvus": Library("pymilvus", "ragotel.instrumentation.milvus:MilvusInstrumentor"),
     "haystack": Library("haystack", "ragotel.instrumentation.haystack:HaystackInstrumentor"),
 }
 
@@ -72,10 +83,15 @@ class Instrumentation:
         *,
         owns_providers: bool,
         ledger: ExportLedger | None = None,
+        logger_provider: _logs.LoggerProvider | None = None,
+        owns_logger_provider: bool = False,
     ) -> None:
         self.settings = settings
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
+        self.logger_provider = logger_provider  # where the app's logging records go; None: not exported
+        self.owns_logger_provider = owns_logger_provider
+        self.app_logs: AppLogs | None = None  # the root logger's OTel handler while instrumented
         self.owns_providers = owns_providers
         self.instrumentors: dict[str, Any] = {}
         self.failed: dict[str, str] = {}
@@ -100,11 +116,16 @@ class Instrumentation:
         return self._within(timeout_millis, "force_flush", lambda flush: functools.partial(flush, timeout_millis))
 
     def _within(self, timeout_millis: float, method: str, bind: Callable[[Any], Callable[[], Any]]) -> bool:
-        """Call ``method`` of both providers concurrently, waiting at most ``timeout_millis``; see force_flush."""
+        """Call ``method`` of the providers concurrently, waiting at most ``timeout_millis``; see force_flush.
+
+        An app's own LoggerProvider is only flushed, never shut down (ragotel may own the others and not that one).
+        """
         failures = self._ledger.failures if self._ledger is not None else 0
         calls = {}
-        for signal, provider in (("traces", self.tracer_provider), ("metrics", self.meter_provider)):
-            call = getattr(provider, method, None)
+        providers = (("traces", self.tracer_provider), ("metrics", self.meter_provider), ("logs", self.logger_provider))
+        for signal, provider in providers:
+            own = signal != "logs" or self.owns_logger_provider
+            call = getattr(provider, method if own or method != "shutdown" else "force_flush", None)
             if call is not None:
                 calls[f"{signal} {method}"] = bind(call)
         done = self._deadlines.run(calls, timeout_millis / 1000)
@@ -122,6 +143,9 @@ class Instrumentation:
         for stoppable in self._stoppables:
             _guard.call("stop", stoppable.stop, None)
         self._stoppables.clear()
+        app_logs, self.app_logs = self.app_logs, None
+        if app_logs is not None:
+            _guard.call("detaching the logging handler", app_logs.detach, None)
         with _lock:
             if _current is self:
                 _current = None
@@ -201,6 +225,12 @@ class Instrumentation:
         else:
             self.failed[name] = "dependency check failed (version not supported)"
 
+    def _attach_logs(self) -> None:
+        """Send the app's logging records (WARNING and above by default) to the logger provider; see ragotel.applogs."""
+        self.app_logs = attach(
+            self.logger_provider, self.settings.app_logs_level, force_level=self.settings.app_logs_forced
+        )
+
     def _start_gauges(self) -> None:
         hooks: list[tuple[str, str]] = []
         if self.settings.host_metrics:
@@ -252,6 +282,7 @@ def instrument(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
     coexistence: str | None = None,
+    logs: bool | str | int | None = None,
 ) -> Instrumentation:
     """Instrument every supported, importable library and start the gauges. Idempotent; never raises.
 
@@ -260,8 +291,10 @@ def instrument(
     installed as the global providers. Explicit arguments beat ``OTEL_*`` environment variables. Makes no network
     call itself: exporters connect on their first export, from their own threads. ``coexistence`` (else
     ``RAGOTEL_COEXISTENCE``, else ``"defer"``) says what to do about another instrumentation of a library
-    (:mod:`ragotel.coexistence`). Under ``opentelemetry-instrument`` ragotel is already started: this returns its
-    handle.
+    (:mod:`ragotel.coexistence`). ``logs`` (else ``RAGOTEL_APP_LOGS`` / ``OTEL_PYTHON_LOG_*``, else WARNING) is the
+    level from which the app's ``logging`` records go out as OTLP logs: ``False`` off, ``True`` the default, or a
+    level (``"error"``, ``logging.ERROR``). Under ``opentelemetry-instrument`` ragotel is already started: this
+    returns its handle.
     """
     global _current
     with _lock:
@@ -279,6 +312,7 @@ def instrument(
                 libraries=libraries,
                 host_metrics=host_metrics,
                 coexistence=coexistence,
+                logs=logs,
             ),
             Settings(),
         )
@@ -291,10 +325,12 @@ def instrument(
                 handle.meter_provider,
                 capture_content=settings.capture_content,
                 capture_max_length=settings.capture_max_length,
+                openinference=settings.openinference,
             )
         )
         _current = handle
         _guard.call("instrumenting libraries", handle._instrument_libraries, None)
+        _guard.call("attaching the logging handler", handle._attach_logs, None)
         _guard.call("starting gauges", handle._start_gauges, None)
         return handle
 
@@ -320,7 +356,34 @@ def _build(
     )
     if owns_meter:
         metrics.set_meter_provider(meter)
-    return Instrumentation(settings, tracer, meter, owns_providers=owns_tracer or owns_meter, ledger=ledger)
+    logger, owns_logger = _logger_provider(settings, ledger, owns_tracer)
+    return Instrumentation(
+        settings,
+        tracer,
+        meter,
+        owns_providers=owns_tracer or owns_meter or owns_logger,
+        ledger=ledger,
+        logger_provider=logger,
+        owns_logger_provider=owns_logger,
+    )
+
+
+def _logger_provider(
+    settings: Settings, ledger: ExportLedger, owns_tracer: bool
+) -> tuple[_logs.LoggerProvider | None, bool]:
+    """The app's installed SDK LoggerProvider, else a new one when ragotel built the tracer provider too, else None.
+
+    An app that brought its own tracer provider manages its export: without a LoggerProvider of its own, its logs
+    are not exported (ragotel adds no exporter beside the app's).
+    """
+    existing = _logs.get_logger_provider()
+    if isinstance(existing, LoggerProvider):
+        return existing, False
+    if not owns_tracer or settings.app_logs_level is None:
+        return None, False
+    provider = _new_logger_provider(settings, ledger)
+    _logs.set_logger_provider(provider)
+    return provider, True
 
 
 def _provider(
@@ -341,7 +404,7 @@ def _resource(settings: Settings) -> Resource:
 
 
 def _exporter_module(settings: Settings, signal: str) -> tuple[Any, str]:
-    """Import the OTLP exporter module for ``signal`` ("trace"/"metric"); grpc falls back to http if missing."""
+    """Import the OTLP exporter module for ``signal`` ("trace"/"metric"/"_log"); grpc falls back to http if missing."""
     if settings.protocol == "grpc":
         try:
             return importlib.import_module(f"opentelemetry.exporter.otlp.proto.grpc.{signal}_exporter"), "grpc"
@@ -375,6 +438,17 @@ def _new_tracer_provider(settings: Settings, ledger: ExportLedger) -> TracerProv
             export_timeout_millis=settings.export_timeout_ms,
         )
     )
+    return provider
+
+
+def _new_logger_provider(settings: Settings, ledger: ExportLedger) -> LoggerProvider:
+    module, protocol = _exporter_module(settings, "_log")
+    exporter: LogRecordExporter = ledger.track(
+        module.OTLPLogExporter(**_exporter_kwargs(settings, protocol, "v1/logs"))
+    )
+    provider = LoggerProvider(resource=_resource(settings))
+    # Bounded: OTEL_BLRP_MAX_QUEUE_SIZE records (2048) wait at most; beyond that new ones are dropped, never blocking.
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     return provider
 
 

@@ -59,6 +59,17 @@ KNOWN: Final[dict[str, str]] = {
     "openinference-instrumentation-openai": "openai",
     "openinference-instrumentation-langchain": "langchain",
     "openinference-instrumentation-llama-index": "llama_index",
+    "opentelemetry-instrumentation-anthropic": "anthropic",
+    "openinference-instrumentation-anthropic": "anthropic",
+    "opentelemetry-instrumentation-bedrock": "bedrock",
+    "openinference-instrumentation-bedrock": "bedrock",
+    "opentelemetry-instrumentation-google-genai": "google_genai",  # contrib
+    "opentelemetry-instrumentation-google-generativeai": "google_genai",  # OpenLLMetry
+    "openinference-instrumentation-google-genai": "google_genai",
+    "opentelemetry-instrumentation-ollama": "ollama",
+    "opentelemetry-instrumentation-cohere": "cohere",
+    "opentelemetry-instrumentation-milvus": "milvus",
+    "opentelemetry-instrumentation-lancedb": "lancedb",
     "opentelemetry-instrumentation-haystack": "haystack",  # OpenLLMetry
     "openinference-instrumentation-haystack": "haystack",
 }
@@ -72,6 +83,13 @@ _REQUIREMENTS: Final[dict[str, str]] = {
     "sentence-transformers": "sentence_transformers",
     "llama-index-core": "llama_index",
     "llama-index": "llama_index",
+    "anthropic": "anthropic",
+    "google-genai": "google_genai",
+    "ollama": "ollama",
+    "cohere": "cohere",
+    "pymilvus": "milvus",
+    "lancedb": "lancedb",
+    "faiss-cpu": "faiss",
     "haystack-ai": "haystack",
 }
 

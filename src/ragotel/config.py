@@ -25,6 +25,10 @@ ENV_BSP_MAX_EXPORT_BATCH_SIZE: Final = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
 ENV_BSP_EXPORT_TIMEOUT: Final = "OTEL_BSP_EXPORT_TIMEOUT"
 ENV_METRIC_EXPORT_INTERVAL: Final = "OTEL_METRIC_EXPORT_INTERVAL"
 ENV_EXPORTER_TIMEOUT: Final = "OTEL_EXPORTER_OTLP_TIMEOUT"
+ENV_LOGS_EXPORTER: Final = "OTEL_LOGS_EXPORTER"  # "none": no log exporter
+# opentelemetry-instrumentation-logging's: its handler on/off and level (read here too, so code and zero-code agree)
+ENV_LOG_AUTO_INSTRUMENTATION: Final = "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION"
+ENV_LOG_HANDLER_LEVEL: Final = "OTEL_PYTHON_LOG_HANDLER_LEVEL"
 
 # ragotel's own variables.
 ENV_CAPTURE_MAX_LENGTH: Final = "RAGOTEL_CAPTURE_MAX_LENGTH"
@@ -37,6 +41,8 @@ ENV_HOST_FILESYSTEM_PATHS: Final = "RAGOTEL_HOST_FILESYSTEM_PATHS"  # extra path
 ENV_HOST_PER_CPU: Final = "RAGOTEL_HOST_PER_CPU"  # opt-in: one system.cpu.utilization series per logical CPU
 ENV_LOG_LEVEL: Final = "RAGOTEL_LOG_LEVEL"
 ENV_COEXISTENCE: Final = "RAGOTEL_COEXISTENCE"  # defer | exclusive | both: another instrumentation of a library
+ENV_APP_LOGS: Final = "RAGOTEL_APP_LOGS"  # off | debug | info | warning | error | critical: the app's logs as OTLP
+ENV_OPENINFERENCE: Final = "RAGOTEL_OPENINFERENCE"  # opt-in: OpenInference span kinds and names (Phoenix, Arize)
 
 PROTOCOLS: Final = ("http/protobuf", "grpc")
 # What ragotel does about another instrumentation of a library it instruments (ragotel.coexistence):
@@ -111,6 +117,44 @@ def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: flo
 
 
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+_OFF: Final = frozenset({"off", "none", "false", "0", "no"})
+DEFAULT_APP_LOGS_LEVEL: Final = logging.WARNING
+
+
+def _logs_setting(value: bool | str | int) -> str:
+    """``instrument(logs=...)`` as a RAGOTEL_APP_LOGS value: False off, True on, a level number or name."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int):
+        return str(logging.getLevelName(value)).lower()
+    return value
+
+
+def app_logs(env: Mapping[str, str]) -> tuple[int | None, bool]:
+    """``(level, forced)`` for the app's logs: None when off; forced when RAGOTEL_APP_LOGS itself named the level.
+
+    RAGOTEL_APP_LOGS wins (``off``, a level name, or ``on`` for the default); else ``OTEL_LOGS_EXPORTER=none`` or
+    ``OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION=false`` switch them off and ``OTEL_PYTHON_LOG_HANDLER_LEVEL`` gives the
+    level; else WARNING. An unknown value warns and is ignored.
+    """
+    raw = (env.get(ENV_APP_LOGS) or "").strip().lower()
+    if raw in _OFF:
+        return None, False
+    if raw in _LOG_LEVELS:
+        return logging.getLevelName(raw.upper()), True
+    if raw and raw not in _TRUE:
+        _warn(ENV_APP_LOGS, env[ENV_APP_LOGS], "off, on or one of " + ", ".join(_LOG_LEVELS), "the default")
+    if not raw:
+        if (env.get(ENV_LOGS_EXPORTER) or "").strip().lower() == "none":
+            return None, False
+        if not env_bool(env, ENV_LOG_AUTO_INSTRUMENTATION, True):
+            return None, False
+    level = (env.get(ENV_LOG_HANDLER_LEVEL) or "").strip().lower()
+    if level and isinstance(logging.getLevelName(level.upper()), int):  # also warn, fatal, notset
+        return logging.getLevelName(level.upper()), False
+    if level:
+        _warn(ENV_LOG_HANDLER_LEVEL, env[ENV_LOG_HANDLER_LEVEL], "one of " + ", ".join(_LOG_LEVELS), "warning")
+    return DEFAULT_APP_LOGS_LEVEL, False
 
 
 def apply_log_level(env: Mapping[str, str] | None = None) -> None:
@@ -202,6 +246,9 @@ class Settings:
     metric_export_interval_ms: int = DEFAULT_METRIC_EXPORT_INTERVAL_MS
     exporter_timeout_s: float = DEFAULT_EXPORTER_TIMEOUT_S
     coexistence: str = DEFAULT_COEXISTENCE
+    openinference: bool = False
+    app_logs_level: int | None = DEFAULT_APP_LOGS_LEVEL  # None: the app's logs are not exported
+    app_logs_forced: bool = False  # RAGOTEL_APP_LOGS named the level: it also applies to an adopted handler
 
     @classmethod
     def from_env(
@@ -216,6 +263,7 @@ class Settings:
         libraries: list[str] | tuple[str, ...] | None = None,
         host_metrics: bool = True,
         coexistence: str | None = None,
+        logs: bool | str | int | None = None,
     ) -> Settings:
         """Build settings; never raises: bad values warn once, naming the variable, and use the documented default."""
         env = os.environ if env is None else env
@@ -233,6 +281,7 @@ class Settings:
         elif env.get(ENV_HEADERS) and parse_headers(env[ENV_HEADERS], source=ENV_HEADERS) is None:
             parsed_headers = {}
         capture = env_bool(env, ENV_CAPTURE, False) if capture_content is None else bool(capture_content)
+        logs_level, logs_forced = app_logs(env if logs is None else {**env, ENV_APP_LOGS: _logs_setting(logs)})
         disabled = frozenset(
             name.strip().removeprefix("ragotel_") for name in env.get(ENV_DISABLED, "").split(",") if name.strip()
         )
@@ -265,4 +314,7 @@ class Settings:
             coexistence=coexistence_mode(coexistence, source="instrument(coexistence=...)")
             if coexistence is not None
             else coexistence_mode(env.get(ENV_COEXISTENCE), source=ENV_COEXISTENCE),
+            openinference=env_bool(env, ENV_OPENINFERENCE, False),
+            app_logs_level=logs_level,
+            app_logs_forced=logs_forced,
         )

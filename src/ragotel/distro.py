@@ -21,6 +21,7 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 from ragotel import _guard, coexistence
 from ragotel.bootstrap import instrument
+from ragotel.config import ENV_LOG_AUTO_INSTRUMENTATION
 
 __all__ = ["RagotelConfigurator", "RagotelDistro", "start"]
 
@@ -32,12 +33,30 @@ _DEFAULTS = {
 }
 
 
+_set_by_us: list[str] = []  # variables set here for the instrumentors only, removed again by start()
+
+
+def _leave_app_logs_to_ragotel() -> None:
+    """Keep opentelemetry-instrumentation-logging from adding its handler: start() adds ragotel's, filtered, at the
+    configured level (see ragotel.applogs). The instrumentation's trace-context injection still runs. An explicit
+    OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION is left alone (and read by ragotel too)."""
+    if ENV_LOG_AUTO_INSTRUMENTATION not in os.environ:
+        os.environ[ENV_LOG_AUTO_INSTRUMENTATION] = "false"
+        _set_by_us.append(ENV_LOG_AUTO_INSTRUMENTATION)
+
+
+def _restore_environment() -> None:
+    while _set_by_us:
+        os.environ.pop(_set_by_us.pop(), None)
+
+
 class RagotelDistro(BaseDistro):  # type: ignore[misc]  # the contrib base class is untyped
     """``OTEL_PYTHON_DISTRO=ragotel``: OTLP exporters for every signal unless the ``OTEL_*`` variables say otherwise."""
 
     def _configure(self, **kwargs: Any) -> None:
         for name, value in _DEFAULTS.items():
             os.environ.setdefault(name, value)
+        _leave_app_logs_to_ragotel()
         _guard.call("RAGOTEL_COEXISTENCE", coexistence.exclude_registered_peers, None)
 
 
@@ -46,6 +65,8 @@ class RagotelConfigurator(_OTelSDKConfigurator):
 
     def _configure(self, **kwargs: Any) -> None:
         super()._configure(**kwargs)  # type: ignore[no-untyped-call]  # the SDK's configurator is untyped
+        if not _set_by_us:
+            _leave_app_logs_to_ragotel()
         # before the loader reads OTEL_PYTHON_DISABLED_INSTRUMENTATIONS (also done by the distro, when it is ours)
         _guard.call("RAGOTEL_COEXISTENCE", coexistence.exclude_registered_peers, None)
 
@@ -53,5 +74,6 @@ class RagotelConfigurator(_OTelSDKConfigurator):
 def start() -> None:
     """``opentelemetry_post_instrument`` hook: ``ragotel.instrument()`` over the configured providers. Never raises."""
     _guard.call("restoring OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", coexistence.restore_environment, None)
+    _restore_environment()  # before instrument() reads the settings: the variable was ours, not the user's
     _guard.call("RAGOTEL_COEXISTENCE", coexistence.switch_off_loaded, None)
     _guard.call("starting ragotel (zero-code)", instrument, None)

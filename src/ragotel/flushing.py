@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExportResult
 from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -20,7 +21,7 @@ from ragotel import _guard
 
 __all__ = ["Deadlines", "ExportLedger"]
 
-_SUCCESS: Final = (SpanExportResult.SUCCESS, MetricExportResult.SUCCESS)
+_SUCCESS: Final = (SpanExportResult.SUCCESS, MetricExportResult.SUCCESS, LogRecordExportResult.SUCCESS)
 
 
 class ExportLedger:

@@ -93,6 +93,7 @@ class Instruments:
         capture_content: bool = False,
         capture_max_length: int = DEFAULT_CAPTURE_MAX_LENGTH,
         stability: Mapping[str, str] | None = None,
+        openinference: bool = False,
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -101,6 +102,7 @@ class Instruments:
         self.meter = meter
         self.capture_content = capture_content
         self.capture_max_length = max(1, capture_max_length)
+        self.openinference = openinference  # also emit OpenInference names (ragotel.openinference)
         self.aliases, self.dropped = sc.legacy_aliases(stability if stability is not None else sc.stability_modes())
         for attribute, name, unit, description, buckets in _HISTOGRAMS:
             histogram = meter.create_histogram(

@@ -25,6 +25,7 @@ from ragotel import semconv as sc
 from ragotel.bounds import clip, items, prune
 from ragotel.instruments import METRIC_KEYS, Instruments
 from ragotel.naming import error_type, span_name
+from ragotel.openinference import SPAN_KINDS, end_attributes
 
 __all__ = ["NOOP", "OP_KEY", "VECTOR_DB_WATCH_KEY", "MergedOperation", "Operation", "Started"]
 
@@ -37,6 +38,8 @@ AttrValue = str | bool | int | float | list[str] | list[int] | list[float] | lis
 
 _CLIENT_STAGES: Final = frozenset({sc.STAGE_GENERATION, sc.STAGE_EMBEDDING, sc.STAGE_VECTOR_DB})
 _USAGE_KEYS: Final = frozenset({sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS})
+# An inner step reporting one of these renames the merged span (the provider call knows the model best).
+_NAMING_KEYS: Final = frozenset({sc.GEN_AI_REQUEST_MODEL, sc.DB_COLLECTION_NAME, sc.RAGOTEL_RERANK_MODEL})
 
 
 class Operation:
@@ -95,6 +98,8 @@ class Operation:
         if attributes:
             attrs.update((k, clip(v)) for k, v in attributes.items() if v is not None)
             self._note_metric_attrs(attrs)
+        if tel.openinference:
+            attrs[sc.OPENINFERENCE_SPAN_KIND] = SPAN_KINDS.get(stage, "UNKNOWN")
         kind = SpanKind.CLIENT if stage in _CLIENT_STAGES else SpanKind.INTERNAL
         start_ns = started[0] if started is not None else None
         self.span = tel.tracer.start_span(
@@ -278,11 +283,19 @@ class Operation:
             span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"[:1024]))
         if ended_early:
             final[sc.RAGOTEL_STREAM_ENDED_EARLY] = True
+        tel = self._tel
+        assert tel is not None  # only an operation with a Telemetry has a lock
         if self._usage_in is not None or self._usage_out is not None:
             usage = {sc.GEN_AI_USAGE_INPUT_TOKENS: self._usage_in, sc.GEN_AI_USAGE_OUTPUT_TOKENS: self._usage_out}
-            tel = self._tel
-            assert tel is not None  # only an operation with a Telemetry has a lock
             final.update(tel.aliased({k: v for k, v in usage.items() if v is not None}))
+        if tel.openinference:
+            # Read back from the SDK span (an API-only span has no attributes: the kind alone was set at start).
+            carried = getattr(span, "attributes", None) or {}
+            final.update(
+                end_attributes(
+                    self.stage, carried, self._usage_in, self._usage_out, capture_content=tel.capture_content
+                )
+            )
         if final:
             span.set_attributes(final)
         span.end()
@@ -343,7 +356,7 @@ class MergedOperation(Operation):
         if attributes:
             self._set_attributes_at(attributes, self._depth)
             new_name = name or span_name(outer.stage, attributes)
-            if sc.GEN_AI_REQUEST_MODEL in attributes or sc.DB_COLLECTION_NAME in attributes or name:
+            if _NAMING_KEYS.intersection(attributes) or name:
                 _guard.call("span.update_name", lambda: outer.span.update_name(new_name), None)
         # Current as the operation (on the outer span), so a step nested deeper merges through it and its
         # depth is known: see Operation._add_usage.

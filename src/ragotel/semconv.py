@@ -70,6 +70,7 @@ GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
 GEN_AI_DATA_SOURCE_ID: Final = "gen_ai.data_source.id"
 GEN_AI_RETRIEVAL_TOP_K: Final = "gen_ai.retrieval.top_k"
@@ -89,6 +90,12 @@ OP_TEXT_COMPLETION: Final = "text_completion"
 OP_EMBEDDINGS: Final = "embeddings"
 OP_RETRIEVAL: Final = "retrieval"
 OP_GENERATE_CONTENT: Final = "generate_content"
+# gen_ai.provider.name values of the provider clients (upstream well-known values; `ollama` is not listed upstream)
+PROVIDER_ANTHROPIC: Final = "anthropic"
+PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
+PROVIDER_GCP_GEMINI: Final = "gcp.gemini"
+PROVIDER_GCP_VERTEX_AI: Final = "gcp.vertex_ai"
+PROVIDER_OLLAMA: Final = "ollama"
 TOKEN_TYPE_INPUT: Final = "input"
 TOKEN_TYPE_OUTPUT: Final = "output"
 
@@ -102,6 +109,22 @@ DB_RESPONSE_RETURNED_ROWS: Final = "db.response.returned_rows"
 DB_QUERY_TEXT: Final = "db.query.text"  # content capture only
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
+
+# --- OpenInference (Phoenix, Arize), only with RAGOTEL_OPENINFERENCE=true ----------------------------------------
+# Mapped at span end from the names above (ragotel.openinference); the GenAI / database names stay as they are.
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+OI_LLM_MODEL_NAME: Final = "llm.model_name"
+OI_LLM_PROVIDER: Final = "llm.provider"
+OI_LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+OI_LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+OI_LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
+OI_EMBEDDING_MODEL_NAME: Final = "embedding.model_name"
+OI_RERANKER_MODEL_NAME: Final = "reranker.model_name"
+OI_USER_ID: Final = "user.id"
+OI_INPUT_VALUE: Final = "input.value"  # content capture only
+OI_INPUT_MIME_TYPE: Final = "input.mime_type"  # content capture only
+OI_OUTPUT_VALUE: Final = "output.value"  # content capture only
+OI_OUTPUT_MIME_TYPE: Final = "output.mime_type"  # content capture only
 
 # --- general (upstream) --------------------------------------------------------------------------------------------
 ERROR_TYPE: Final = "error.type"
@@ -163,6 +186,11 @@ DIRECTION_TRANSMIT: Final = "transmit"
 DIRECTION_RECEIVE: Final = "receive"
 DB_SYSTEM_CHROMA: Final = "chroma"
 DB_SYSTEM_QDRANT: Final = "qdrant"
+# No well-known db.system.name value upstream for these: the lowercase library name (pgvector runs in PostgreSQL).
+DB_SYSTEM_FAISS: Final = "faiss"
+DB_SYSTEM_LANCEDB: Final = "lancedb"
+DB_SYSTEM_MILVUS: Final = "milvus"
+DB_SYSTEM_POSTGRESQL: Final = "postgresql"
 
 UNIT_SECONDS: Final = "s"
 UNIT_TOKENS: Final = "{token}"

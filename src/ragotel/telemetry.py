@@ -17,7 +17,14 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from ragotel import _guard
 from ragotel import semconv as sc
-from ragotel.config import DEFAULT_CAPTURE_MAX_LENGTH, ENV_CAPTURE, ENV_CAPTURE_MAX_LENGTH, env_bool, env_int
+from ragotel.config import (
+    DEFAULT_CAPTURE_MAX_LENGTH,
+    ENV_CAPTURE,
+    ENV_CAPTURE_MAX_LENGTH,
+    ENV_OPENINFERENCE,
+    env_bool,
+    env_int,
+)
 from ragotel.instruments import VERSION, Instruments
 from ragotel.operation import NOOP, OP_KEY, VECTOR_DB_WATCH_KEY, MergedOperation, Operation, Started
 
@@ -121,6 +128,7 @@ def current() -> Telemetry:
                     Telemetry(
                         capture_content=env_bool(env, ENV_CAPTURE, False),
                         capture_max_length=env_int(env, ENV_CAPTURE_MAX_LENGTH, DEFAULT_CAPTURE_MAX_LENGTH, minimum=1),
+                        openinference=env_bool(env, ENV_OPENINFERENCE, False),
                     )
                 )
             tel = _default

@@ -99,15 +99,19 @@ class Capture:
 
 @contextmanager
 def capture(
-    *, capture_content: bool = False, capture_max_length: int = DEFAULT_CAPTURE_MAX_LENGTH
+    *, capture_content: bool = False, capture_max_length: int = DEFAULT_CAPTURE_MAX_LENGTH, openinference: bool = False
 ) -> Iterator[Capture]:
-    """Record every ragotel span and metric made inside the block in memory; restores everything after."""
+    """Record every ragotel span and metric made inside the block in memory; restores everything after.
+
+    ``openinference=True`` adds the OpenInference names, as ``RAGOTEL_OPENINFERENCE=true`` does for ``instrument()``.
+    """
     cap = Capture()
     tel = _telemetry.Telemetry(
         cap.tracer_provider,
         cap.meter_provider,
         capture_content=capture_content,
         capture_max_length=capture_max_length,
+        openinference=openinference,
     )
     _telemetry.push(tel)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
@@ -79,4 +80,22 @@ def test_sdk_log_exporter_feeds_error_log_counts(analyzer: Server) -> None:
     provider.shutdown()
     assert analyzer.ingest.wait_idle()
     logs = api(analyzer, "/api/v1/stats?service=logged").json()["services"][0]["logs"]
+    assert (logs["count"], logs["errors"]) == (4, 2)
+
+
+def test_a_record_with_only_an_error_text_counts_as_an_error(analyzer: Server) -> None:
+    """A log record whose sender set only the severity text (no number) is counted by its text."""
+    records = [{"severityText": text, "body": {"stringValue": text}} for text in ("error", "FATAL", "WARN", "INFO")]
+    doc = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "texted"}}]},
+                "scopeLogs": [{"logRecords": records}],
+            }
+        ]
+    }
+    response = httpx.post(f"http://{analyzer.http_address}/v1/logs", json=doc, timeout=10)
+    assert response.status_code == 200
+    assert analyzer.ingest.wait_idle()
+    logs = api(analyzer, "/api/v1/stats?service=texted").json()["services"][0]["logs"]
     assert (logs["count"], logs["errors"]) == (4, 2)

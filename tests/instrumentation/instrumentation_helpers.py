@@ -16,9 +16,10 @@ import pytest
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.sdk.trace import ReadableSpan
 
+import ragotel
 from ragotel import semconv as sc
 from ragotel.instrumentation._base import RagotelInstrumentor
-from ragotel.testing import Capture
+from ragotel.testing import Capture, capture
 
 
 class Instrumented(Protocol):
@@ -133,3 +134,100 @@ def console_objects(stdout: str) -> Iterator[Any]:
             i = start + 1
             continue
         yield obj
+
+
+# -- the provider clients' shared checks ---------------------------------------------------------------------------
+def span_attributes(span: ReadableSpan) -> dict[str, Any]:
+    """A span's attributes as a plain dict."""
+    return dict(span.attributes or {})
+
+
+def one_span(cap: Capture) -> ReadableSpan:
+    """The only span recorded (fails listing the names when there are more or none)."""
+    spans = cap.spans()
+    assert len(spans) == 1, [s.name for s in spans]
+    return spans[0]
+
+
+def output_token_sums(cap: Capture) -> list[float]:
+    """The `gen_ai.client.token.usage` output points' sums."""
+    points = cap.metrics(sc.M_GEN_AI_TOKEN_USAGE)
+    return [p.sum for p in points if p.attributes[sc.GEN_AI_TOKEN_TYPE] == sc.TOKEN_TYPE_OUTPUT]
+
+
+def outcome(call: Callable[[], Any], keep: Callable[[Any], Any]) -> Any:
+    """What a caller gets from `call`: `keep(result)`, or the exception's type and text."""
+    try:
+        result = call()
+    except Exception as exc:  # the very outcome under test
+        return type(exc), str(exc)
+    return keep(result)
+
+
+def assert_extractor_failure_keeps_result(
+    monkeypatch: pytest.MonkeyPatch, instrumentor: type[RagotelInstrumentor], call: Callable[[], Any]
+) -> None:
+    """With every response extractor failing, `call` returns the very object the library returned; one span ends."""
+    seen = break_response_extractors(monkeypatch, instrumentor, lambda method: True)
+    with capture() as cap:
+        inst = instrumentor()
+        inst.instrument()
+        try:
+            result = call()
+        finally:
+            inst.uninstrument()
+    assert seen == [result]
+    assert len(cap.spans()) == 1
+
+
+def traced_with_missing_target(
+    monkeypatch: pytest.MonkeyPatch, instrumentor: type[RagotelInstrumentor], method: str, call: Callable[[], Any]
+) -> tuple[Any, Capture]:
+    """`call` under `instrumentor` whose table also names `method`, which this library version lacks."""
+    extra = dataclasses.replace(instrumentor.targets[0], method=method)
+    monkeypatch.setattr(instrumentor, "targets", (*instrumentor.targets, extra))
+    with capture() as cap:
+        inst = instrumentor()
+        inst.instrument()
+        try:
+            result = call()
+        finally:
+            inst.uninstrument()
+    return result, cap
+
+
+def assert_framework_step_counts_once(
+    cap: Capture, call: Callable[[], Any], provider: str, output_tokens: Callable[[Any], int]
+) -> None:
+    """A framework's generation step (`ragotel.generation()`) around a provider call is one span, counted once.
+
+    The provider's usage (`output_tokens(result)`) replaces the usage the framework step reported.
+    """
+    with ragotel.generation("framework-model") as op:
+        op.record_usage(1000, 1000)
+        result = call()
+    assert span_attributes(one_span(cap))[sc.GEN_AI_PROVIDER_NAME] == provider
+    assert output_token_sums(cap) == [output_tokens(result)]
+
+
+def traced_without(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    instrumentor: type[RagotelInstrumentor],
+    missing: tuple[type, str],
+    call: Callable[[], Any],
+) -> Capture:
+    """Run `call` instrumented on a library version without `missing` (class, method): the instrumentor reports the
+    absent target at DEBUG (asserted) and instruments the rest; returns the capture of what `call` traced."""
+
+    owner, name = missing
+    monkeypatch.delattr(owner, name)
+    with capture() as cap, caplog.at_level(logging.DEBUG, logger="ragotel"):
+        inst = instrumentor()
+        inst.instrument()
+        try:
+            call()
+        finally:
+            inst.uninstrument()
+    assert any(f"{owner.__name__}.{name}" in r.getMessage() for r in caplog.records)
+    return cap

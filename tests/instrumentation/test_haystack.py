@@ -191,7 +191,7 @@ def test_embedding_retrieval_and_rerank_counted_once(
     assert attrs_of(retrieval)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 4
     [rerank] = spans_of_stage(cap, "rerank")
     attrs = attrs_of(rerank)
-    assert rerank.name == f"rerank {cross_encoder_path}"
+    assert rerank.name == f"rerank {NAME}"  # the cross-encoder merged into it names it
     assert attrs[sc.RAGOTEL_RERANK_MODEL].endswith(NAME)
     assert attrs[sc.GEN_AI_RETRIEVAL_TOP_K] == 2
     assert attrs[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 4

@@ -25,6 +25,7 @@ from tests.instrumentation.tiny_cross_encoder import NAME, cross_encoder_path
 
 from ragotel import semconv as sc
 from ragotel.instrumentation.langchain import LangChainInstrumentor
+from ragotel.instrumentation.sentence_transformers import SentenceTransformersInstrumentor
 from ragotel.testing import Capture
 
 __all__ = ["cross_encoder_path"]  # the session fixture, used by name
@@ -174,3 +175,19 @@ def test_suppressed_twice_and_uninstrumented(cap: Capture, encoder: LocalCrossEn
     cap.clear()
     reranker.compress_documents(_docs(), QUERY)
     assert cap.spans() == []
+
+
+def test_instrumented_cross_encoder_underneath_counts_once(
+    instrumented: Instrumented, encoder: LocalCrossEncoder
+) -> None:
+    """With sentence-transformers instrumented too, `CrossEncoderReranker` → `score` → `CrossEncoder.predict` is one
+    rerank span (the innermost names it), counted once in the stage metric."""
+    cap = instrumented(LangChainInstrumentor, SentenceTransformersInstrumentor)
+    CrossEncoderReranker(model=encoder, top_n=2).compress_documents(_docs(), QUERY)
+    [span] = spans_of_stage(cap, "rerank")
+    attrs = attrs_of(span)
+    assert attrs[sc.RAGOTEL_COMPONENT] == "langchain"
+    assert attrs[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 5
+    assert attrs[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 2
+    [point] = [p for p in cap.metrics(sc.M_STAGE_DURATION) if p.attributes[sc.RAGOTEL_STAGE] == "rerank"]
+    assert point.count == 1

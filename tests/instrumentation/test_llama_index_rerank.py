@@ -24,6 +24,7 @@ from tests.instrumentation.tiny_cross_encoder import NAME, cross_encoder_path
 
 from ragotel import semconv as sc
 from ragotel.instrumentation.llama_index import LlamaIndexInstrumentor
+from ragotel.instrumentation.sentence_transformers import SentenceTransformersInstrumentor
 from ragotel.testing import Capture
 
 __all__ = ["cross_encoder_path"]  # the session fixture, used by name
@@ -146,3 +147,21 @@ def test_malformed_answer_suppression_and_uninstrument(cap: Capture) -> None:
     LlamaIndexInstrumentor().uninstrument()
     VendorRerank().postprocess_nodes(_nodes())
     assert cap.spans() == []
+
+
+def test_instrumented_cross_encoder_underneath_counts_once(
+    instrumented: Instrumented, sbert: SentenceTransformerRerank
+) -> None:
+    """With sentence-transformers instrumented too, the CrossEncoder call merges into the postprocessor's span: one
+    rerank span, named after the cross-encoder, counted once in the stage metric."""
+    cap = instrumented(LlamaIndexInstrumentor, SentenceTransformersInstrumentor)
+    kept = sbert.postprocess_nodes(_nodes(), query_str=QUERY)
+    [span] = spans_of_stage(cap, "rerank")
+    assert span.name == f"rerank {NAME}"
+    attrs = attrs_of(span)
+    assert attrs[sc.RAGOTEL_COMPONENT] == "llama_index"
+    assert attrs[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 5
+    assert attrs[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 2
+    assert attrs[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] == pytest.approx(float(kept[0].score))
+    [point] = [p for p in cap.metrics(sc.M_STAGE_DURATION) if p.attributes[sc.RAGOTEL_STAGE] == "rerank"]
+    assert point.count == 1

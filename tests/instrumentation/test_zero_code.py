@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 from tests.instrumentation.instrumentation_helpers import console_objects
 from tests.servers import FakeOpenAI
+from tests.servers.cohere import FakeCohere
 
 from ragotel import semconv as sc
 
@@ -132,6 +134,48 @@ SCENARIOS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("text_completion", "generation", "llama_index"),
         ],
     ),
+    "cohere": (
+        f"""
+        import cohere
+        co = cohere.ClientV2(api_key="k", base_url=os.environ["FAKE_COHERE_BASE_URL"])
+        co.embed(model="embed-v4.0", texts=["{SECRET}"], input_type="search_query", embedding_types=["float"])
+        co.rerank(model="rerank-v3.5", query="{SECRET}", documents=["{SECRET} a", "b"], top_n=1)
+        """,
+        [("embeddings embed-v4.0", "embedding", "cohere"), ("rerank rerank-v3.5", "rerank", "cohere")],
+    ),
+    "faiss": (
+        """
+        import faiss
+        import numpy as np
+        index = faiss.IndexFlatL2(2)
+        index.add(np.array([[1.0, 0.0], [0.0, 1.0]], dtype="float32"))
+        index.search(np.array([[1.0, 0.1]], dtype="float32"), 1)
+        """,
+        [("add IndexFlatL2", "vector_db", "faiss"), ("search IndexFlatL2", "vector_db", "faiss")],
+    ),
+    "lancedb": (
+        f"""
+        import tempfile
+        import lancedb
+        db = lancedb.connect(tempfile.mkdtemp())
+        table = db.create_table("zc", data=[{{"vector": [1.0, 0.0], "text": "{SECRET}"}}])
+        table.add([{{"vector": [0.0, 1.0], "text": "other"}}])
+        table.search([1.0, 0.1]).limit(1).to_list()
+        """,
+        [("add zc", "vector_db", "lancedb"), ("search zc", "vector_db", "lancedb")],
+    ),
+    "milvus": (
+        f"""
+        import tempfile
+        from pymilvus import MilvusClient
+        milvus = MilvusClient(os.path.join(tempfile.mkdtemp(), "lite.db"))
+        milvus.create_collection("zc", dimension=2)
+        milvus.insert("zc", [{{"id": 1, "vector": [1.0, 0.0], "text": "{SECRET}"}}])
+        milvus.search("zc", data=[[1.0, 0.1]], limit=1, output_fields=["text"])
+        milvus.close()
+        """,
+        [("insert zc", "vector_db", "milvus"), ("search zc", "vector_db", "milvus")],
+    ),
 }
 
 # Haystack runs here once the installed ragotel metadata carries its `ragotel_haystack` entry point (any install of
@@ -169,7 +213,15 @@ def _console_spans(stdout: str) -> list[dict[str, Any]]:
     return [o for o in console_objects(stdout) if isinstance(o, dict) and "context" in o and "attributes" in o]
 
 
-def test_opentelemetry_instrument_runs_the_same_spans(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def fake_cohere() -> Iterator[FakeCohere]:
+    with FakeCohere() as server:
+        yield server
+
+
+def test_opentelemetry_instrument_runs_the_same_spans(
+    fake_openai: FakeOpenAI, fake_cohere: FakeCohere, tmp_path: Path
+) -> None:
     """Under `opentelemetry-instrument` (no code change) every scenario yields its spans, nested and counted once."""
     command = shutil.which("opentelemetry-instrument")
     assert command is not None, "opentelemetry-instrument missing: pip install 'ragotel[test]' (opentelemetry-distro)"
@@ -182,6 +234,7 @@ def test_opentelemetry_instrument_runs_the_same_spans(fake_openai: FakeOpenAI, t
     env = {
         **os.environ,
         "FAKE_OPENAI_BASE_URL": fake_openai.base_url,
+        "FAKE_COHERE_BASE_URL": fake_cohere.url,
         "OTEL_SERVICE_NAME": "zero-code-app",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(others),  # no scenario, or other vendors' instrumentations
@@ -224,7 +277,8 @@ def test_opentelemetry_instrument_runs_the_same_spans(fake_openai: FakeOpenAI, t
 
 
 HEAVY = (
-    "openai", "langchain_core", "chromadb", "qdrant_client", "sentence_transformers", "torch", "llama_index", "haystack"
+    "openai", "langchain_core", "chromadb", "qdrant_client", "sentence_transformers", "torch", "llama_index",
+    "cohere", "faiss", "lancedb", "pymilvus", "haystack",
 )  # fmt: skip
 
 PARITY_APP = """

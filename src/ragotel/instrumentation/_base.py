@@ -27,7 +27,15 @@ from ragotel import telemetry as _telemetry
 from ragotel.streams import EnvelopeProxy, StreamReader, wrap_stream
 from ragotel.telemetry import NOOP, Operation
 
-__all__ = ["ENVELOPE_LAZY", "ENVELOPE_READY", "RagotelInstrumentor", "Target", "argument", "make_wrapper"]
+__all__ = [
+    "ENVELOPE_LAZY",
+    "ENVELOPE_READY",
+    "RagotelInstrumentor",
+    "Target",
+    "argument",
+    "db_batch_size",
+    "make_wrapper",
+]
 
 Attributes = dict[str, Any]
 RequestExtractor = Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Attributes | None]
@@ -47,6 +55,8 @@ class Target:
     whether the result is a raw-response envelope whose ``parse()`` yields the real result (openai's
     ``with_raw_response``): :data:`ENVELOPE_READY` (body in memory: parsed now, the envelope caches it),
     :data:`ENVELOPE_LAZY` (body not read: followed through :class:`~ragotel.streams.EnvelopeProxy`) or None.
+    ``follow(result, op, reader)``, for results that hold their stream (botocore's response dicts), follows that
+    stream in place and returns True when it now owns the operation; without it the result itself is the stream.
     """
 
     module: str
@@ -60,6 +70,7 @@ class Target:
     stream: Callable[[Any, tuple[Any, ...], Mapping[str, Any], Any], StreamReader | None] | None = None
     is_async: bool | None = None  # None: decided from the original callable
     envelope: Callable[[Any], str | None] | None = None
+    follow: Callable[[Any, Operation, StreamReader], bool] | None = None
 
 
 _FAILED: Final[Operation | None] = NOOP  # an extractor failed before the call: traced by the no-op operation
@@ -72,6 +83,11 @@ def argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name:
     if name in kwargs:
         return kwargs[name]
     return args[index] if index < len(args) else default
+
+
+def db_batch_size(count: int | None) -> int | None:
+    """``db.operation.batch_size`` for ``count`` records or queries: database semconv counts two or more as a batch."""
+    return count if count is not None and count >= 2 else None
 
 
 def _begin(target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operation | None:
@@ -116,8 +132,10 @@ def _read(
             body = result.parse()
     if target.stream is not None and body is result:
         reader = target.stream(instance, args, kwargs, result)
-        if reader is not None:
+        if reader is not None and target.follow is None:
             return wrap_stream(result, op, reader)
+        if reader is not None and target.follow is not None and target.follow(result, op, reader):
+            return result
     if target.response is not None:
         op.set_attributes(target.response(instance, body) or {})
     if target.response_content is not None and op.capture_content:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from ragotel import semconv as sc
 from ragotel.bounds import items
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, argument
+from ragotel.instrumentation._base import db_batch_size as _batch
 
 __all__ = ["ChromaInstrumentor"]
 
@@ -59,11 +60,6 @@ def _count(value: Any) -> int | None:
             return 1  # a single vector given as a list of numbers
         return len(value)
     return None
-
-
-def _batch(count: int | None) -> int | None:
-    # Database semconv: only operations of two or more are batches; batch_size is never 1.
-    return count if count is not None and count >= 2 else None
 
 
 # -- request extractors -----------------------------------------------------------------------------------------

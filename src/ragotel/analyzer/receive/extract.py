@@ -13,10 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from ragotel.analyzer.receive.dialects import OTHER_STAGE, count_value, read_span
 from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
-from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID, SERVICE_VERSION
+from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID, SERVICE_VERSION, STAGES
 from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
 from ragotel.semconv import (
     DB_COLLECTION_NAME,
@@ -41,15 +43,19 @@ __all__ = [
 
 UNKNOWN_SERVICE = "unknown_service"
 """What the OTel SDK calls a service that set no ``service.name``."""
-OTHER_STAGE = "other"
 
 _ZERO_COUNTS = frozenset({b"\x18\x00", b"\x21" + bytes(8), b"\x0a\x010"})  # int 0, double 0.0, string "0"
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _ERROR_SEVERITY = 17  # SEVERITY_NUMBER_ERROR
+# Senders that set only the text (severity_number UNSPECIFIED): syslog- and Python-style names of ERROR and above.
+_ERROR_TEXTS = ("ERROR", "FATAL", "CRITICAL", "ALERT", "EMERG", "PANIC")
 # The stages whose spans carry token usage, as the SDK encodes them (AnyValue string_value, field 1).
 _USAGE_STAGES = frozenset(b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING))
 
+
+# Stage names as the serialized AnyValue strings ragotel's spans carry, so both kinds of span share one key shape.
+_STAGE_VALUES = {stage: AnyValue(string_value=stage).SerializeToString() for stage in STAGES}
 
 _LABELS: dict[bytes, Any] = {}
 _MISSING = object()
@@ -109,6 +115,22 @@ def extract_traces(message: Any) -> TraceBatch:
                     error = code == Status.STATUS_CODE_ERROR
                 get = span.attributes.get
                 stage = get(RAGOTEL_STAGE)
+                if stage is None:  # another instrumentation's span: read its dialect
+                    reading = read_span(get, root=not span.parent_span_id)
+                    key = (service, _STAGE_VALUES[reading.stage], reading.component, reading.model, reading.collection)
+                    group = raw_groups.get(key)
+                    if group is None:
+                        group = raw_groups[key] = [[], 0, 0, [], 0, 0]
+                    group[0].append(duration)
+                    group[1] += error or reading.error
+                    group[2] += reading.documents == 0
+                    if reading.user:
+                        group[3].append(reading.user)
+                    if reading.tokens is not None:
+                        group[4] += reading.tokens
+                        group[5] += 1
+                    accepted += 1
+                    continue
                 key = (
                     service,
                     stage,
@@ -161,24 +183,9 @@ def extract_traces(message: Any) -> TraceBatch:
     return TraceBatch(groups, accepted, rejected + bad_status, "; ".join(reasons), versions)
 
 
-_COUNTS: dict[bytes, int] = {}
-
-
 def _count(raw: bytes | None) -> int:
-    """A token count attribute (int, or a numeric string/double) as a non-negative int; 0 when absent or not one.
-    Memoised like label values: one prompt template gives the same few counts again and again."""
-    if raw is None:
-        return 0
-    value = _COUNTS.get(raw)
-    if value is None:
-        try:
-            value = max(0, int(float(any_value_text(raw) or 0)))
-        except (ValueError, OverflowError):
-            value = 0
-        if len(_COUNTS) >= _LABELS_MAX:
-            _COUNTS.clear()
-        _COUNTS[raw] = value
-    return value
+    """A token count attribute as a non-negative int; 0 when absent or not a number."""
+    return count_value(raw) or 0
 
 
 def _status_code(status: bytes) -> int | None:
@@ -265,7 +272,7 @@ def extract_metrics(message: Any) -> MetricBatch:
 
 
 def extract_logs(message: Any) -> LogBatch:
-    """Count log records and error records (severity_number >= ERROR) per service."""
+    """Count log records and error records (severity_number >= ERROR, or only a text saying so) per service."""
     services: dict[str, tuple[int, int]] = {}
     accepted = 0
     for resource_logs in message.resource_logs:
@@ -274,7 +281,9 @@ def extract_logs(message: Any) -> LogBatch:
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
                 total += 1
-                if record.severity_number >= _ERROR_SEVERITY:
+                if record.severity_number >= _ERROR_SEVERITY or (
+                    record.severity_number == 0 and record.severity_text.upper().startswith(_ERROR_TEXTS)
+                ):
                     errors += 1
         if total:
             old_total, old_errors = services.get(service, (0, 0))

@@ -17,6 +17,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from ragotel import _guard
 from ragotel import semconv as sc
 from ragotel.instrumentation._base import RagotelInstrumentor, Target
+from ragotel.instrumentation._genai import envelope
 from ragotel.instrumentation.openai import content as c
 from ragotel.instrumentation.openai import extract as x
 from ragotel.instrumentation.openai import streams as st
@@ -60,7 +61,7 @@ def _targets() -> tuple[Target, ...]:
                         stream=stream,
                         # the async `create`s are sync functions (a decorator) returning a coroutine
                         is_async=is_async,
-                        envelope=x.envelope,
+                        envelope=envelope,
                     )
                 )
     return tuple(rows)

@@ -10,11 +10,8 @@ from typing import Any
 
 from ragotel import semconv as sc
 from ragotel.bounds import items
-from ragotel.instrumentation.openai.extract import get, given, responses_finish_reason
-
-
-def text_part(text: Any) -> dict[str, Any]:
-    return {"type": "text", "content": text}
+from ragotel.instrumentation._genai import get, given, text_part
+from ragotel.instrumentation.openai.extract import responses_finish_reason
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:

@@ -6,39 +6,22 @@ caller actually passed are read (the client's ``omit`` / ``NOT_GIVEN`` placehold
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from ragotel import semconv as sc
 from ragotel.bounds import items
-from ragotel.instrumentation._base import ENVELOPE_LAZY, ENVELOPE_READY
+from ragotel.instrumentation._genai import as_float, as_int, get, given, stop_sequences
 
 COMPONENT: Final = "openai"
 PROVIDER_OPENAI: Final = "openai"
 PROVIDER_AZURE: Final = "azure.ai.openai"
 _DEFAULT_PORTS: Final = {"https": 443, "http": 80}
-_PLACEHOLDERS: Final = frozenset({"NotGiven", "Omit"})
 
 
 # -- small readers ------------------------------------------------------------------------------------------------
-def given(value: Any) -> bool:
-    """True for a value the caller really passed (not None, not the client's ``omit``/``NOT_GIVEN`` sentinels)."""
-    return value is not None and type(value).__name__ not in _PLACEHOLDERS
-
-
-def get(obj: Any, key: str) -> Any:
-    """``obj[key]`` for mappings (request params are TypedDicts), ``obj.key`` for response models."""
-    if isinstance(obj, dict):  # TypedDict params are plain dicts
-        return obj.get(key)
-    return getattr(obj, key, None)
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+_int = as_int
+_float = as_float
 
 
 # base URL object -> its attributes; the URL is immutable and parsing it costs more than the rest of the extractor.
@@ -66,15 +49,6 @@ def client_attributes(instance: Any) -> dict[str, Any]:
             _server_cache.clear()
         _server_cache[id(url)] = (url, dict(attrs))
     return attrs
-
-
-def _stop_sequences(stop: Any) -> list[str] | None:
-    if isinstance(stop, str):
-        return [stop]
-    if isinstance(stop, list | tuple):
-        stops = items(stop)
-        return stops if all(isinstance(s, str) for s in stops) else None
-    return None
 
 
 def _output_type(response_format: Any) -> str | None:
@@ -138,7 +112,7 @@ def _sampling(kwargs: Mapping[str, Any], attrs: dict[str, Any]) -> None:
         attrs[sc.GEN_AI_REQUEST_SEED] = _int(seed)
     stop = kwargs.get("stop")
     if given(stop):
-        attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = _stop_sequences(stop)
+        attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = stop_sequences(stop)
     n = kwargs.get("n")
     if given(n) and n != 1:
         attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = _int(n)
@@ -164,24 +138,6 @@ def usage_attributes(usage: Any) -> dict[str, Any]:
         sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: _int(get(in_details, "cached_tokens")) if in_details else None,
         sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: _int(get(out_details, "reasoning_tokens")) if out_details else None,
     }
-
-
-def is_stream(result: Any) -> bool:
-    # An ABC check (cached per class), not hasattr: a missing attribute on a pydantic model raises expensively.
-    return isinstance(result, Iterator | AsyncIterator)
-
-
-_ENVELOPES: Final = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
-
-
-def envelope(result: Any) -> str | None:
-    """Raw responses: a ``with_raw_response`` body is in memory unless streamed; a streaming response's is not."""
-    name = type(result).__name__
-    if name not in _ENVELOPES:
-        return None
-    if name == "LegacyAPIResponse" and not getattr(result, "_stream", True):
-        return ENVELOPE_READY
-    return ENVELOPE_LAZY
 
 
 # -- request / response extractors --------------------------------------------------------------------------------

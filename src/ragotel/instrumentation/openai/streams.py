@@ -7,8 +7,9 @@ from typing import Any
 
 from ragotel import semconv as sc
 from ragotel.bounds import TextBuffer, items
-from ragotel.instrumentation.openai.content import responses_response_content, text_part
-from ragotel.instrumentation.openai.extract import is_stream, responses_response, usage_attributes
+from ragotel.instrumentation._genai import is_stream, text_part
+from ragotel.instrumentation.openai.content import responses_response_content
+from ragotel.instrumentation.openai.extract import responses_response, usage_attributes
 from ragotel.telemetry import Operation
 
 
