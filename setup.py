@@ -10,5 +10,9 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages("src"), "ragotel._example", "ragotel._example.docs"],
     package_dir={"": "src", "ragotel._example": "examples/langchain_app", "ragotel._example.docs": "docs"},
-    package_data={"ragotel": ["py.typed"], "ragotel._example.docs": ["*.md"]},
+    package_data={
+        "ragotel": ["py.typed"],
+        "ragotel.analyzer.api": ["static/*.*", "static/vendor/*"],  # the web page and its vendored libraries
+        "ragotel._example.docs": ["*.md"],
+    },
 )

@@ -19,6 +19,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-a
     || missing+=(prometheus-alertmanager)
 # promtool (from Debian's prometheus package) checks the analyzer's /metrics exposition and the rules files.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# Debian's Chromium: Playwright drives it for the analyzer page's browser tests (tests/e2e/test_page.py).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "services.sh: installing ${missing[*]}"
@@ -36,7 +38,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         rm -f "$policy"
     fi
 else
-    echo "services.sh: redis-server, postgresql, prometheus-alertmanager and promtool already installed"
+    echo "services.sh: redis-server, postgresql, prometheus-alertmanager, promtool and chromium already installed"
 fi
 
 # The `postgres` system user must exist: tests run initdb/postgres as it when they are root.

@@ -11,7 +11,8 @@ span (same name, kind and attributes, read from a span ragotel really exported):
 no-op exporter, MeterProvider + InMemoryMetricReader); ragotel's Telemetry is bound to those providers. The cases
 take turns round after round in rotating order, so machine noise hits all alike; ratios are paired per round
 (case time / baseline time of the same round) and the table gives their median. ragotel also records its metrics
-(stage duration, GenAI duration) on every call; the SDK baselines record none -- that cost is part of the ratio.
+(one duration histogram per step, see docs/semantic-conventions.md) on every call; the SDK baselines record none --
+that cost is part of the ratio.
 """
 
 from __future__ import annotations

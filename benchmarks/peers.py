@@ -563,8 +563,10 @@ class Worker:
         env = dict(os.environ)
         env.update(
             {
-                # the checkout this file belongs to, whichever checkout the venv's editable ragotel points at
-                "PYTHONPATH": os.pathsep.join((str(HERE), str(ROOT / "src"))),
+                # The caller's PYTHONPATH (a checkout's src/ put there is the ragotel measured), else this checkout's.
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(HERE), os.environ.get("PYTHONPATH", ""), str(ROOT / "src")) if p
+                ),
                 "OTEL_TRACES_EXPORTER": "none",  # no peer may add an exporter of its own
                 "OTEL_METRICS_EXPORTER": "none",
                 "OTEL_LOGS_EXPORTER": "none",
@@ -859,7 +861,9 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [python, str(HERE / "peers.py"), "--profile", *args.profile, "--openai-url", url]
             env = {
                 **os.environ,
-                "PYTHONPATH": os.pathsep.join((str(HERE), str(ROOT / "src"))),
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(HERE), os.environ.get("PYTHONPATH", ""), str(ROOT / "src")) if p
+                ),
                 "OTEL_TRACES_EXPORTER": "none",
                 "OTEL_METRICS_EXPORTER": "none",
                 "OTEL_LOGS_EXPORTER": "none",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,32 @@ def test_fault_matrix_quick_prints_table() -> None:
     assert row[4] in ("yes", "no")
     for cell in row[5:]:
         assert cell == "—" or float(cell) == float(cell), row  # a dash or a number of seconds
+
+
+@pytest.mark.timeout(120)
+def test_telemetry_snapshot_compares_and_catches_a_difference(tmp_path: Path) -> None:
+    """`telemetry_snapshot.py` writes a snapshot, finds it identical to itself, and fails on a lost metric point."""
+    script = str(ROOT / "benchmarks" / "telemetry_snapshot.py")
+    snap = tmp_path / "snap.json"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, script, *args], capture_output=True, text=True, timeout=110, cwd=ROOT, check=False
+        )
+
+    written = run("--write", str(snap))
+    assert written.returncode == 0, written.stderr[-3000:]
+    same = run("--compare", str(snap), str(snap))
+    assert same.returncode == 0, same.stdout
+    assert "telemetry identical: yes" in same.stdout
+    data = json.loads(snap.read_text())
+    assert {"W1 chroma query", "W2 langchain retrieval chain", "W3 openai chat"} <= set(data)
+    data["W3 openai chat"]["metrics"] = [
+        p for p in data["W3 openai chat"]["metrics"] if p["name"] != "gen_ai.client.token.usage"
+    ]
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(data))
+    different = run("--compare", str(snap), str(changed))
+    assert different.returncode == 1, different.stdout
+    assert "telemetry identical: NO" in different.stdout
+    assert "gen_ai.client.token.usage" in different.stdout

@@ -18,14 +18,15 @@ from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.context import Context
+from opentelemetry.trace import Status, StatusCode
 
 from ragotel import _guard
 from ragotel import semconv as sc
 from ragotel.bounds import clip, items, prune
 from ragotel.instruments import METRIC_KEYS, Instruments
 from ragotel.naming import error_type, span_name
-from ragotel.openinference import SPAN_KINDS, end_attributes
+from ragotel.openinference import end_attributes
 
 __all__ = ["NOOP", "OP_KEY", "VECTOR_DB_WATCH_KEY", "MergedOperation", "Operation", "Started"]
 
@@ -36,7 +37,8 @@ VECTOR_DB_WATCH_KEY: Final = otel_context.create_key("ragotel-vector-db-watch")
 Started = tuple[int, float]  # (time.time_ns(), time.perf_counter()) of a step recorded after the fact
 AttrValue = str | bool | int | float | list[str] | list[int] | list[float] | list[bool] | tuple[Any, ...]
 
-_CLIENT_STAGES: Final = frozenset({sc.STAGE_GENERATION, sc.STAGE_EMBEDDING, sc.STAGE_VECTOR_DB})
+_END_LOCK: Final = threading.Lock()  # "ended exactly once" across threads; held for a flag flip only
+_EMPTY: Final = Context()
 _USAGE_KEYS: Final = frozenset({sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS})
 # An inner step reporting one of these renames the merged span (the provider call knows the model best).
 _NAMING_KEYS: Final = frozenset({sc.GEN_AI_REQUEST_MODEL, sc.DB_COLLECTION_NAME, sc.RAGOTEL_RERANK_MODEL})
@@ -45,16 +47,20 @@ _NAMING_KEYS: Final = frozenset({sc.GEN_AI_REQUEST_MODEL, sc.DB_COLLECTION_NAME,
 class Operation:
     """One RAG step: a span (made current while the step's own code runs), a timer and its metric records.
 
+    Attributes reported while the step runs are kept and set on the span once, when it ends (with the error,
+    usage and stream outcome): one ``set_attributes`` per span.
+
     Thread-safety: an operation belongs to the call that started it; ``end`` may come from another thread (a
     stream finished at garbage collection) and runs at most once.
     """
 
     __slots__ = (
+        "_ctx",
         "_depth",
         "_docs",
         "_ended",
-        "_lock",
         "_metric_attrs",
+        "_pending",
         "_start",
         "_tel",
         "_token",
@@ -75,8 +81,11 @@ class Operation:
         attributes: dict[str, Any] | None,
         name: str | None,
         attach: bool,
+        parent: Context | None = None,
         started: Started | None = None,
     ) -> None:
+        """Start the step's span (a child of ``parent``, else of the current context) and, if ``attach``, make it
+        current. Callers guard it: :meth:`ragotel.telemetry.Telemetry.start`."""
         self.stage = stage
         self.component = component
         self._tel = tel
@@ -88,34 +97,31 @@ class Operation:
         self._usage_depth = 0
         self._depth = 0
         self._docs: int | None = None
-        self._lock = threading.Lock() if tel is not None else None
-        self._metric_attrs: dict[str, Any] = {}
+        self._pending: dict[str, Any] = {}
         if tel is None:
+            self._metric_attrs: dict[str, Any] = {}
             self.span: trace.Span = trace.INVALID_SPAN
+            self._ctx = _EMPTY
             self._start = 0.0
             return
-        attrs: dict[str, Any] = {sc.RAGOTEL_STAGE: stage, sc.RAGOTEL_COMPONENT: component}
-        if attributes:
-            attrs.update((k, clip(v)) for k, v in attributes.items() if v is not None)
-            self._note_metric_attrs(attrs)
-        if tel.openinference:
-            attrs[sc.OPENINFERENCE_SPAN_KIND] = SPAN_KINDS.get(stage, "UNKNOWN")
-        kind = SpanKind.CLIENT if stage in _CLIENT_STAGES else SpanKind.INTERNAL
-        start_ns = started[0] if started is not None else None
-        self.span = tel.tracer.start_span(
-            name or span_name(stage, attrs), kind=kind, attributes=tel.aliased(attrs), start_time=start_ns
-        )
+        plan = tel.start_plan(stage, component, attributes, name)
+        self._metric_attrs = dict(plan.metric_attributes)
+        if parent is None:
+            parent = otel_context.get_current()
+        start_ns = started[0] if started is not None else None  # a step recorded after it ran
+        self.span = span = tel.tracer.start_span(plan.name, parent, plan.kind, plan.attributes, start_time=start_ns)
+        # Built once: the context this step runs in (attach, every stream step) and its metrics' exemplar context.
+        self._ctx = otel_context.set_value(OP_KEY, self, trace.set_span_in_context(span, parent))
         self._start = started[1] if started is not None else time.perf_counter()
         if attach:
-            self.attach()
+            self._token = otel_context.attach(self._ctx)
 
     # -- context ---------------------------------------------------------------------------------------------------
     def attach(self) -> None:
         """Make this operation's span current in the calling context (until :meth:`detach` or :meth:`end`)."""
         if self._tel is None or self._token is not None:
             return
-        ctx = otel_context.set_value(OP_KEY, self, trace.set_span_in_context(self.span))
-        self._token = otel_context.attach(ctx)
+        self._token = otel_context.attach(self._ctx)
 
     def detach(self) -> None:
         """Restore the context that was current before :meth:`attach`."""
@@ -123,18 +129,26 @@ class Operation:
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]  # the token attach() returned
 
+    def enter_step(self) -> object | None:
+        """Make the span current for one step of a stream or generator; pass the result to :meth:`exit_step`."""
+        if self._tel is None or self._ended:
+            return None
+        return otel_context.attach(self._ctx)
+
+    @staticmethod
+    def exit_step(token: object | None) -> None:
+        """Restore the caller's context after a step :meth:`enter_step` began."""
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]  # the token attach() returned
+
     @contextmanager
     def activated(self) -> Iterator[None]:
-        """Make the span current for one step of a stream or generator, and restore the caller's context after."""
-        if self._tel is None or self._ended:
-            yield
-            return
-        ctx = otel_context.set_value(OP_KEY, self, trace.set_span_in_context(self.span))
-        token = otel_context.attach(ctx)
+        """:meth:`enter_step` / :meth:`exit_step` around a block."""
+        token = self.enter_step()
         try:
             yield
         finally:
-            otel_context.detach(token)
+            self.exit_step(token)
 
     @property
     def ended(self) -> bool:
@@ -181,7 +195,7 @@ class Operation:
         count = clean.get(sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT)
         if isinstance(count, int):
             self._docs = count
-        self.span.set_attributes(tel.aliased(clean))
+        self._pending.update(tel.aliased(clean))
 
     def set_attribute(self, key: str, value: Any) -> None:
         """Set one attribute (see :meth:`set_attributes`)."""
@@ -251,7 +265,7 @@ class Operation:
         if self._tel is None or self._ended or self._ttfc is not None or self.stage != sc.STAGE_GENERATION:
             return
         self._ttfc = time.perf_counter() - self._start
-        self.span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._ttfc)
+        self._pending[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self._ttfc
 
     def fail(self, exc: BaseException) -> None:
         """End the operation as failed: status ERROR, ``error.type``, the exception recorded. Never raises."""
@@ -259,10 +273,9 @@ class Operation:
 
     def end(self, exc: BaseException | None = None, *, ended_early: bool = False) -> None:
         """End the span and record the metrics, exactly once. Never raises."""
-        lock = self._lock
-        if lock is None or self._ended:
+        if self._ended:
             return
-        with lock:
+        with _END_LOCK:
             if self._ended:
                 return
             self._ended = True
@@ -275,7 +288,7 @@ class Operation:
         duration = time.perf_counter() - self._start
         self.detach()
         span = self.span
-        final: dict[str, Any] = {}
+        final = self._pending
         if exc is not None:
             kind = error_type(exc)
             self._metric_attrs[sc.ERROR_TYPE] = final[sc.ERROR_TYPE] = kind
@@ -284,7 +297,7 @@ class Operation:
         if ended_early:
             final[sc.RAGOTEL_STREAM_ENDED_EARLY] = True
         tel = self._tel
-        assert tel is not None  # only an operation with a Telemetry has a lock
+        assert tel is not None  # only a recording operation ends
         if self._usage_in is not None or self._usage_out is not None:
             usage = {sc.GEN_AI_USAGE_INPUT_TOKENS: self._usage_in, sc.GEN_AI_USAGE_OUTPUT_TOKENS: self._usage_out}
             final.update(tel.aliased({k: v for k, v in usage.items() if v is not None}))
@@ -303,6 +316,8 @@ class Operation:
 
     # -- internals -------------------------------------------------------------------------------------------------
     def _note_metric_attrs(self, attrs: Mapping[str, Any]) -> None:
+        if METRIC_KEYS.isdisjoint(attrs):
+            return
         for key in METRIC_KEYS.intersection(attrs):
             value = attrs[key]
             if isinstance(value, str | int | float | bool):
@@ -330,6 +345,7 @@ class Operation:
             self.component,
             duration,
             self._metric_attrs,
+            self._ctx,
             time_to_first_chunk=self._ttfc,
             usage=(self._usage_in, self._usage_out),
             documents=self._docs,
@@ -352,6 +368,7 @@ class MergedOperation(Operation):
         self._ended = False
         self._token = None
         self._depth = outer._depth + 1
+        self._ctx = otel_context.set_value(OP_KEY, self, trace.set_span_in_context(outer.span))
         # The timer, usage, document and metric slots stay unset: every method reading them is forwarded.
         if attributes:
             self._set_attributes_at(attributes, self._depth)

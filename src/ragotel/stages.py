@@ -61,12 +61,11 @@ class Stage:
             @functools.wraps(func)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
                 op = start(attributes, attach=False)
-                with op.activated():
-                    try:
-                        gen = func(*args, **kwargs)
-                    except BaseException as exc:
-                        op.fail(exc)
-                        raise
+                try:
+                    gen = func(*args, **kwargs)  # runs none of the body: each step runs in the span (the proxy)
+                except BaseException as exc:
+                    op.fail(exc)
+                    raise
                 return wrap_stream(gen, op)
 
             return cast(F, gen_wrapper)

@@ -91,7 +91,7 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
         return self
 
     def __next__(self) -> Any:
-        return self._self_step(lambda: next(self.__wrapped__))
+        return self._self_step(self.__wrapped__.__next__)
 
     def send(self, value: Any) -> Any:
         """Forward ``send`` to a wrapped generator, following it like ``__next__``."""
@@ -102,12 +102,15 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
         return self._self_step(lambda: self.__wrapped__.throw(*args))
 
     def _self_step(self, step: Callable[[], Any]) -> Any:
-        with self._self_op.activated():
-            try:
-                chunk = step()
-            except BaseException as exc:
-                self._self_stopped(exc, StopIteration)
-                raise
+        op = self._self_op
+        token = op.enter_step()
+        try:
+            chunk = step()
+        except BaseException as exc:
+            op.exit_step(token)
+            self._self_stopped(exc, StopIteration)
+            raise
+        op.exit_step(token)
         self._self_chunk(chunk)
         return chunk
 
@@ -148,12 +151,15 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]  # generic only 
         return await self._self_astep(lambda: self.__wrapped__.athrow(*args))
 
     async def _self_astep(self, step: Callable[[], Any]) -> Any:
-        with self._self_op.activated():
-            try:
-                chunk = await step()
-            except BaseException as exc:
-                self._self_stopped(exc, StopAsyncIteration)
-                raise
+        op = self._self_op
+        token = op.enter_step()
+        try:
+            chunk = await step()
+        except BaseException as exc:
+            op.exit_step(token)
+            self._self_stopped(exc, StopAsyncIteration)
+            raise
+        op.exit_step(token)
         self._self_chunk(chunk)
         return chunk
 

@@ -92,19 +92,20 @@ class Telemetry(Instruments):
         attach: bool,
         started: Started | None,
     ) -> Operation:
+        ctx = otel_context.get_current()
+        parent = otel_context.get_value(OP_KEY, ctx)
         if stage == sc.STAGE_VECTOR_DB:
-            watch = otel_context.get_value(VECTOR_DB_WATCH_KEY)
+            watch = otel_context.get_value(VECTOR_DB_WATCH_KEY, ctx)
             if callable(watch):
                 watch()
-        parent = otel_context.get_value(OP_KEY)
         if (
             isinstance(parent, Operation)
             and parent.stage == stage
             and not parent.ended
-            and trace.get_current_span() is parent.span
+            and trace.get_current_span(ctx) is parent.span
         ):
             return MergedOperation(parent, attributes, name, attach)
-        return Operation(self, stage, component, attributes, name, attach, started)
+        return Operation(self, stage, component, attributes, name, attach, ctx, started)
 
 
 # -- the current Telemetry ------------------------------------------------------------------------------------------

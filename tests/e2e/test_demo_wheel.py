@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,16 @@ def test_demo_runs_from_the_wheel_in_an_empty_directory(tmp_path: Path) -> None:
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)]
     )
     (wheel,) = dist.glob("ragotel-*.whl")
+    # issue 14: the analyzer's page ships its static files and the vendored libraries with their licences
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    static = "ragotel/analyzer/api/static/"
+    page_files = (
+        *("index.html", "app.js", "app.css"),
+        *("vendor/uPlot.iife.min.js", "vendor/uPlot.min.css", "vendor/uPlot.LICENSE"),
+        *("vendor/cytoscape.min.js", "vendor/cytoscape.LICENSE", "vendor/VERSIONS.txt"),
+    )
+    assert {static + f for f in page_files} <= names, sorted(n for n in names if n.startswith(static))
 
     venv = tmp_path / "venv"  # the heavy dependencies (chromadb, langchain ...) come from this environment
     _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)])

@@ -14,16 +14,9 @@ from typing import Any
 
 import pytest
 from examples.langchain_app import AppConfig, RagApp
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from tests.e2e.instrumented import instrumented
 from tests.servers import HttpReceiver
 
-import ragotel
 from ragotel.analyzer.config.loading import load_config
 from ragotel.analyzer.server import Server
 from ragotel.demo import DEMO_FAULTS, analyzer_overrides
@@ -57,31 +50,15 @@ def live(tmp_path: Path, http_receiver: HttpReceiver) -> Iterator[Live]:
     """The analyzer configured as `ragotel demo` configures it, and the app instrumented to export to it."""
     server = Server(load_config([], analyzer_overrides(tmp_path / "analyzer.db", f"{http_receiver.url}/hook")))
     server.start()
-    resource = Resource.create({"service.name": SERVICE})
-    tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(
-        BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=f"http://{server.http_address}/v1/traces"), schedule_delay_millis=100
-        )
-    )
-    reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(endpoint=f"http://{server.http_address}/v1/metrics"), export_interval_millis=300
-    )
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
-    handle = ragotel.instrument(
-        tracer_provider=tracer_provider, meter_provider=meter_provider, libraries=["langchain", "chromadb", "openai"]
-    )
-    app = None
     try:
-        app = RagApp(AppConfig(store_dir=tmp_path / "store", embedding="hash", service_name=SERVICE), env={})
-        app.register_health(interval=0.3)
-        yield Live(server, app, http_receiver)
+        with instrumented(server, SERVICE):
+            app = RagApp(AppConfig(store_dir=tmp_path / "store", embedding="hash", service_name=SERVICE), env={})
+            try:
+                app.register_health(interval=0.3)
+                yield Live(server, app, http_receiver)
+            finally:
+                app.close()
     finally:
-        if app is not None:
-            app.close()
-        handle.uninstrument()
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
         server.stop()
 
 

@@ -176,8 +176,7 @@ def test_persistent_client_span_is_the_callers_child_and_metrics(cap: Capture, t
         sc.DB_OPERATION_NAME: "query",
         sc.DB_COLLECTION_NAME: col.name,
     }
-    stages = {p.attributes[sc.RAGOTEL_STAGE] for p in cap.metrics(sc.M_STAGE_DURATION)}
-    assert stages == {"vector_db"}
+    assert cap.metrics(sc.M_STAGE_DURATION) == []  # a vector_db step's duration is db.client.operation.duration
 
 
 def test_error_sets_status_and_error_type(cap: Capture) -> None:

@@ -224,7 +224,7 @@ def test_embeddings_spans(cap: Capture) -> None:
     assert first[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] == 3
     assert first[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 12
     assert _attrs(spans[1])[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] == 1
-    assert [p.count for p in cap.metrics(sc.M_STAGE_DURATION)] == [3]  # aembed → embed_documents merged
+    assert [p.count for p in cap.metrics(sc.M_GEN_AI_OPERATION_DURATION)] == [3]  # aembed → embed_documents merged
 
 
 def test_embeddings_class_defined_after_instrument(cap: Capture) -> None:
@@ -341,7 +341,7 @@ def test_chat_stream_exit_paths(cap: Capture, consume: Callable[[Any], None], ea
     attrs = _attrs(_one(cap))
     assert attrs[sc.GEN_AI_REQUEST_STREAM] is True
     assert attrs.get(sc.RAGOTEL_STREAM_ENDED_EARLY, False) is early
-    assert [p.count for p in cap.metrics(sc.M_STAGE_DURATION)] == [1]
+    assert [p.count for p in cap.metrics(sc.M_GEN_AI_OPERATION_DURATION)] == [1]
 
 
 async def test_async_chat_stream(cap: Capture) -> None:

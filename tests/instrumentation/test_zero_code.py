@@ -25,7 +25,11 @@ from typing import Any
 import pytest
 from tests.instrumentation.instrumentation_helpers import console_objects
 from tests.servers import FakeOpenAI
+from tests.servers.anthropic import FakeAnthropic
+from tests.servers.bedrock import FakeBedrock
 from tests.servers.cohere import FakeCohere
+from tests.servers.gemini import FakeGemini
+from tests.servers.ollama import FakeOllama
 
 from ragotel import semconv as sc
 
@@ -176,6 +180,44 @@ SCENARIOS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         """,
         [("insert zc", "vector_db", "milvus"), ("search zc", "vector_db", "milvus")],
     ),
+    "anthropic": (
+        f"""
+        import anthropic
+        claude = anthropic.Anthropic(api_key="k", base_url=os.environ["FAKE_ANTHROPIC_BASE_URL"], max_retries=0)
+        claude.messages.create(model="claude-zc", max_tokens=16, messages=[{{"role": "user", "content": "{SECRET}"}}])
+        """,
+        [("chat claude-zc", "generation", "anthropic")],
+    ),
+    "bedrock": (
+        f"""
+        import boto3
+        from botocore.config import Config
+        os.environ.update(AWS_ACCESS_KEY_ID="AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY="secret")
+        bedrock = boto3.client("bedrock-runtime", endpoint_url=os.environ["FAKE_BEDROCK_URL"], region_name="us-east-1",
+                               config=Config(retries={{"max_attempts": 1}}))
+        bedrock.converse(modelId="zc-model", messages=[{{"role": "user", "content": [{{"text": "{SECRET}"}}]}}])
+        """,
+        [("chat zc-model", "generation", "bedrock")],
+    ),
+    "google_genai": (
+        f"""
+        from google import genai
+        from google.genai import types
+        options = types.HttpOptions(base_url=os.environ["FAKE_GEMINI_URL"],
+                                    retry_options=types.HttpRetryOptions(attempts=1))
+        gemini = genai.Client(api_key="k", http_options=options)
+        gemini.models.generate_content(model="gemini-zc", contents="{SECRET}")
+        """,
+        [("generate_content gemini-zc", "generation", "google_genai")],
+    ),
+    "ollama": (
+        f"""
+        import ollama
+        local = ollama.Client(host=os.environ["FAKE_OLLAMA_URL"])
+        local.chat(model="llama-zc", messages=[{{"role": "user", "content": "{SECRET}"}}])
+        """,
+        [("chat llama-zc", "generation", "ollama")],
+    ),
 }
 
 # Haystack runs here once the installed ragotel metadata carries its `ragotel_haystack` entry point (any install of
@@ -219,8 +261,20 @@ def fake_cohere() -> Iterator[FakeCohere]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def provider_urls() -> Iterator[dict[str, str]]:
+    """The other providers' loopback servers, as the scenarios' environment."""
+    with FakeAnthropic() as claude, FakeBedrock() as bedrock, FakeGemini() as gemini, FakeOllama() as local:
+        yield {
+            "FAKE_ANTHROPIC_BASE_URL": claude.url,
+            "FAKE_BEDROCK_URL": bedrock.url,
+            "FAKE_GEMINI_URL": gemini.url,
+            "FAKE_OLLAMA_URL": local.url,
+        }
+
+
 def test_opentelemetry_instrument_runs_the_same_spans(
-    fake_openai: FakeOpenAI, fake_cohere: FakeCohere, tmp_path: Path
+    fake_openai: FakeOpenAI, fake_cohere: FakeCohere, provider_urls: dict[str, str], tmp_path: Path
 ) -> None:
     """Under `opentelemetry-instrument` (no code change) every scenario yields its spans, nested and counted once."""
     command = shutil.which("opentelemetry-instrument")
@@ -235,6 +289,7 @@ def test_opentelemetry_instrument_runs_the_same_spans(
         **os.environ,
         "FAKE_OPENAI_BASE_URL": fake_openai.base_url,
         "FAKE_COHERE_BASE_URL": fake_cohere.url,
+        **provider_urls,
         "OTEL_SERVICE_NAME": "zero-code-app",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(others),  # no scenario, or other vendors' instrumentations
@@ -278,7 +333,8 @@ def test_opentelemetry_instrument_runs_the_same_spans(
 
 HEAVY = (
     "openai", "langchain_core", "chromadb", "qdrant_client", "sentence_transformers", "torch", "llama_index",
-    "cohere", "faiss", "lancedb", "pymilvus", "haystack",
+    "cohere", "faiss", "lancedb", "pymilvus", "anthropic", "botocore", "google.genai", "ollama",
+    "haystack",
 )  # fmt: skip
 
 PARITY_APP = """

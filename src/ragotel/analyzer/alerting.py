@@ -20,6 +20,7 @@ from ragotel.analyzer.notify.channels import build_channel
 from ragotel.analyzer.notify.outbox import DeliveryStats, Outbox
 from ragotel.analyzer.recover.manager import RecoveryManager, RecoveryStats
 from ragotel.analyzer.state import StateStore
+from ragotel.analyzer.windows.history import COARSE_KEEP, COARSE_STEP, FINE_KEEP, STEP
 
 __all__ = ["Alerting", "AlertingStats"]
 
@@ -36,6 +37,10 @@ class AlertingWindows(StatsSource, Protocol):
     def dump_baselines(self, *, dirty_only: bool = True) -> list[tuple[tuple[str, str, str], list[list[float]]]]: ...
 
     def restore_baselines(self, rows: Iterable[tuple[tuple[str, str, str], Any]], now: float | None = None) -> int: ...
+
+    def dump_history(self) -> list[tuple[tuple[str, str], float, tuple[float, int, int, int, float, float]]]: ...
+
+    def restore_history(self, rows: Iterable[tuple[tuple[str, str], float, Any]], now: float | None = None) -> int: ...
 
 
 class AlertingStats(DeliveryStats, RecoveryStats, Protocol):
@@ -104,6 +109,9 @@ class Alerting:
         restored = self._windows.restore_baselines(store.baselines(), now)
         if restored:
             _log.info("restored the baselines of %d series from %s", restored, store.path)
+        charted = self._windows.restore_history(store.history(), now)
+        if charted:
+            _log.info("restored the chart history of %d series from %s", charted, store.path)
         self._last_baselines_saved = now
         self._publish()
         self.outbox.start()
@@ -123,6 +131,7 @@ class Alerting:
         if now - self._last_baselines_saved >= _SAVE_BASELINES_EVERY:
             self._last_baselines_saved = now
             self.store.save_baselines(self._windows.dump_baselines(), now)
+            self._save_history(now)
         firing = [a for a in self.active if a.status == "firing"]
         self.outbox.refresh(now, firing)
         self.recovery.tick(now, firing)
@@ -142,7 +151,13 @@ class Alerting:
             self.engine.persist(time.time())
         if self.store is not None:
             self.store.save_baselines(self._windows.dump_baselines(), time.time())
+            self._save_history(time.time())
             self.store.close()
+
+    def _save_history(self, now: float) -> None:
+        if self.store is not None:
+            horizons = {STEP: now - FINE_KEEP, COARSE_STEP: now - COARSE_KEEP}
+            self.store.save_history(self._windows.dump_history(), older_than=horizons)
 
     def _publish(self) -> None:
         """Snapshots of the active alerts for other threads (API, scrapes): replaced whole, never mutated."""

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from ragotel.analyzer.alerting import Alerting
 from ragotel.analyzer.api.alerts import AlertsApi
 from ragotel.analyzer.api.metrics import AlertingCollector, AlertingMetrics, WindowsCollector
+from ragotel.analyzer.api.page import PageApi
 from ragotel.analyzer.api.router import Handler, Router, add_builtin_routes
 from ragotel.analyzer.config.model import Config
 from ragotel.analyzer.receive.auth import load_credentials
@@ -104,6 +105,8 @@ class Server:
         self.add_component(self.alerting)
         for method, path, handler in AlertsApi(self.alerting).routes():
             self.add_route(method, path, handler)
+        for method, path, handler, public in PageApi(self.windows, self.alerting).routes():
+            self.router.add(method, path, handler, public=public)
 
     # --- components and routes -------------------------------------------------------------------------------
 

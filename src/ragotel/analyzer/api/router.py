@@ -73,14 +73,20 @@ class Router:
     def __init__(self, auth: TokenAuth, open_paths: frozenset[str] = frozenset({"/healthz", "/readyz"})) -> None:
         self._routes: dict[str, dict[str, Handler]] = {}
         self._auth = auth
-        self._open = open_paths
+        self._open = set(open_paths)
 
-    def add(self, method: str, path: str, handler: Handler) -> None:
-        """Route ``method path`` to ``handler``; ValueError if that route exists already."""
+    def add(self, method: str, path: str, handler: Handler, *, public: bool = False) -> None:
+        """Route ``method path`` to ``handler``; ValueError if that route exists already.
+
+        ``public`` serves it without the bearer token: only for what holds no data (health probes, the page's
+        static shell, which fetches every datum through the API with the token).
+        """
         methods = self._routes.setdefault(path, {})
         if method.upper() in methods:
             raise ValueError(f"route {method.upper()} {path} is already registered")
         methods[method.upper()] = handler
+        if public:
+            self._open.add(path)
 
     def dispatch(self, request: Request) -> Response:
         """Answer one request; never raises."""

@@ -6,7 +6,7 @@ from typing import Final
 
 __all__ = ["ALERT_COLUMNS", "JSON_COLUMNS", "SCHEMA", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 3  # 2: baselines; 3: burn_history
+SCHEMA_VERSION: Final = 4  # 2: baselines; 3: burn_history; 4: history
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -93,6 +93,19 @@ CREATE TABLE IF NOT EXISTS burn_history (
     updated_at REAL NOT NULL,
     PRIMARY KEY (rule, series)
 );
+CREATE TABLE IF NOT EXISTS history (
+    service TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    resolution REAL NOT NULL,
+    start REAL NOT NULL,
+    count INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    empty INTEGER NOT NULL,
+    p50 REAL NOT NULL,
+    p95 REAL NOT NULL,
+    PRIMARY KEY (service, stage, resolution, start)
+);
+CREATE INDEX IF NOT EXISTS history_start ON history(start);
 """
 
 ALERT_COLUMNS: Final = (

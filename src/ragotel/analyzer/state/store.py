@@ -338,6 +338,27 @@ class StateStore:
             for series, buckets in rows
         }
 
+    # -- chart history ----------------------------------------------------------------------------------------------
+    def save_history(
+        self, rows: Sequence[tuple[tuple[str, str], float, Sequence[float]]], *, older_than: Mapping[float, float]
+    ) -> None:
+        """Upsert history points ((service, stage), resolution, (start, count, errors, empty, p50, p95)) and drop
+        the points of each resolution that started before its ``older_than`` time."""
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(service, stage, resolution, *point) for (service, stage), resolution, point in rows],
+            )
+            self._conn.executemany("DELETE FROM history WHERE resolution = ? AND start < ?", list(older_than.items()))
+
+    def history(self) -> list[tuple[tuple[str, str], float, tuple[float, ...]]]:
+        """Every stored history point, as ``save_history`` takes them."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT service, stage, resolution, start, count, errors, empty, p50, p95 FROM history ORDER BY start"
+            ).fetchall()
+        return [((r[0], r[1]), float(r[2]), tuple(r[3:])) for r in rows]
+
     def prune(self, older_than: float) -> int:
         """Drop resolved episodes, delivered/failed outbox rows, audit records and cooldowns older than a time."""
         with self.transaction():

@@ -57,13 +57,42 @@ class Windows(SignalWindows):
             return self.baselines.get((service, stage, component))
 
     def roll_baselines(self, now: float | None = None, *, hold: frozenset[str] = frozenset()) -> None:
-        """Close the baseline buckets that ended, leaving out those of the services in ``hold`` (under alert)."""
+        """Close the baseline buckets that ended, leaving out those of the services in ``hold`` (under alert), and
+        the history points that ended (all of them: the charts show the fault the baselines leave out)."""
         now = self._clock() if now is None else now
         with self.lock:
             self.baselines.hold(hold, now)
-            self.baselines.roll(
-                ((k[:3], series.recent) for k, series in self._coarse.items() if series.recent is not None), now
-            )
+            rings = [(k[:3], s.recent) for k, s in self._coarse.items() if s.recent is not None]
+            self.baselines.roll(rings, now)
+            self.history.roll([r for r in rings if r[0][0] != OVERFLOW], now)
+
+    def history_keys(self) -> list[tuple[str, str]]:
+        """Every (service, stage) with a history."""
+        with self.lock:
+            return self.history.keys()
+
+    def history_points(self, service: str, stage: str, since: float, now: float | None = None) -> dict[str, Any]:
+        """The downsampled history of one stage from ``since`` on: resolution (s) and points as dicts."""
+        now = self._clock() if now is None else now
+        with self.lock:
+            points, resolution = self.history.points((service, stage), since, now)
+        return {
+            "resolution": resolution,
+            "points": [
+                {"time": p[0], "count": p[1], "errors": p[2], "empty": p[3], "p50": p[4], "p95": p[5]} for p in points
+            ],
+        }
+
+    def dump_history(self) -> list[tuple[tuple[str, str], float, tuple[float, int, int, int, float, float]]]:
+        """History points closed since the last dump, to persist."""
+        with self.lock:
+            return self.history.dump()
+
+    def restore_history(self, rows: Iterable[tuple[tuple[str, str], float, Any]], now: float | None = None) -> int:
+        """Load persisted history points; returns how many series were restored."""
+        now = self._clock() if now is None else now
+        with self.lock:
+            return self.history.load(rows, now)
 
     def dump_baselines(self, *, dirty_only: bool = True) -> list[tuple[tuple[str, str, str], list[list[float]]]]:
         """Baseline buckets to persist (the series changed since the last dump, or all)."""

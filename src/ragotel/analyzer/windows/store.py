@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ragotel.analyzer.windows.baselines import BUCKET, Baselines
+from ragotel.analyzer.windows.history import History
 from ragotel.analyzer.windows.recent import PANE, RecentRing
 from ragotel.analyzer.windows.records import Deploy, LogBatch, MetricBatch, MetricPoint, TraceBatch
 from ragotel.analyzer.windows.sketch import DistinctCounter, QuantileSketch
@@ -108,6 +109,7 @@ class WindowStore:
         # The recent panes also feed the 10-second baseline buckets, closed about a second after they end.
         self._recent_keep = max(self.detection_horizon, 2 * BUCKET)
         self.baselines = Baselines(baseline_horizon, min_samples=baseline_min_samples)
+        self.history = History()  # the page's charts: downsampled per (service, stage), rolled with the baselines
         # Metric samples (for growth fits) are kept this long, even past the window.
         self.fit_window = float(fit_window)
         self.pane_width = self.window / PANES
