@@ -28,14 +28,9 @@ class Instrumented(Protocol):
     def __call__(self, *instrumentors: type[BaseInstrumentor], capture_content: bool = False) -> Capture: ...
 
 
-def attrs_of(span: ReadableSpan) -> dict[str, Any]:
-    """A span's attributes as a plain dict."""
-    return dict(span.attributes or {})
-
-
 def spans_of_stage(cap: Capture, stage: str) -> list[ReadableSpan]:
     """The captured spans of one ragotel stage, in end order."""
-    return [s for s in cap.spans() if attrs_of(s).get(sc.RAGOTEL_STAGE) == stage]
+    return [s for s in cap.spans() if span_attributes(s).get(sc.RAGOTEL_STAGE) == stage]
 
 
 def parent_id(span: ReadableSpan) -> int | None:

@@ -30,9 +30,9 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 from tests.instrumentation.instrumentation_helpers import (
     Instrumented,
-    attrs_of,
     exported_values,
     parent_id,
+    span_attributes,
     spans_of_stage,
 )
 from tests.instrumentation.tiny_cross_encoder import NAME, cross_encoder_path
@@ -121,13 +121,13 @@ def test_rag_pipeline_one_span_per_step(cap: Capture, server: FakeOpenAI) -> Non
     assert pipeline.parent is None
     assert parent_id(retrieval) == pipeline.context.span_id
     assert parent_id(generation) == pipeline.context.span_id
-    rattrs = attrs_of(retrieval)
+    rattrs = span_attributes(retrieval)
     assert retrieval.name == "retrieval InMemoryDocumentStore"
     assert rattrs[sc.RAGOTEL_COMPONENT] == "haystack"
     assert rattrs[sc.GEN_AI_RETRIEVAL_TOP_K] == 3
     assert rattrs[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 3
     assert isinstance(rattrs[sc.RAGOTEL_RETRIEVAL_TOP_SCORE], float)
-    gattrs = attrs_of(generation)
+    gattrs = span_attributes(generation)
     assert generation.name == "chat gpt-4o-mini"
     assert generation.kind is SpanKind.CLIENT
     assert gattrs[sc.RAGOTEL_COMPONENT] == "haystack"
@@ -158,7 +158,7 @@ def test_failed_generation_marks_step_and_pipeline(cap: Capture, server: FakeOpe
     [generation] = spans_of_stage(cap, "generation")
     [pipeline] = spans_of_stage(cap, "pipeline")
     assert generation.status.status_code is StatusCode.ERROR
-    assert attrs_of(generation)[sc.ERROR_TYPE] == "openai.InternalServerError"
+    assert span_attributes(generation)[sc.ERROR_TYPE] == "openai.InternalServerError"
     assert pipeline.status.status_code is StatusCode.ERROR
 
 
@@ -183,14 +183,14 @@ def test_embedding_retrieval_and_rerank_counted_once(
     kept = out["ranker"]["documents"]
     assert len(kept) == 2
     embeddings = spans_of_stage(cap, "embedding")
-    assert [attrs_of(s)[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] for s in embeddings] == [5, 1]
-    assert all(attrs_of(s)[sc.RAGOTEL_COMPONENT] == "haystack" for s in embeddings)
-    assert all(attrs_of(s)[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 384 for s in embeddings)
-    assert all(attrs_of(s)[sc.GEN_AI_PROVIDER_NAME] == "sentence_transformers" for s in embeddings)
+    assert [span_attributes(s)[sc.RAGOTEL_EMBEDDING_BATCH_SIZE] for s in embeddings] == [5, 1]
+    assert all(span_attributes(s)[sc.RAGOTEL_COMPONENT] == "haystack" for s in embeddings)
+    assert all(span_attributes(s)[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 384 for s in embeddings)
+    assert all(span_attributes(s)[sc.GEN_AI_PROVIDER_NAME] == "sentence_transformers" for s in embeddings)
     [retrieval] = spans_of_stage(cap, "retrieval")
-    assert attrs_of(retrieval)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 4
+    assert span_attributes(retrieval)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 4
     [rerank] = spans_of_stage(cap, "rerank")
-    attrs = attrs_of(rerank)
+    attrs = span_attributes(rerank)
     assert rerank.name == f"rerank {NAME}"  # the cross-encoder merged into it names it
     assert attrs[sc.RAGOTEL_RERANK_MODEL].endswith(NAME)
     assert attrs[sc.GEN_AI_RETRIEVAL_TOP_K] == 2
@@ -212,9 +212,9 @@ def test_content_off_by_default_then_on(instrumented: Instrumented, server: Fake
     on = instrumented(HaystackInstrumentor, OpenAIInstrumentor, capture_content=True)
     _rag(server).run(_inputs())
     [retrieval] = spans_of_stage(on, "retrieval")
-    assert attrs_of(retrieval)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUESTION
+    assert span_attributes(retrieval)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUESTION
     [generation] = spans_of_stage(on, "generation")
-    assert REPLY in attrs_of(generation)[sc.GEN_AI_OUTPUT_MESSAGES]
+    assert REPLY in span_attributes(generation)[sc.GEN_AI_OUTPUT_MESSAGES]
 
 
 def test_unknown_component_and_malformed_answer_change_nothing(cap: Capture) -> None:
@@ -277,7 +277,7 @@ def test_streamed_generation_is_one_span(cap: Capture, server: FakeOpenAI) -> No
     assert reply.text == REPLY
     assert len(chunks) > 1
     [span] = spans_of_stage(cap, "generation")
-    attrs = attrs_of(span)
+    attrs = span_attributes(span)
     assert attrs[sc.GEN_AI_REQUEST_STREAM] is True
     assert attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
     assert span.end_time is not None
@@ -299,6 +299,6 @@ def test_failing_extractor_keeps_the_answer(instrumented: Instrumented, monkeypa
         assert len(out["documents"]) == 2
         [span] = spans_of_stage(cap, "retrieval")
         assert span.status.status_code is StatusCode.UNSET
-        assert sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT not in attrs_of(span)
+        assert sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT not in span_attributes(span)
     finally:
         hs._component_targets.cache_clear()

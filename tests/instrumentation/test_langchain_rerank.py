@@ -17,8 +17,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sentence_transformers import CrossEncoder
 from tests.instrumentation.instrumentation_helpers import (
     Instrumented,
-    attrs_of,
     exported_values,
+    span_attributes,
     spans_of_stage,
 )
 from tests.instrumentation.tiny_cross_encoder import NAME, cross_encoder_path
@@ -82,7 +82,7 @@ def test_cross_encoder_reranker_is_one_rerank_span(cap: Capture, encoder: LocalC
     [span] = spans_of_stage(cap, "rerank")
     assert span.name == f"rerank {NAME}"
     assert span.kind is SpanKind.INTERNAL
-    attrs = attrs_of(span)
+    attrs = span_attributes(span)
     assert attrs[sc.RAGOTEL_COMPONENT] == "langchain"
     assert attrs[sc.RAGOTEL_RERANK_MODEL] == NAME
     assert attrs[sc.GEN_AI_RETRIEVAL_TOP_K] == 2
@@ -108,13 +108,13 @@ async def test_async_and_inside_a_compression_retriever(cap: Capture, encoder: L
     cap.clear()
     retriever = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=store.as_retriever())
     assert len(retriever.invoke(QUERY)) == 3
-    retrievals = [s for s in cap.spans() if attrs_of(s)[sc.RAGOTEL_STAGE] == "retrieval"]
+    retrievals = [s for s in cap.spans() if span_attributes(s)[sc.RAGOTEL_STAGE] == "retrieval"]
     [retrieval] = retrievals
     [rerank] = spans_of_stage(cap, "rerank")
     assert rerank.parent is not None
     assert rerank.parent.span_id == retrieval.context.span_id
-    assert attrs_of(rerank)[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 4  # the base retriever's default k
-    assert attrs_of(retrieval)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 3
+    assert span_attributes(rerank)[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 4  # the base retriever's default k
+    assert span_attributes(retrieval)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 3
 
 
 def test_filter_is_not_a_rerank_and_error_is_recorded(cap: Capture, cross_encoder_path: str) -> None:
@@ -127,7 +127,7 @@ def test_filter_is_not_a_rerank_and_error_is_recorded(cap: Capture, cross_encode
         failing.compress_documents(docs, QUERY)
     [span] = spans_of_stage(cap, "rerank")
     assert span.status.status_code is StatusCode.ERROR
-    assert attrs_of(span)[sc.ERROR_TYPE] == "MemoryError"
+    assert span_attributes(span)[sc.ERROR_TYPE] == "MemoryError"
 
 
 def test_malformed_answer_and_unknown_reranker_change_nothing(cap: Capture) -> None:
@@ -144,7 +144,7 @@ def test_malformed_answer_and_unknown_reranker_change_nothing(cap: Capture) -> N
 
     assert VendorRerank().compress_documents(_docs(), QUERY) is odd
     [span] = spans_of_stage(cap, "rerank")
-    assert attrs_of(span)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 1
+    assert span_attributes(span)[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 1
     assert span.status.status_code is StatusCode.UNSET
 
 
@@ -158,8 +158,8 @@ def test_content_off_by_default_and_on(instrumented: Instrumented, encoder: Loca
     on = instrumented(LangChainInstrumentor, capture_content=True)
     CrossEncoderReranker(model=encoder, top_n=2).compress_documents(_docs(), QUERY)
     [span] = spans_of_stage(on, "rerank")
-    assert attrs_of(span)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUERY
-    assert '"id": "d' in attrs_of(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
+    assert span_attributes(span)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUERY
+    assert '"id": "d' in span_attributes(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
 
 
 def test_suppressed_twice_and_uninstrumented(cap: Capture, encoder: LocalCrossEncoder) -> None:
@@ -185,7 +185,7 @@ def test_instrumented_cross_encoder_underneath_counts_once(
     cap = instrumented(LangChainInstrumentor, SentenceTransformersInstrumentor)
     CrossEncoderReranker(model=encoder, top_n=2).compress_documents(_docs(), QUERY)
     [span] = spans_of_stage(cap, "rerank")
-    attrs = attrs_of(span)
+    attrs = span_attributes(span)
     assert attrs[sc.RAGOTEL_COMPONENT] == "langchain"
     assert attrs[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 5
     assert attrs[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 2

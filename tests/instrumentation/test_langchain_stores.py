@@ -23,9 +23,9 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 from tests.instrumentation.instrumentation_helpers import (
     Instrumented,
-    attrs_of,
     exported_values,
     parent_id,
+    span_attributes,
     spans_of_stage,
 )
 
@@ -125,7 +125,7 @@ def test_unknown_store_search_is_one_backdated_vector_db_span(cap: Capture) -> N
     assert span.name == SEARCH
     assert span.kind is SpanKind.CLIENT
     assert parent_id(span) == caller.get_span_context().span_id
-    attrs = attrs_of(span)
+    attrs = span_attributes(span)
     assert attrs[sc.RAGOTEL_COMPONENT] == "langchain"
     assert attrs[sc.DB_SYSTEM_NAME] == "tinystore"
     assert attrs[sc.DB_OPERATION_NAME] == "similarity_search"
@@ -157,14 +157,16 @@ def test_retriever_paths_and_relevance_score(cap: Capture) -> None:
         [retrieval] = spans_of_stage(cap, "retrieval")
         [db] = spans_of_stage(cap, "vector_db")
         assert parent_id(db) == retrieval.context.span_id, search_type
-        assert attrs_of(db)[sc.DB_RESPONSE_RETURNED_ROWS] == 2
-    assert attrs_of(db)[sc.DB_OPERATION_NAME] == "similarity_search_with_score"  # under the scored retrieval
+        assert span_attributes(db)[sc.DB_RESPONSE_RETURNED_ROWS] == 2
+    assert span_attributes(db)[sc.DB_OPERATION_NAME] == "similarity_search_with_score"  # under the scored retrieval
     cap.clear()
     pairs = store.similarity_search_with_relevance_scores(QUESTION, k=2)
     [db] = spans_of_stage(cap, "vector_db")
-    assert sc.RAGOTEL_DB_TOP_SCORE not in attrs_of(db)  # the raw inner search; the retrieval span has the relevance
+    assert sc.RAGOTEL_DB_TOP_SCORE not in span_attributes(
+        db
+    )  # the raw inner search; the retrieval span has the relevance
     [retrieval] = spans_of_stage(cap, "retrieval")
-    assert attrs_of(retrieval)[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] == pytest.approx(max(s for _, s in pairs))
+    assert span_attributes(retrieval)[sc.RAGOTEL_RETRIEVAL_TOP_SCORE] == pytest.approx(max(s for _, s in pairs))
 
 
 async def test_async_searches_one_span_each(cap: Capture) -> None:
@@ -174,7 +176,7 @@ async def test_async_searches_one_span_each(cap: Capture) -> None:
     await store.asimilarity_search(QUESTION, k=2)
     await store.amax_marginal_relevance_search(QUESTION, k=1)
     await store.as_retriever().ainvoke(QUESTION)
-    names = [attrs_of(s)[sc.DB_OPERATION_NAME] for s in spans_of_stage(cap, "vector_db")]
+    names = [span_attributes(s)[sc.DB_OPERATION_NAME] for s in spans_of_stage(cap, "vector_db")]
     assert names == ["similarity_search", "max_marginal_relevance_search", "similarity_search"]
 
 
@@ -186,7 +188,7 @@ def test_failing_search_reraises_and_records_error(cap: Capture) -> None:
         store.similarity_search(QUESTION)
     [span] = spans_of_stage(cap, "vector_db")
     assert span.status.status_code is StatusCode.ERROR
-    assert attrs_of(span)[sc.ERROR_TYPE] == "ConnectionError"
+    assert span_attributes(span)[sc.ERROR_TYPE] == "ConnectionError"
 
 
 def test_malformed_answer_changes_nothing(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,7 +206,7 @@ def test_malformed_answer_changes_nothing(cap: Capture, monkeypatch: pytest.Monk
     docs = store.similarity_search(QUESTION, k=2)
     assert [d.id for d in docs] == [d.id for d in store.similarity_search(QUESTION, k=2)]
     assert len(spans_of_stage(cap, "vector_db")) == 2  # recorded without the result attributes
-    assert all(sc.DB_RESPONSE_RETURNED_ROWS not in attrs_of(s) for s in spans_of_stage(cap, "vector_db"))
+    assert all(sc.DB_RESPONSE_RETURNED_ROWS not in span_attributes(s) for s in spans_of_stage(cap, "vector_db"))
 
 
 def test_store_with_unknown_methods_still_runs(cap: Capture) -> None:
@@ -236,8 +238,8 @@ def test_content_capture_off_and_on(instrumented: Instrumented) -> None:
     on = instrumented(LangChainInstrumentor, capture_content=True)
     store.similarity_search(QUESTION, k=2)
     [span] = spans_of_stage(on, "vector_db")
-    assert attrs_of(span)[sc.DB_QUERY_TEXT] == QUESTION
-    assert '"id": "t' in attrs_of(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
+    assert span_attributes(span)[sc.DB_QUERY_TEXT] == QUESTION
+    assert '"id": "t' in span_attributes(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
 
 
 def test_suppressed_uninstrumented_and_instrumented_twice(cap: Capture) -> None:
@@ -269,7 +271,7 @@ def test_chroma_underneath_makes_exactly_one_vector_db_span(instrumented: Instru
     store.as_retriever(search_kwargs={"k": 2}).invoke(QUESTION)
     asyncio.run(store.asimilarity_search(QUESTION, k=2))
     spans = spans_of_stage(cap, "vector_db")
-    assert [(attrs_of(s)[sc.RAGOTEL_COMPONENT], s.name) for s in spans] == [("chromadb", "query lc-notes")] * 3
+    assert [(span_attributes(s)[sc.RAGOTEL_COMPONENT], s.name) for s in spans] == [("chromadb", "query lc-notes")] * 3
     points = cap.metrics(sc.M_DB_OPERATION_DURATION)
     assert sum(p.count for p in points if p.attributes[sc.DB_OPERATION_NAME] == "query") == 3
 
@@ -291,7 +293,7 @@ def test_batch_is_one_pipeline_holding_every_input(cap: Capture, use_async: bool
     answers = asyncio.run(chain.abatch(questions)) if use_async else chain.batch(questions)
     assert answers == ["kiwi-answer"] * 3
     [pipeline] = spans_of_stage(cap, "pipeline")
-    assert attrs_of(pipeline)[sc.RAGOTEL_PIPELINE_BATCH_SIZE] == 3
+    assert span_attributes(pipeline)[sc.RAGOTEL_PIPELINE_BATCH_SIZE] == 3
     assert len(spans_of_stage(cap, "retrieval")) == 3
     assert len(spans_of_stage(cap, "generation")) == 3
     assert {s.context.trace_id for s in cap.spans()} == {pipeline.context.trace_id}

@@ -16,8 +16,8 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import StatusCode
 from tests.instrumentation.instrumentation_helpers import (
     Instrumented,
-    attrs_of,
     exported_values,
+    span_attributes,
     spans_of_stage,
 )
 from tests.instrumentation.tiny_cross_encoder import NAME, cross_encoder_path
@@ -70,7 +70,7 @@ def test_sentence_transformer_rerank_is_one_rerank_span(cap: Capture, sbert: Sen
     kept = sbert.postprocess_nodes(_nodes(), query_str=QUERY)
     assert len(kept) == 2
     [span] = spans_of_stage(cap, "rerank")
-    attrs = attrs_of(span)
+    attrs = span_attributes(span)
     assert attrs[sc.RAGOTEL_COMPONENT] == "llama_index"
     assert attrs[sc.RAGOTEL_RERANK_MODEL].endswith(NAME)
     assert attrs[sc.GEN_AI_RETRIEVAL_TOP_K] == 2
@@ -94,7 +94,7 @@ async def test_llm_rerank_in_a_query_engine(cap: Capture) -> None:
     for pipeline, span in zip(pipelines, reranks, strict=True):
         assert span.parent is not None
         assert span.parent.span_id == pipeline.context.span_id
-        attrs = attrs_of(span)
+        attrs = span_attributes(span)
         assert attrs[sc.RAGOTEL_RERANK_MODEL] == "judge-1"
         assert attrs[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 4
         assert attrs[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 2
@@ -113,7 +113,7 @@ def test_filters_untraced_errors_recorded(cap: Capture, sbert: SentenceTransform
         sbert.postprocess_nodes(nodes)  # no query: LlamaIndex's own error
     [span] = spans_of_stage(cap, "rerank")
     assert span.status.status_code is StatusCode.ERROR
-    assert attrs_of(span)[sc.ERROR_TYPE] == "ValueError"
+    assert span_attributes(span)[sc.ERROR_TYPE] == "ValueError"
 
 
 def test_content_off_then_on(instrumented: Instrumented, sbert: SentenceTransformerRerank) -> None:
@@ -126,8 +126,8 @@ def test_content_off_then_on(instrumented: Instrumented, sbert: SentenceTransfor
     on = instrumented(LlamaIndexInstrumentor, capture_content=True)
     sbert.postprocess_nodes(_nodes(), query_bundle=QueryBundle(QUERY))
     [span] = spans_of_stage(on, "rerank")
-    assert attrs_of(span)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUERY
-    assert '"id": "n' in attrs_of(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
+    assert span_attributes(span)[sc.GEN_AI_RETRIEVAL_QUERY_TEXT] == QUERY
+    assert '"id": "n' in span_attributes(span)[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
 
 
 def test_malformed_answer_suppression_and_uninstrument(cap: Capture) -> None:
@@ -158,7 +158,7 @@ def test_instrumented_cross_encoder_underneath_counts_once(
     kept = sbert.postprocess_nodes(_nodes(), query_str=QUERY)
     [span] = spans_of_stage(cap, "rerank")
     assert span.name == f"rerank {NAME}"
-    attrs = attrs_of(span)
+    attrs = span_attributes(span)
     assert attrs[sc.RAGOTEL_COMPONENT] == "llama_index"
     assert attrs[sc.RAGOTEL_RERANK_INPUT_DOCUMENT_COUNT] == 5
     assert attrs[sc.RAGOTEL_RETRIEVAL_DOCUMENT_COUNT] == 2
