@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local: never reach for the hub
@@ -41,18 +42,20 @@ _WORDS = [
 ]
 
 
-def build(directory: Path) -> str:
-    """Write a randomly initialised (seeded) one-layer BERT sequence classifier with one label; its path."""
+def build(directory: Path, vocabulary: Sequence[str] = ()) -> str:
+    """Write a randomly initialised (seeded) one-layer BERT sequence classifier with one label, with ``vocabulary``
+    (special tokens first) or this module's; its path."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     path = directory / NAME
     path.mkdir(parents=True, exist_ok=True)
+    words = list(vocabulary) or _WORDS
     vocab = path / "vocab.txt"
-    vocab.write_text("\n".join(_WORDS) + "\n", encoding="utf-8")
+    vocab.write_text("\n".join(words) + "\n", encoding="utf-8")
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(_WORDS),
+        vocab_size=len(words),
         hidden_size=16,
         num_hidden_layers=1,
         num_attention_heads=2,
@@ -61,7 +64,7 @@ def build(directory: Path) -> str:
         num_labels=1,
     )
     BertForSequenceClassification(config).save_pretrained(path)
-    BertTokenizer(str(vocab)).save_pretrained(path)
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(path)
     return str(path)
 
 
