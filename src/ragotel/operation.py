@@ -303,7 +303,8 @@ class Operation:
             final.update(tel.aliased({k: v for k, v in usage.items() if v is not None}))
         if tel.openinference:
             # Read back from the SDK span (an API-only span has no attributes: the kind alone was set at start).
-            carried = getattr(span, "attributes", None) or {}
+            # What the step reported is still pending here (set once below): it wins over what the span carries.
+            carried = {**(getattr(span, "attributes", None) or {}), **final}
             final.update(
                 end_attributes(
                     self.stage, carried, self._usage_in, self._usage_out, capture_content=tel.capture_content

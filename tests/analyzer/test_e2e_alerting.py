@@ -35,8 +35,9 @@ WINDOW = "3s"
 FAST_RULES = [
     {"name": "high_response_time", "signal": "latency_p95", "match": {"stage": "pipeline"}, "threshold": 0.3,
      "for": "0s", "severity": "critical"},
+    # min_errors 3 as the built-in rule: the dependency graph calls a dependency down from 3 failed calls (issue 14)
     {"name": "database_connection", "signal": "error_rate", "match": {"stage": "vector_db"}, "threshold": 0.1,
-     "for": "0s", "severity": "critical"},
+     "for": "0s", "min_errors": 3, "severity": "critical"},
     {"name": "service_unavailable", "signal": "dependency_health", "condition": "less_than", "threshold": 1,
      "for": "0s", "severity": "critical"},
     {"name": "memory_leak", "signal": "memory_growth", "threshold": 2000000, "for": "1s", "severity": "warning",
@@ -150,15 +151,18 @@ def test_slow_generation_fires_high_response_time_naming_generation(
 def test_failing_vector_db_fires_database_connection(
     analyzer_with_hook: Callable[..., Server], http_receiver: HttpReceiver
 ) -> None:
-    """Vector DB errors fire database_connection with vector_db_errors first; the restart hook runs and is audited."""
-    hook = {"name": "restart", "on": ["restart_service"], "action": {"type": "command", "argv": ["true", "{service}"]}}
+    """Vector DB calls all failing fire database_connection naming the Chroma dependency as down (issue 14: the
+    dependency graph shows its edge failing); the failover hook runs and is audited."""
+    hook = {"name": "failover", "on": ["failover"], "action": {"type": "command", "argv": ["true", "{service}"]}}
     server = analyzer_with_hook(recovery=[hook])
-    with App(server.http_address or "") as app:
-        app.vector_db_down = True
+    app = App(server.http_address or "")
+    app.vector_db_down = True  # from the first call: every vector DB call fails
+    with app:
         firing = _wait(http_receiver, "database_connection", "firing")
         assert (firing["service"], firing["stage"], firing["component"]) == ("rag-app", "vector_db", "chroma")
-        assert firing["diagnosis"]["primary_cause"] == "vector_db_errors"
-        assert firing["diagnosis"]["recommended_actions"][0] == "restart_service"
+        assert firing["diagnosis"]["primary_cause"] == "dependency_down"
+        assert firing["diagnosis"]["dependency"]["id"] == "dependency:vector_db/chroma/"
+        assert firing["diagnosis"]["recommended_actions"][0] == "failover"
         metrics = api(server, "/metrics").text
         assert 'ragotel_analyzer_alerts{rule="database_connection",severity="critical",state="firing"} 1.0' in metrics
         deadline = time.monotonic() + 10
@@ -169,8 +173,8 @@ def test_failing_vector_db_fires_database_connection(
             assert time.monotonic() < deadline
             time.sleep(0.05)
         (run,) = runs
-        assert (run["hook"], run["status"], run["command"]["argv"]) == ("restart", "succeeded", ["true", "rag-app"])
-        assert run["reason"] == "database_connection firing; primary cause vector_db_errors"
+        assert (run["hook"], run["status"], run["command"]["argv"]) == ("failover", "succeeded", ["true", "rag-app"])
+        assert run["reason"] == "database_connection firing; primary cause dependency_down"
         app.vector_db_down = False
         _wait(http_receiver, "database_connection", "resolved")
     assert api(server, "/api/v1/recoveries").json()["recoveries"][0]["verification"] == "resolved"
@@ -291,7 +295,7 @@ def test_two_analyzer_replicas_one_alertmanager_notification(
             "stage": "vector_db",
             "component": "chroma",
         }
-        assert alert["annotations"]["primary_cause"] == "vector_db_errors"
+        assert alert["annotations"]["primary_cause"] == "dependency_down"  # issue 14: the graph names chroma
         (held,) = am.alerts()
         time.sleep(2.5)  # both replicas refresh every second; group_interval (1s) passed twice: no duplicate
         assert len(http_receiver.wait_for(1, path="/am")) == 1

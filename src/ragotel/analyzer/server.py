@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from ragotel.analyzer.alerting import Alerting
 from ragotel.analyzer.api.alerts import AlertsApi
+from ragotel.analyzer.api.graph import dependencies_handler
 from ragotel.analyzer.api.metrics import AlertingCollector, AlertingMetrics, WindowsCollector
 from ragotel.analyzer.api.page import PageApi
 from ragotel.analyzer.api.router import Handler, Router, add_builtin_routes
@@ -91,6 +92,7 @@ class Server:
         self._handler = ExportHandler(self.ingest, self.metrics)
         self.router = Router(credentials.api_auth)
         add_builtin_routes(self.router, self.windows, self.registry, self.readiness)
+        self.router.add("GET", "/api/v1/dependencies", dependencies_handler(self.windows))
         self._components: list[Component] = []
         self._grpc: OtlpGrpcServer | None = None
         self._http: HttpService | None = None

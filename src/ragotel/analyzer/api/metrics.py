@@ -123,6 +123,15 @@ class WindowsCollector(Collector):
             "Items counted into the overflow series since start because max_series was reached.",
             counts["overflow"],
         )
+        dropped = CounterMetricFamily(
+            "ragotel_analyzer_graph_dropped_items",
+            "Dependency-graph items left out since start: calls on a new edge past the edge limit (edge_limit), "
+            "halves of a cross-service call pushed out of the full pairing map (pair_limit).",
+            labels=["reason"],
+        )
+        dropped.add_metric(["edge_limit"], counts["graph_overflow"])
+        dropped.add_metric(["pair_limit"], self._windows.pairs.counts["dropped"])
+        yield dropped
         labels = ["service", "stage", "component"]
         rate = GaugeMetricFamily("ragotel_stage_request_rate", "Spans per second over the window.", labels=labels)
         errors = GaugeMetricFamily("ragotel_stage_error_ratio", "Failed fraction over the window.", labels=labels)

@@ -8,15 +8,36 @@ corroborates 0.98 > a deploy just before the regression 0.97 > the stage an adap
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from ragotel.analyzer.judge.records import Cause, StageShare
 from ragotel.analyzer.vocabulary import CAUSE_ACTIONS, format_value
+from ragotel.analyzer.windows.graph import downstream
 from ragotel.analyzer.windows.records import Deploy
 
-__all__ = ["dependency_causes", "deploy_cause", "error_causes", "latency_causes", "own_shares", "rank", "summary_of"]
+__all__ = [
+    "dependency_causes",
+    "deploy_cause",
+    "error_causes",
+    "graph_causes",
+    "latency_causes",
+    "own_shares",
+    "rank",
+    "summary_of",
+]
 
 _CHILD_STAGES: Final = frozenset({"embedding", "vector_db", "rerank"})
+# The dependency types a stage relies on besides what its own spans call (a retrieval span encloses the vector
+# database and embedding calls); the pipeline, or a service as a whole, relies on everything its service does.
+_STAGE_RELIES_ON: Final = {
+    "generation": frozenset({"llm"}),
+    "embedding": frozenset({"llm"}),
+    "vector_db": frozenset({"vector_db", "database"}),
+    "retrieval": frozenset({"vector_db", "database", "llm", "cache"}),
+    "rerank": frozenset({"llm", "http"}),
+}
+_GRAPH_DOWN: Final = 0.99
+"""A down dependency the graph shows below the alerted service or stage: above a corroborated health check (0.98)."""
 
 
 def rank(causes: Sequence[Cause]) -> list[Cause]:
@@ -52,6 +73,79 @@ def dependency_causes(
             )
         )
     return out
+
+
+def graph_causes(
+    graph: Mapping[str, Any], labels: Mapping[str, str]
+) -> tuple[list[Cause], dict[str, Any] | None, set[str]]:
+    """The down dependencies (and services) downstream of the alerted service or stage in the dependency graph
+    (``/api/v1/dependencies``): one ``dependency_down`` cause each, for the lowest down nodes only (a down service
+    whose own dependency is down is explained by it), the primary one as a record for the diagnosis, and the
+    health checks these causes stand for (their own ``dependency_down`` causes would repeat them)."""
+    service = labels.get("service")
+    if not service:
+        return [], None, set()
+    nodes = {n["id"]: n for n in graph.get("nodes", ())}
+    below: dict[str, list[str]] = {}
+    for edge in graph.get("edges", ()):
+        below.setdefault(edge["source"], []).append(edge["target"])
+    own = f"service:{service}"
+    stage = labels.get("stage")
+    if stage is None or stage not in _STAGE_RELIES_ON:
+        starts = [own]
+    else:
+        component = labels.get("component")
+        starts = [
+            n["id"]
+            for n in nodes.values()
+            if n["kind"] == "stage"
+            and n["service"] == service
+            and n["type"] == stage
+            and component in (None, n["attributes"].get("component", ""))
+        ]
+        starts += [
+            t
+            for t in below.get(own, ())
+            if nodes[t]["kind"] == "dependency" and nodes[t]["type"] in _STAGE_RELIES_ON[stage]
+        ]
+    reached = downstream(starts, below)
+    down = [i for i in reached if i != own and nodes[i]["health"] == "down" and nodes[i]["kind"] != "stage"]
+    lowest = [i for i in down if not (set(downstream([i], below)) - {i}) & set(down)]
+    # The dependency the alert is about (a health check's alert), then the nearest to the alerted node.
+    named = labels.get("dependency")
+    order = {node_id: n for n, node_id in enumerate(reached)}
+    lowest.sort(key=lambda i: (named not in (nodes[i].get("health_checks") or ()), order[i]))
+    causes = []
+    for node_id in lowest:
+        node = nodes[node_id]
+        kind = node["type"] or node["kind"]
+        checks = node.get("health_checks") or []
+        failing = node.get("failing_checks") or []
+        why = f"fails its health check {', '.join(failing)}" if failing else "fails most of the calls made to it"
+        where = f"{stage}/{labels['component']}" if stage and labels.get("component") else (stage or service)
+        causes.append(
+            Cause(
+                "dependency_down",
+                f"dependency {node['name']} ({kind}) is down: it {why}; {where} in {service} depends on it",
+                _GRAPH_DOWN,
+                CAUSE_ACTIONS["dependency_down"],
+                kind if kind in ("vector_db", "generation", "embedding") else None,
+                checks[0] if len(checks) == 1 else node["name"],
+            )
+        )
+    if not causes:
+        return [], None, set()
+    primary = nodes[lowest[0]]
+    record = {
+        "id": primary["id"],
+        "name": primary["name"],
+        "type": primary["type"],
+        "health": primary["health"],
+        "health_checks": list(primary.get("health_checks") or []),
+        "upstream": starts[0] if len(starts) == 1 else own,
+    }
+    checks_of_down = {c for i in down for c in nodes[i].get("health_checks") or ()}
+    return causes, record, checks_of_down
 
 
 def own_shares(shares: Sequence[StageShare]) -> dict[tuple[str, str], tuple[float, float]]:

@@ -17,6 +17,7 @@ from ragotel.analyzer.judge.causes import (
     dependency_causes,
     deploy_cause,
     error_causes,
+    graph_causes,
     latency_causes,
     rank,
     summary_of,
@@ -30,6 +31,8 @@ __all__ = ["Diagnoser", "StatsSource"]
 
 _SLOWER: Final = 1.5
 _ADAPTIVE: Final = 0.96  # above attribution's best (0.95), below a recent deploy (0.97) and a down dependency (0.98)
+_GRAPH_KINDS: Final = frozenset({"errors", "latency", "dependency_health"})
+_GRAPH_LIMIT: Final = 1_000_000  # the diagnosis walks the whole graph: nothing folded into aggregates
 _DEPLOY_WINDOW: Final = 900.0
 """A latency or error regression within this long after a ``service.version`` change is blamed on the change."""
 
@@ -46,6 +49,10 @@ class StatsSource(SignalSource, Protocol):
     def models(self, service: str, stage: str, component: str, *, now: float | None = None) -> list[str]: ...
 
     def deploy(self, service: str) -> Deploy | None: ...
+
+    def dependencies(
+        self, *, service: str | None = None, limit: int = ..., now: float | None = None
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(slots=True)
@@ -177,7 +184,13 @@ class Diagnoser:
         causes: list[Cause] = []
         if spec.type == "adaptive":
             causes += self._adaptive_causes(spec, labels, value, now)
-        causes += dependency_causes(deps, shares, "adaptive" if spec.type == "adaptive" else kind)
+        found, dependency, named = self._graph_causes(spec, kind, labels, now)
+        causes += found
+        causes += [
+            c
+            for c in dependency_causes(deps, shares, "adaptive" if spec.type == "adaptive" else kind)
+            if c.component not in named
+        ]
         if kind == "latency":
             causes += latency_causes(shares, labels)
             causes += self._load_causes(service, now)
@@ -261,10 +274,21 @@ class Diagnoser:
             summary,
             tuple(shares),
             deploy.to_dict() if deploy is not None else None,
+            dependency if ranked[0].cause == "dependency_down" else None,
         )
         if deploy is not None:
             symptoms["deploy"] = deploy.to_dict()
         return diagnosis, symptoms
+
+    def _graph_causes(
+        self, spec: RuleSpec, kind: str, labels: Mapping[str, str], now: float
+    ) -> tuple[list[Cause], dict[str, Any] | None, set[str]]:
+        """Down dependencies below the alerted service or stage in the dependency graph, for the alerts a dependency
+        explains: errors, latency and dependency health (an adaptive rule's latency and errors too)."""
+        if kind not in _GRAPH_KINDS and not (spec.type == "adaptive" and spec.signal in ("latency", "error_rate")):
+            return [], None, set()
+        graph = self._source.dependencies(limit=_GRAPH_LIMIT, now=now)
+        return graph_causes(graph, labels)
 
     def _adaptive_causes(self, spec: RuleSpec, labels: Mapping[str, str], value: float, now: float) -> list[Cause]:
         """The stage an adaptive rule found off its baseline is the cause, with the excess quoted (0.96: it outranks

@@ -102,6 +102,8 @@ class Diagnosis:
     summary: str
     attribution: tuple[StageShare, ...] = ()
     deploy: Mapping[str, Any] | None = None  # previous_version, version, changed_at of a deploy-aware diagnosis
+    # The down node of the dependency graph named as the cause: id, name, type, health, health_checks, upstream.
+    dependency: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
@@ -114,6 +116,8 @@ class Diagnosis:
         }
         if self.deploy is not None:
             doc["deploy"] = dict(self.deploy)
+        if self.dependency is not None:
+            doc["dependency"] = dict(self.dependency)
         return doc
 
     @classmethod
@@ -127,6 +131,7 @@ class Diagnosis:
             doc["summary"],
             tuple(StageShare.from_dict(s) for s in doc.get("attribution", ())),
             doc.get("deploy"),
+            doc.get("dependency"),
         )
 
     @classmethod

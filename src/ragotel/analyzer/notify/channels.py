@@ -90,6 +90,8 @@ def webhook_payload(n: Notification) -> dict[str, Any]:
             "attribution": diagnosis.get("attribution", []),
         },
     }
+    if diagnosis.get("dependency"):
+        payload["diagnosis"]["dependency"] = diagnosis["dependency"]
     if alert.get("deploy"):
         payload["deploy"] = alert["deploy"]
     if n.extra.get("repeat"):

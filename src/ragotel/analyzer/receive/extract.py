@@ -19,20 +19,25 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from ragotel.analyzer.receive.dialects import OTHER_STAGE, count_value, read_span
 from ragotel.analyzer.receive.wire import ERROR_STATUS, any_value_text
 from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID, SERVICE_VERSION, STAGES
-from ragotel.analyzer.windows.records import LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
+from ragotel.analyzer.windows.records import CallSpan, LogBatch, MetricBatch, MetricPoint, SpanGroup, TraceBatch
 from ragotel.semconv import (
     DB_COLLECTION_NAME,
+    DB_SYSTEM_NAME,
     ENDUSER_ID,
+    GEN_AI_PROVIDER_NAME,
     GEN_AI_REQUEST_MODEL,
     GEN_AI_RESPONSE_MODEL,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
+    LEGACY_NAMES,
     RAGOTEL_COMPONENT,
     RAGOTEL_RETRIEVAL_DOCUMENT_COUNT,
     RAGOTEL_STAGE,
+    SERVER_ADDRESS,
     SERVICE_NAME,
     STAGE_EMBEDDING,
     STAGE_GENERATION,
+    STAGE_VECTOR_DB,
 )
 
 __all__ = [
@@ -50,8 +55,18 @@ _ZERO_SPAN = bytes(8)
 _ERROR_SEVERITY = 17  # SEVERITY_NUMBER_ERROR
 # Senders that set only the text (severity_number UNSPECIFIED): syslog- and Python-style names of ERROR and above.
 _ERROR_TEXTS = ("ERROR", "FATAL", "CRITICAL", "ALERT", "EMERG", "PANIC")
+_SERVER_KIND = 2  # SPAN_KIND_SERVER
+_CLIENT_KIND = 3  # SPAN_KIND_CLIENT
+# The names these attributes had before the semantic conventions renamed them, as peer instrumentations still send.
+_LEGACY_PROVIDER = LEGACY_NAMES[GEN_AI_PROVIDER_NAME][1]
+_LEGACY_DB_SYSTEM = LEGACY_NAMES[DB_SYSTEM_NAME][1]
 # The stages whose spans carry token usage, as the SDK encodes them (AnyValue string_value, field 1).
 _USAGE_STAGES = frozenset(b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING))
+# The stages whose spans call an LLM or a database (the dependency graph's stage -> dependency edges).
+_CALL_STAGES = frozenset(
+    b"\x0a" + bytes([len(s)]) + s.encode() for s in (STAGE_GENERATION, STAGE_EMBEDDING, STAGE_VECTOR_DB)
+)
+_VECTOR_DB_STAGE = b"\x0a" + bytes([len(STAGE_VECTOR_DB)]) + STAGE_VECTOR_DB.encode()
 
 
 # Stage names as the serialized AnyValue strings ragotel's spans carry, so both kinds of span share one key shape.
@@ -84,8 +99,11 @@ def extract_traces(message: Any) -> TraceBatch:
     accepted = rejected = bad_status = 0
     zero_counts = _ZERO_COUNTS
     usage_stages = _USAGE_STAGES
+    call_stages = _CALL_STAGES
+    vector_db_stage = _VECTOR_DB_STAGE
     error_status = ERROR_STATUS
     versions: dict[str, str] = {}
+    raw_calls: list[tuple[Any, ...]] = []
     for resource_spans in message.resource_spans:
         service = resource_spans.resource.attributes.get(SERVICE_NAME)
         version = resource_spans.resource.attributes.get(SERVICE_VERSION)
@@ -115,9 +133,32 @@ def extract_traces(message: Any) -> TraceBatch:
                     error = code == Status.STATUS_CODE_ERROR
                 get = span.attributes.get
                 stage = get(RAGOTEL_STAGE)
+                provider = db_system = server = None
+                if stage is None or stage in call_stages:  # only these call an LLM or a database
+                    if stage != vector_db_stage:
+                        provider = get(GEN_AI_PROVIDER_NAME) or get(_LEGACY_PROVIDER)
+                    if provider is None:
+                        db_system = get(DB_SYSTEM_NAME) or get(_LEGACY_DB_SYSTEM)
+                    if provider is not None or db_system is not None:
+                        server = get(SERVER_ADDRESS)
+                kind = span.kind
+                # SERVER spans, and CLIENT spans to anything but an LLM or a database (those are dependencies, with
+                # their own nodes), may be halves of a call between two services.
+                if kind == _SERVER_KIND or (kind == _CLIENT_KIND and provider is None and db_system is None):
+                    peer = get(SERVER_ADDRESS) if kind == _CLIENT_KIND else None
+                    raw_calls.append((kind, trace_id, span_id, span.parent_span_id, service, duration, error, peer))
                 if stage is None:  # another instrumentation's span: read its dialect
                     reading = read_span(get, root=not span.parent_span_id)
-                    key = (service, _STAGE_VALUES[reading.stage], reading.component, reading.model, reading.collection)
+                    key = (
+                        service,
+                        _STAGE_VALUES[reading.stage],
+                        reading.component,
+                        reading.model,
+                        reading.collection,
+                        provider,
+                        db_system,
+                        server,
+                    )
                     group = raw_groups.get(key)
                     if group is None:
                         group = raw_groups[key] = [[], 0, 0, [], 0, 0]
@@ -137,6 +178,9 @@ def extract_traces(message: Any) -> TraceBatch:
                     get(RAGOTEL_COMPONENT),
                     get(GEN_AI_RESPONSE_MODEL) or get(GEN_AI_REQUEST_MODEL),
                     get(DB_COLLECTION_NAME),
+                    provider,
+                    db_system,
+                    server,
                 )
                 group = raw_groups.get(key)
                 if group is None:
@@ -158,7 +202,7 @@ def extract_traces(message: Any) -> TraceBatch:
                 accepted += 1
     groups = []
     for key, (durations, errors, empty, users, tokens, token_calls) in raw_groups.items():
-        service, stage, component, model, collection = key
+        service, stage, component, model, collection, provider, db_system, server = key
         stage_text = _text(stage, OTHER_STAGE)
         groups.append(
             SpanGroup(
@@ -173,14 +217,30 @@ def extract_traces(message: Any) -> TraceBatch:
                 users=[u for u in map(any_value_text, users) if u] if stage_text == "pipeline" else [],
                 tokens=tokens,
                 token_calls=token_calls,
+                provider=_text(provider, ""),
+                db_system=_text(db_system, ""),
+                server=_text(server, ""),
             )
         )
+    calls = [
+        CallSpan(
+            kind == _CLIENT_KIND,
+            trace_id,
+            span_id,
+            parent,
+            _text(service, UNKNOWN_SERVICE),
+            duration * 1e-9,
+            error,
+            _text(peer, ""),
+        )
+        for kind, trace_id, span_id, parent, service, duration, error, peer in raw_calls
+    ]
     reasons = []
     if rejected:
         reasons.append(f"{rejected} span(s) with an invalid trace_id/span_id or an end before the start")
     if bad_status:
         reasons.append(f"{bad_status} span(s) with an undecodable status")
-    return TraceBatch(groups, accepted, rejected + bad_status, "; ".join(reasons), versions)
+    return TraceBatch(groups, accepted, rejected + bad_status, "; ".join(reasons), versions, calls)
 
 
 def _count(raw: bytes | None) -> int:

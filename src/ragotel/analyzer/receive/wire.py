@@ -50,7 +50,14 @@ def _build() -> Any:
         [
             ("trace_id", 1, _F.TYPE_BYTES, opt, None),
             ("span_id", 2, _F.TYPE_BYTES, opt, None),
-            ("parent_span_id", 4, _F.TYPE_BYTES, opt, None),  # wrapper spans of other dialects: root or not
+            (
+                "parent_span_id",
+                4,
+                _F.TYPE_BYTES,
+                opt,
+                None,
+            ),  # graph pairs; wrapper spans of other dialects: root or not
+            ("kind", 6, _F.TYPE_INT32, opt, None),  # the SpanKind enum: same varint on the wire
             ("start_time_unix_nano", 7, _F.TYPE_FIXED64, opt, None),
             ("end_time_unix_nano", 8, _F.TYPE_FIXED64, opt, None),
             # google.rpc-free Status kept raw: ERROR is almost always exactly b"\x18\x02".

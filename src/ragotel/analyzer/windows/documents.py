@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID
+from ragotel.analyzer.vocabulary import SERVICE_INSTANCE_ID, iso_time
+from ragotel.analyzer.windows.graph import (
+    DEFAULT_LIMIT,
+    EdgeFigures,
+    GraphParts,
+    build_graph,
+    health_target,
+    service_node,
+    stage_node,
+)
+from ragotel.analyzer.windows.recent import RecentRing
 from ragotel.analyzer.windows.records import Baseline, RecentStats, StageStats
 from ragotel.analyzer.windows.signals import SignalWindows, window_slope
+from ragotel.analyzer.windows.sketch import QuantileSketch
 from ragotel.analyzer.windows.store import OVERFLOW, MetricKey, SpanKey, Summary
 from ragotel.semconv import (
     M_DEPENDENCY_CHECK_DURATION,
@@ -17,6 +28,9 @@ from ragotel.semconv import (
 )
 
 __all__ = ["Windows"]
+
+_GRAPH_RECENT_SAMPLES = 10
+"""Newest calls an edge's recent verdict (and so a node's health) is read from, as the adaptive rules judge."""
 
 
 class Windows(SignalWindows):
@@ -243,6 +257,79 @@ class Windows(SignalWindows):
                     for s, deps in sorted(services.items())
                 ],
             }
+
+    # -- the dependency graph ------------------------------------------------------------------------------------
+    def dependencies(
+        self, *, service: str | None = None, limit: int = DEFAULT_LIMIT, now: float | None = None
+    ) -> dict[str, Any]:
+        """The ``/api/v1/dependencies`` document: services, stages and dependencies with the edges between them."""
+        now = self._clock() if now is None else now
+        with self.lock:
+            parts = self._graph_parts(now)
+            covered = self._covered(now)
+        return build_graph(
+            parts, covered=covered, window=self.window, limit=limit, service=service, generated_at=iso_time(now) or ""
+        )
+
+    def _graph_parts(self, now: float) -> GraphParts:
+        parts = GraphParts()
+        for (service, stage, component, _, _), series in self._coarse.items():
+            if service == OVERFLOW:
+                continue
+            summary = self._summary((service, stage, component, "", ""), series, now)
+            if summary.count:
+                figures = self._figures(summary, series.recent, stage, now)
+                parts.edge(service_node(service), stage_node(service, stage, component), figures)
+        for edge, (source, target, series) in self._edges.items():
+            summary = self._summary(edge, series, now)
+            if summary.count:
+                figures = self._figures(summary, series.recent, "edge", now)
+                figures.via = "calls" if source.kind == "service" else "spans"
+                parts.edge(source, target, figures)
+        self._health_edges(parts, now)
+        return parts
+
+    def _figures(self, summary: Summary, recent: RecentRing | None, stage: str, now: float) -> EdgeFigures:
+        newest = (
+            recent.read(now, stage=stage, min_samples=_GRAPH_RECENT_SAMPLES, horizon=self.detection_horizon)
+            if recent is not None
+            else None
+        )
+        return EdgeFigures(
+            summary.count,
+            summary.errors,
+            summary.sketch,
+            newest.count if newest is not None else 0,
+            newest.errors if newest is not None else 0,
+        )
+
+    def _health_edges(self, parts: GraphParts, now: float) -> None:
+        """Service -> dependency edges of the health checks: health reports in the window (each exported point), the
+        failed ones, check durations."""
+        horizon = now - self.window
+        durations: dict[tuple[str, str, str], list[float]] = {}
+        for key, series in self._live(M_DEPENDENCY_CHECK_DURATION, now):
+            durations[_dependency_id(key)] = [v for arrival, _, v in series.samples if arrival >= horizon]
+        called = parts.called_dependencies()
+        for key, series in self._live(M_DEPENDENCY_HEALTH, now):
+            if key[0] == OVERFLOW:
+                continue
+            attrs = dict(key[2])
+            name, kind = attrs.get(RAGOTEL_DEPENDENCY_NAME, ""), attrs.get(RAGOTEL_DEPENDENCY_KIND, "")
+            target = health_target(called, key[0], name, kind)
+            parts.gauge(parts.node(target), series.value, name)
+            source = service_node(key[0])
+            if parts.has_calls(source, target):
+                continue  # the service's own calls to it are the edge; its health reports only set its health
+            probes = [v for arrival, _, v in series.samples if arrival >= horizon] or [series.value]
+            sketch = QuantileSketch()
+            sketch.add_indices(QuantileSketch.indices(durations.get(_dependency_id(key), ())))
+            failed = sum(1 for v in probes if v < 1.0)
+            parts.edge(
+                source,
+                target,
+                EdgeFigures(len(probes), failed, sketch, 1, int(series.value < 1.0), via="health_check"),
+            )
 
     def metric_series(
         self, *, service: str | None = None, name: str | None = None, limit: int = 1000, now: float | None = None

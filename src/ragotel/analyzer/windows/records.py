@@ -7,6 +7,7 @@ from typing import Any
 
 __all__ = [
     "Baseline",
+    "CallSpan",
     "Deploy",
     "LogBatch",
     "MetricBatch",
@@ -34,6 +35,25 @@ class SpanGroup:
     users: list[str]
     tokens: int = 0  # input + output tokens of the spans reporting usage (generation, embedding)
     token_calls: int = 0  # spans reporting usage
+    # What the spans call, for the dependency graph (windows/graph.py): gen_ai.provider.name, db.system.name and
+    # server.address ("" when absent). Spans differing only in these share the statistics series above.
+    provider: str = ""
+    db_system: str = ""
+    server: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpan:
+    """A CLIENT or SERVER span, kept for pairing the calls of one service into another (W3C trace context)."""
+
+    client: bool  # kind CLIENT (else SERVER)
+    trace_id: bytes
+    span_id: bytes
+    parent_span_id: bytes
+    service: str
+    duration: float  # seconds
+    error: bool
+    peer: str = ""  # a CLIENT span's server.address: the peer it calls, if no SERVER span of it ever comes
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +65,7 @@ class TraceBatch:
     rejected: int
     error_message: str
     versions: dict[str, str] = field(default_factory=dict)  # service -> its resource's service.version
+    calls: list[CallSpan] = field(default_factory=list)  # CLIENT and SERVER spans, for cross-service edges
 
 
 @dataclass(frozen=True, slots=True)

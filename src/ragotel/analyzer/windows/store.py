@@ -16,14 +16,24 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from ragotel.analyzer.windows.baselines import BUCKET, Baselines
+from ragotel.analyzer.windows.graph import CallPairs, Node, dependency_node, peer_node, service_node, stage_node
 from ragotel.analyzer.windows.history import History
 from ragotel.analyzer.windows.recent import PANE, RecentRing
-from ragotel.analyzer.windows.records import Deploy, LogBatch, MetricBatch, MetricPoint, TraceBatch
+from ragotel.analyzer.windows.records import (
+    CallSpan,
+    Deploy,
+    LogBatch,
+    MetricBatch,
+    MetricPoint,
+    SpanGroup,
+    TraceBatch,
+)
 from ragotel.analyzer.windows.sketch import DistinctCounter, QuantileSketch
 
-__all__ = ["OVERFLOW", "PANES", "MetricKey", "MetricSeries", "SpanKey", "Summary", "WindowStore"]
+__all__ = ["OVERFLOW", "PANES", "EdgeKey", "MetricKey", "MetricSeries", "SpanKey", "Summary", "WindowStore"]
 
 PANES = 12
 OVERFLOW = "_overflow_"
@@ -35,6 +45,8 @@ _MAX_DEPLOYS = 10_000
 SpanKey = tuple[str, str, str, str, str]  # service, stage, component, model, collection
 MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]  # service, name, attributes
 _OVERFLOW_SPAN: SpanKey = (OVERFLOW, OVERFLOW, OVERFLOW, "", "")
+EdgeKey = tuple[str, str]  # source node id, target node id
+_EDGE_STAGE: Final = "edge"  # what the recent panes of an edge are read as (no retrieval figures)
 
 
 class _SpanPane:
@@ -64,6 +76,27 @@ class _SpanSeries:
             panes.append(_SpanPane(index))
         self.version += 1
         return panes[-1]
+
+
+def _count_into(
+    series: _SpanSeries, index: int, recent_index: int, group: SpanGroup, bins: list[int], total: float
+) -> None:
+    """Count a group of spans (``bins``: their sketch indices, ``total``: their summed duration) into a series."""
+    pane = series.pane(index)
+    pane.count += len(group.durations)
+    pane.errors += group.errors
+    pane.empty += group.empty_retrievals
+    pane.duration_sum += total
+    pane.sketch.add_indices(bins)
+    if series.recent is not None:
+        series.recent.add(recent_index, group)
+
+
+def _count_call(series: _SpanSeries, index: int, recent_index: int, client: CallSpan, failed: bool) -> None:
+    """Count one call between services (the client's duration) into an edge series."""
+    durations = [client.duration]
+    call = SpanGroup(client.service, _EDGE_STAGE, "", "", "", durations, int(failed), 0, [])
+    _count_into(series, index, recent_index, call, QuantileSketch.indices(durations), client.duration)
 
 
 @dataclass(slots=True)
@@ -96,6 +129,7 @@ class WindowStore:
         window: float = 60.0,
         *,
         max_series: int = 100_000,
+        max_edges: int = 10_000,
         detection_horizon: float = 30.0,
         baseline_horizon: float = 3600.0,
         baseline_min_samples: int = 30,
@@ -123,10 +157,16 @@ class WindowStore:
         self._metrics: dict[str, dict[MetricKey, MetricSeries]] = {}
         self._metric_count = 0
         self._logs: dict[str, deque[list[int]]] = {}  # service -> panes of [index, records, errors]
-        self._summaries: dict[SpanKey, tuple[int, int, Summary]] = {}
+        self._summaries: dict[tuple[str, ...], tuple[int, int, Summary]] = {}
         self._totals = {"spans": 0, "metric_points": 0, "logs": 0, "overflow": 0}
         self._expired_through = -1
         self._deploys: dict[str, Deploy] = {}
+        # The dependency graph's own edges (stage -> dependency, service -> service), beside the span series.
+        self.max_edges = max_edges
+        self._edges: dict[EdgeKey, tuple[Node, Node, _SpanSeries]] = {}
+        self._dependency_nodes: dict[tuple[str, str, str, str], Node | None] = {}
+        self.pairs = CallPairs(ttl=max(self.detection_horizon, 10.0))
+        self._totals["graph_overflow"] = 0
 
     # --- writing ---------------------------------------------------------------------------------------------
 
@@ -169,22 +209,68 @@ class WindowStore:
                 fine: SpanKey = (group.service, group.stage, group.component, group.model, group.collection)
                 targets = self._targets(coarse, fine, n)
                 for series in targets:
-                    pane = series.pane(index)
-                    pane.count += n
-                    pane.errors += group.errors
-                    pane.empty += group.empty_retrievals
-                    pane.duration_sum += total
-                    pane.sketch.add_indices(bins)
-                    if series.recent is not None:
-                        series.recent.add(recent_index, group)
+                    _count_into(series, index, recent_index, group, bins, total)
                 if group.users:  # distinct users are a pipeline-level figure: the per-component series only
                     pane = targets[0].panes[-1]
                     if pane.users is None:
                         pane.users = DistinctCounter()
                     pane.users.add_all(group.users)
+                if group.provider or group.db_system:
+                    self._add_dependency_calls(group, index, recent_index, bins, total)
+            if batch.calls:
+                self._add_service_calls(batch.calls, now, index, recent_index)
             self._totals["spans"] += batch.accepted
             for service, version in batch.versions.items():
                 self._note_version(service, version, now)
+
+    def _edge(self, source: Node, target: Node, calls: int) -> _SpanSeries | None:
+        """The series of the edge ``source -> target``, created if ``max_edges`` allows (else ``calls`` are counted
+        as dropped and None returned)."""
+        key = (source.id, target.id)
+        held = self._edges.get(key)
+        if held is not None:
+            return held[2]
+        if len(self._edges) >= self.max_edges:
+            self._totals["graph_overflow"] += calls
+            return None
+        series = _SpanSeries(RecentRing(self._recent_keep))
+        self._edges[key] = (source, target, series)
+        return series
+
+    def _add_dependency_calls(
+        self, group: SpanGroup, index: int, recent_index: int, bins: list[int], total: float
+    ) -> None:
+        """Count a group's calls on the edge from its stage to the LLM or database they call."""
+        memo = (group.stage, group.provider, group.db_system, group.server)
+        if memo in self._dependency_nodes:
+            target = self._dependency_nodes[memo]
+        else:
+            target = dependency_node(*memo)
+            if len(self._dependency_nodes) >= self.max_edges:
+                self._dependency_nodes.clear()
+            self._dependency_nodes[memo] = target
+        if target is None:
+            return
+        series = self._edge(stage_node(group.service, group.stage, group.component), target, len(group.durations))
+        if series is not None:
+            _count_into(series, index, recent_index, group, bins, total)
+
+    def _add_service_calls(self, calls: list[CallSpan], now: float, index: int, recent_index: int) -> None:
+        """Pair CLIENT and SERVER spans; count each pair on the edge between the two services, with the client's
+        duration (what the caller waited) and an error when either side failed."""
+        for client, server in self.pairs.add(calls, now):
+            series = self._edge(service_node(client.service), service_node(server.service), 1)
+            if series is not None:
+                _count_call(series, index, recent_index, client, client.error or server.error)
+
+    def _add_peer_calls(self, calls: list[CallSpan], now: float) -> None:
+        """Count CLIENT spans no SERVER span answered on the edge to the HTTP dependency they name (now: they are
+        counted late, when their wait ends)."""
+        index, recent_index = int(now // self.pane_width), int(now // PANE)
+        for client in calls:
+            series = self._edge(service_node(client.service), peer_node(client.peer), 1)
+            if series is not None:
+                _count_call(series, index, recent_index, client, client.error)
 
     def _note_version(self, service: str, version: str, now: float) -> None:
         """Keep the current and previous ``service.version`` of a service and when it changed (first seen)."""
@@ -268,6 +354,15 @@ class WindowStore:
                     if not panes:
                         del store[key]
                         self._summaries.pop(key, None)
+            for edge, (_, _, series) in list(self._edges.items()):
+                panes = series.panes
+                while panes and panes[0].index < first:
+                    panes.popleft()
+                if not panes:
+                    del self._edges[edge]
+            unanswered = self.pairs.expire(now)
+            if unanswered:
+                self._add_peer_calls(unanswered, now)
             for name, by_key in list(self._metrics.items()):
                 for mkey, metric in list(by_key.items()):
                     if metric.last_arrival < horizon:
@@ -296,10 +391,10 @@ class WindowStore:
         # A one-second floor keeps a burst in the first instants after start from reading as an absurd rate.
         return max(min(span, now - self._started), min(1.0, span))
 
-    def _summary(self, key: SpanKey, series: _SpanSeries, now: float, first: int | None = None) -> Summary:
+    def _summary(self, key: tuple[str, ...], series: _SpanSeries, now: float, first: int | None = None) -> Summary:
         """Merge the panes in the window (or from pane ``first`` on, uncached); cached for per-component series,
         which every rule tick reads."""
-        cache = key[3] == "" and key[4] == "" and first is None
+        cache = first is None and len(key) == 5 and key[3] == "" and key[4] == ""
         first = self._first_pane(now) if first is None else first
         cached = self._summaries.get(key) if cache else None
         if cached is not None and cached[0] == series.version and cached[1] == first:
