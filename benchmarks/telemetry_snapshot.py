@@ -169,7 +169,7 @@ def snapshot() -> dict[str, Any]:
         tracer_provider=base.tracer_provider,
         meter_provider=base.meter_provider,
     )
-    proc, url = start_fake_server("openai")
+    proc, url = start_fake_server()
     try:
         workloads: dict[str, Callable[[], Any]] = {
             **_stage_workloads(),

@@ -61,6 +61,7 @@ LIBRARIES: Final[dict[str, Library]] = {
     "faiss": Library("faiss", "ragotel.instrumentation.faiss:FaissInstrumentor"),
     "lancedb": Library("lancedb", "ragotel.instrumentation.lancedb:LanceDBInstrumentor"),
     "milvus": Library("pymilvus", "ragotel.instrumentation.milvus:MilvusInstrumentor"),
+    "haystack": Library("haystack", "ragotel.instrumentation.haystack:HaystackInstrumentor"),
 }
 
 

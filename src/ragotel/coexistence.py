@@ -70,6 +70,8 @@ KNOWN: Final[dict[str, str]] = {
     "opentelemetry-instrumentation-cohere": "cohere",
     "opentelemetry-instrumentation-milvus": "milvus",
     "opentelemetry-instrumentation-lancedb": "lancedb",
+    "opentelemetry-instrumentation-haystack": "haystack",  # OpenLLMetry
+    "openinference-instrumentation-haystack": "haystack",
 }
 # What an instrumentation's `instruments` extra requires -> the ragotel library.
 _REQUIREMENTS: Final[dict[str, str]] = {
@@ -88,6 +90,7 @@ _REQUIREMENTS: Final[dict[str, str]] = {
     "pymilvus": "milvus",
     "lancedb": "lancedb",
     "faiss-cpu": "faiss",
+    "haystack-ai": "haystack",
 }
 
 

@@ -27,9 +27,13 @@ from ragotel.instruments import METRIC_KEYS, Instruments
 from ragotel.naming import error_type, span_name
 from ragotel.openinference import end_attributes
 
-__all__ = ["NOOP", "OP_KEY", "MergedOperation", "Operation"]
+__all__ = ["NOOP", "OP_KEY", "VECTOR_DB_WATCH_KEY", "MergedOperation", "Operation", "Started"]
 
 OP_KEY: Final = otel_context.create_key("ragotel-operation")
+# A framework call that makes a vector_db span only when no client underneath makes one (LangChain's generic
+# vector store search) puts a callable here; every vector_db operation opened in that context calls it.
+VECTOR_DB_WATCH_KEY: Final = otel_context.create_key("ragotel-vector-db-watch")
+Started = tuple[int, float]  # (time.time_ns(), time.perf_counter()) of a step recorded after the fact
 AttrValue = str | bool | int | float | list[str] | list[int] | list[float] | list[bool] | tuple[Any, ...]
 
 
@@ -86,6 +90,7 @@ class Operation:
         name: str | None,
         attach: bool,
         parent: Context | None = None,
+        started: Started | None = None,
     ) -> None:
         """Start the step's span (a child of ``parent``, else of the current context) and, if ``attach``, make it
         current. Callers guard it: :meth:`ragotel.telemetry.Telemetry.start`."""
@@ -114,11 +119,12 @@ class Operation:
         self._metric_owned = False
         if parent is None:
             parent = otel_context.get_current()
-        self.span = span = tel.tracer.start_span(plan.name, parent, plan.kind, plan.attributes)
+        start_ns = started[0] if started is not None else None  # a step recorded after it ran
+        self.span = span = tel.tracer.start_span(plan.name, parent, plan.kind, plan.attributes, start_time=start_ns)
         # Built once: the context this step runs in (attach, every stream step) and its metrics' exemplar context;
         # one Context with both values (what set_span_in_context then set_value would give, in one copy, not four).
         self._ctx = Context({**parent, _SPAN_KEY: span, OP_KEY: self})
-        self._start = time.perf_counter()
+        self._start = started[1] if started is not None else time.perf_counter()
         if attach:
             self._token = otel_context.attach(self._ctx)
 

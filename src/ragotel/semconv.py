@@ -22,6 +22,7 @@ RAGOTEL_RETRIEVAL_DOCUMENT_SCORES: Final = "ragotel.retrieval.document.scores"  
 RAGOTEL_STREAM_ENDED_EARLY: Final = "ragotel.stream.ended_early"
 RAGOTEL_STREAM_CHUNKS: Final = "ragotel.stream.chunks"
 RAGOTEL_PIPELINE_NAME: Final = "ragotel.pipeline.name"
+RAGOTEL_PIPELINE_BATCH_SIZE: Final = "ragotel.pipeline.batch_size"  # inputs of one batched pipeline run
 RAGOTEL_RERANK_MODEL: Final = "ragotel.rerank.model"
 # Rerank spans: model (above), top_n as gen_ai.retrieval.top_k (only when sent), the documents given to the reranker
 # (below), the documents it returned as ragotel.retrieval.document_count and their best relevance score as

@@ -16,6 +16,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from ragotel import _guard
+from ragotel import semconv as sc
 from ragotel.config import (
     DEFAULT_CAPTURE_MAX_LENGTH,
     ENV_CAPTURE,
@@ -25,7 +26,7 @@ from ragotel.config import (
     env_int,
 )
 from ragotel.instruments import VERSION, Instruments
-from ragotel.operation import NOOP, OP_KEY, MergedOperation, Operation
+from ragotel.operation import NOOP, OP_KEY, VECTOR_DB_WATCH_KEY, MergedOperation, Operation, Started
 
 __all__ = [
     "NOOP",
@@ -70,16 +71,31 @@ class Telemetry(Instruments):
         attributes: dict[str, Any] | None,
         name: str | None = None,
         attach: bool = True,
+        started: Started | None = None,
     ) -> Operation:
-        """:meth:`start` for callers that have just checked instrumentation is not suppressed (the wrappers)."""
+        """:meth:`start` for callers that have just checked instrumentation is not suppressed (the wrappers).
+
+        ``started`` backdates the span and timer of a step recorded only after it ran (see
+        :data:`~ragotel.operation.VECTOR_DB_WATCH_KEY`).
+        """
         # The single guard around span creation: a failure gives the no-op operation.
-        return _guard.run("Telemetry.start", NOOP, self._operation, stage, component, attributes, name, attach)
+        return _guard.run("Telemetry.start", NOOP, self._operation, stage, component, attributes, name, attach, started)
 
     def _operation(
-        self, stage: str, component: str, attributes: dict[str, Any] | None, name: str | None, attach: bool
+        self,
+        stage: str,
+        component: str,
+        attributes: dict[str, Any] | None,
+        name: str | None,
+        attach: bool,
+        started: Started | None,
     ) -> Operation:
         ctx = otel_context.get_current()
         parent = otel_context.get_value(OP_KEY, ctx)
+        if stage == sc.STAGE_VECTOR_DB:
+            watch = otel_context.get_value(VECTOR_DB_WATCH_KEY, ctx)
+            if callable(watch):
+                watch()
         if (
             isinstance(parent, Operation)
             and parent.stage == stage
@@ -87,7 +103,7 @@ class Telemetry(Instruments):
             and trace.get_current_span(ctx) is parent.span
         ):
             return MergedOperation(parent, attributes, name, attach)
-        return Operation(self, stage, component, attributes, name, attach, ctx)
+        return Operation(self, stage, component, attributes, name, attach, ctx, started)
 
 
 # -- the current Telemetry ------------------------------------------------------------------------------------------

@@ -28,6 +28,16 @@ class Instrumented(Protocol):
     def __call__(self, *instrumentors: type[BaseInstrumentor], capture_content: bool = False) -> Capture: ...
 
 
+def spans_of_stage(cap: Capture, stage: str) -> list[ReadableSpan]:
+    """The captured spans of one ragotel stage, in end order."""
+    return [s for s in cap.spans() if span_attributes(s).get(sc.RAGOTEL_STAGE) == stage]
+
+
+def parent_id(span: ReadableSpan) -> int | None:
+    """The span id of a span's parent, None for a root."""
+    return span.parent.span_id if span.parent else None
+
+
 def exported_values(cap: Capture) -> str:
     """Every span's name, attributes and event attributes as one string, to search for leaked content."""
     return repr([(s.name, dict(s.attributes or {}), [dict(e.attributes or {}) for e in s.events]) for s in cap.spans()])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -11,7 +10,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 import pytest
-import torch
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 from sentence_transformers import CrossEncoder
@@ -21,7 +19,7 @@ from tests.instrumentation.instrumentation_helpers import (
     exported_values,
     traced_without,
 )
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+from tests.instrumentation.tiny_cross_encoder import build
 
 from ragotel import semconv as sc
 from ragotel.instrumentation.sentence_transformers import SentenceTransformersInstrumentor
@@ -44,22 +42,7 @@ _VOCAB = [
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> CrossEncoder:
     """A one-layer BERT sequence classifier (one label) saved with its own vocabulary, loaded as a CrossEncoder."""
-    path: Path = tmp_path_factory.mktemp("models") / MODEL_NAME
-    path.mkdir()
-    (path / "vocab.txt").write_text("\n".join(_VOCAB) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(_VOCAB),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        num_labels=1,
-    )
-    BertForSequenceClassification(config).save_pretrained(path)
-    return CrossEncoder(str(path), device="cpu")
+    return CrossEncoder(build(tmp_path_factory.mktemp("models"), _VOCAB), device="cpu")
 
 
 @pytest.fixture

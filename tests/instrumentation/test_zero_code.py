@@ -220,6 +220,27 @@ SCENARIOS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     ),
 }
 
+# Haystack runs here once the installed ragotel metadata carries its `ragotel_haystack` entry point (any install of
+# a checkout that has it, as CI's); a development environment installed from an older checkout cannot load it.
+if any(e.name == "ragotel_haystack" for e in entry_points(group="opentelemetry_instrumentor")):
+    SCENARIOS["haystack"] = (
+        f"""
+        os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
+        from haystack import Document, Pipeline
+        from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
+        from haystack.document_stores.in_memory import InMemoryDocumentStore
+        store = InMemoryDocumentStore()
+        store.write_documents([Document(content="{SECRET} kiwi"), Document(content="plum")])
+        pipe = Pipeline()
+        pipe.add_component("retriever", InMemoryBM25Retriever(store, top_k=1))
+        assert len(pipe.run({{"retriever": {{"query": "kiwi {SECRET}"}}}})["retriever"]["documents"]) == 1
+        """,
+        [
+            ("retrieval InMemoryDocumentStore", "retrieval", "haystack"),
+            ("pipeline Pipeline", "pipeline", "haystack"),
+        ],
+    )
+
 
 def _script() -> str:
     parts = ["import os\n"]
@@ -313,6 +334,7 @@ def test_opentelemetry_instrument_runs_the_same_spans(
 HEAVY = (
     "openai", "langchain_core", "chromadb", "qdrant_client", "sentence_transformers", "torch", "llama_index",
     "cohere", "faiss", "lancedb", "pymilvus", "anthropic", "botocore", "google.genai", "ollama",
+    "haystack",
 )  # fmt: skip
 
 PARITY_APP = """

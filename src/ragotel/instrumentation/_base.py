@@ -99,7 +99,7 @@ def _begin(target: Target, instance: Any, args: tuple[Any, ...], kwargs: Mapping
     if attrs is None:
         return None
     # Suppression checked by the wrapper; the wrapper's guard is the one around span creation (no second one).
-    op = _telemetry.current()._operation(target.stage, target.component, attrs, None, True)
+    op = _telemetry.current()._operation(target.stage, target.component, attrs, None, True, None)
     if target.request_content is not None and op.capture_content:
         content = target.request_content(instance, args, kwargs)
         if content:

@@ -1,31 +1,33 @@
-"""LangChain (langchain-core) instrumentation: retrievers, chat models/LLMs, embeddings, vector stores, sequences.
+"""LangChain (langchain-core) instrumentation: retrievers, chat models/LLMs, embeddings, vector stores, rerankers,
+sequences.
 
 Hooks sit where langchain-core defines the entry points (``BaseRetriever.invoke``, ``BaseChatModel.generate`` ...),
-so every integration inherits them and nothing is wrapped twice. Embeddings are the exception: their methods are
-abstract on ``Embeddings`` and defined by each integration class, and LangChain's callbacks never see them. So the
-concrete classes are wrapped where they define the methods — every subclass that exists at instrument time, and
-any later one when its first instance is created (a ``__new__`` on ``Embeddings``; ``__init_subclass__`` would miss
-pydantic-based classes, whose ``BaseModel.__init_subclass__`` does not chain up). Callbacks were not used for the
-other steps either: a callback handler cannot make its span current around the step, so the OpenAI call inside a
-chat model would not nest (and merge) under it.
+so every integration inherits them and nothing is wrapped twice. Embeddings, vector store searches, document
+compressors and cross-encoders are the exception: their methods are abstract (or overridden) on the base and defined
+by each integration class, so :class:`~ragotel.instrumentation._classes.SubclassHook` wraps them where each class
+defines them. Callbacks were not used: a callback handler cannot make its span current around the step, so the
+OpenAI call inside a chat model would not nest (and merge) under it.
+
+``RunnableSequence.batch`` / ``abatch`` make one pipeline span for the whole batch, with its size: LangChain runs a
+sequence's batch step by step across all inputs (every input's retrieval, then every input's generation), so no
+input has a boundary of its own to time, and one span lets every step of every input nest in one trace.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
-import weakref
+import importlib
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
-
-import wrapt
-from opentelemetry.instrumentation.utils import unwrap
 
 from ragotel import _guard
 from ragotel import semconv as sc
 from ragotel.instrumentation._base import RagotelInstrumentor, Target, make_wrapper
+from ragotel.instrumentation._classes import SubclassHook, WrapperFactory
 from ragotel.instrumentation.langchain import models as m
+from ragotel.instrumentation.langchain import rerank as rr
 from ragotel.instrumentation.langchain import retrieval as r
+from ragotel.instrumentation.langchain import stores as st
 from ragotel.telemetry import Operation, current_operation
 
 __all__ = ["LangChainInstrumentor"]
@@ -38,6 +40,8 @@ _CHAT: Final = "langchain_core.language_models.chat_models"
 _LLMS: Final = "langchain_core.language_models.llms"
 _RUNNABLES: Final = "langchain_core.runnables.base"
 _EMBEDDINGS: Final = "langchain_core.embeddings.embeddings"
+_COMPRESSORS: Final = "langchain_core.documents.compressor"
+_CROSS_ENCODERS: Final = "langchain_core.cross_encoders"
 
 
 # -- pipeline -----------------------------------------------------------------------------------------------------
@@ -48,6 +52,17 @@ def pipeline_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, 
     config = kwargs.get("config", args[1] if len(args) > 1 else None)
     name = config.get("run_name") if isinstance(config, Mapping) else None
     return {sc.RAGOTEL_PIPELINE_NAME: name or getattr(instance, "name", None) or type(instance).__name__}
+
+
+def pipeline_batch_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``batch(inputs, config=None)``: one pipeline span for the batch (see the module docstring), with its size."""
+    inputs = kwargs.get("inputs", args[0] if args else None)
+    config = kwargs.get("config", args[1] if len(args) > 1 else None)
+    first = config[0] if isinstance(config, list | tuple) and config else config
+    attrs = pipeline_request(instance, (None, first), {})
+    if attrs is not None:
+        attrs[sc.RAGOTEL_PIPELINE_BATCH_SIZE] = len(inputs) if isinstance(inputs, list | tuple) else None
+    return attrs
 
 
 class _PassThrough:
@@ -117,6 +132,11 @@ def _targets() -> tuple[Target, ...]:
                    stream=pipeline_stream if "stream" in method else None,
                    is_async=method == "ainvoke")
         )  # fmt: skip
+    for method in ("batch", "abatch"):
+        rows.append(
+            Target(_RUNNABLES, f"RunnableSequence.{method}", sc.STAGE_PIPELINE, COMPONENT,
+                   request=pipeline_batch_request, is_async=method == "abatch")
+        )  # fmt: skip
     return tuple(rows)
 
 
@@ -133,107 +153,57 @@ def _embedding_targets() -> dict[str, Target]:
     }  # fmt: skip
 
 
-class _EmbeddingsHook:
-    """Wraps the embed methods of concrete ``Embeddings`` classes where each defines them, once per class.
+def _rerank_targets() -> tuple[dict[str, Target], dict[str, Target]]:
+    """Targets of reranking compressors, and of cross-encoders (which merge into them)."""
+    compress = {
+        name: Target(_COMPRESSORS, f"BaseDocumentCompressor.{name}", sc.STAGE_RERANK, COMPONENT,
+                     request=rr.compress_request, response=rr.compress_response,
+                     request_content=rr.compress_request_content, response_content=rr.compress_response_content,
+                     is_async=name.startswith("a"))
+        for name in ("compress_documents", "acompress_documents")
+    }  # fmt: skip
+    score = {
+        "score": Target(_CROSS_ENCODERS, "BaseCrossEncoder.score", sc.STAGE_RERANK, COMPONENT,
+                        request=rr.score_request, response=rr.score_response, is_async=False)
+    }  # fmt: skip
+    return compress, score
 
-    The ``__new__`` hook is installed once and stays: after ``remove()`` it only passes through. CPython cannot
-    give a class back its C-level constructor slot once a Python ``__new__`` was set on a base — deleting it makes
-    every subclass reject constructor arguments (``object.__new__() takes exactly one argument``) — so an inert
-    pass-through is the transparent way to uninstrument.
-    """
 
-    active: ClassVar[_EmbeddingsHook | None] = None  # the hook the installed __new__ reports to, if any
-
-    def __init__(self, base: type) -> None:
-        self.base = base
-        self.targets = _embedding_targets()
-        self.wrapped: list[tuple[weakref.ref[type], str]] = []
-        self.seen: weakref.WeakSet[type] = weakref.WeakSet()
-        self.lock = threading.Lock()
-
-    def wrap_class(self, cls: type) -> None:
-        """Wrap ``cls`` and its ``Embeddings`` bases (idempotent; thread-safe)."""
-        with self.lock:
-            for klass in cls.__mro__:
-                if klass in self.seen or not issubclass(klass, self.base):
-                    continue
-                self.seen.add(klass)
-                for name, target in self.targets.items():
-                    func = vars(klass).get(name)
-                    if func is None or getattr(func, "__isabstractmethod__", False):
-                        continue
-                    if isinstance(func, wrapt.ObjectProxy):
-                        continue  # wrapped already (by us earlier, or another tool): never twice
-                    # one odd class must not stop the others
-                    wrap = functools.partial(self._wrap, klass, name, target, func)
-                    _guard.call(f"langchain: wrapping {klass.__qualname__}.{name}", wrap, None)
-
-    def _wrap(self, klass: type, name: str, target: Target, func: Any) -> None:
-        wrapt.wrap_function_wrapper(klass, name, make_wrapper(target, func))
-        self.wrapped.append((weakref.ref(klass), name))
-
-    def install(self) -> None:
-        """Wrap every existing subclass, and any later one at its first instantiation."""
-        pending = [self.base]
-        while pending:
-            cls = pending.pop()
-            self.wrap_class(cls)
-            pending.extend(cls.__subclasses__())
-        base = self.base
-        _EmbeddingsHook.active = self
-        current = vars(base).get("__new__")
-        if getattr(getattr(current, "__func__", current), "__ragotel__", False):
-            return  # installed by an earlier instrument(): it now reports to this hook
-        if current is not None:
-            raise TypeError(f"{base.__qualname__} defines __new__ itself; not hooking it")
-
-        def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
-            hook = _EmbeddingsHook.active
-            if hook is not None and cls not in hook.seen:
-                _guard.call("langchain: wrapping a new Embeddings class", lambda: hook.wrap_class(cls), None)
-            following = super(base, cls).__new__  # type: ignore[arg-type]  # the next __new__ after Embeddings
-            return following(cls) if following is object.__new__ else following(cls, *args, **kwargs)
-
-        __new__.__ragotel__ = True  # type: ignore[attr-defined]
-        base.__new__ = staticmethod(__new__)  # type: ignore[assignment,method-assign]
-
-    def remove(self) -> None:
-        """Unwrap every wrapped method; the ``__new__`` hook turns into a pass-through (see the class docstring)."""
-        if _EmbeddingsHook.active is self:
-            _EmbeddingsHook.active = None
-        with self.lock:
-            for ref, name in reversed(self.wrapped):
-                klass = ref()
-                if klass is not None:
-                    _guard.call(f"unwrapping {klass.__qualname__}.{name}", functools.partial(unwrap, klass, name), None)
-            self.wrapped.clear()
-            self.seen = weakref.WeakSet()
+def _factories(targets: dict[str, Target]) -> dict[str, WrapperFactory]:
+    return {name: functools.partial(make_wrapper, target) for name, target in targets.items()}
 
 
 class LangChainInstrumentor(RagotelInstrumentor):
-    """Spans and metrics for langchain-core: retrieval, generation, embedding, vector_db (in-memory) and pipelines."""
+    """Spans and metrics for langchain-core: retrieval, generation, embedding, vector_db, rerank and pipelines."""
 
     library: ClassVar[str] = "langchain"
     targets: ClassVar[tuple[Target, ...]] = _targets()
     dependencies: ClassVar[tuple[str, ...]] = ("langchain-core >= 0.3",)
 
     def _instrument_extra(self, **kwargs: Any) -> None:
-        self._ragotel_embeddings: _EmbeddingsHook | None = None
-        try:
-            from langchain_core.embeddings import Embeddings  # noqa: PLC0415  only once langchain is being instrumented
-        except ImportError as exc:  # not installed (e.g. loaded by opentelemetry-instrument anyway): quietly nothing
-            _guard.report("langchain: langchain_core not importable", exc)
-            return
-        # embeddings failing must not undo the other hooks
-        _guard.warned("instrumenting langchain embeddings", functools.partial(self._hook_embeddings, Embeddings), None)
+        self._ragotel_hooks: list[SubclassHook] = []
+        compress, score = _rerank_targets()
+        for module, name, factories in (
+            (_EMBEDDINGS, "Embeddings", _factories(_embedding_targets())),
+            (_VECTORSTORES, "VectorStore", {method: st.search_wrapper(method) for method in st.SEARCH_METHODS}),
+            (_COMPRESSORS, "BaseDocumentCompressor", _factories(compress)),
+            (_CROSS_ENCODERS, "BaseCrossEncoder", _factories(score)),
+        ):
+            # one family failing must not undo the other hooks
+            hook = functools.partial(self._hook, module, name, factories)
+            _guard.warned(f"instrumenting langchain {name} classes", hook, None)
 
-    def _hook_embeddings(self, embeddings: type) -> None:
-        hook = _EmbeddingsHook(embeddings)
+    def _hook(self, module: str, name: str, factories: dict[str, WrapperFactory]) -> None:
+        try:
+            base = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:  # not installed, or not in this version: quietly nothing
+            _guard.report(f"langchain: {module}.{name} not importable", exc)
+            return
+        hook = SubclassHook(base, factories)
         hook.install()
-        self._ragotel_embeddings = hook
+        self._ragotel_hooks.append(hook)
 
     def _uninstrument_extra(self, **kwargs: Any) -> None:
-        hook = getattr(self, "_ragotel_embeddings", None)
-        if hook is not None:
-            _guard.call("uninstrumenting langchain embeddings", hook.remove, None)
-        self._ragotel_embeddings = None
+        for hook in reversed(getattr(self, "_ragotel_hooks", [])):
+            _guard.call(f"uninstrumenting langchain {hook.base.__name__} classes", hook.remove, None)
+        self._ragotel_hooks = []

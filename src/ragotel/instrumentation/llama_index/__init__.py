@@ -1,6 +1,6 @@
-"""LlamaIndex: query engines, retrievers, LLMs and embeddings as pipeline/retrieval/generation/embedding spans.
+"""LlamaIndex: query engines, retrievers, rerankers, LLMs and embeddings as spans of their RAG stages.
 
-Two hooks, each where it is cleanest:
+Three hooks, each where it is cleanest:
 
 * LlamaIndex's own instrumentation dispatcher for calls that return a value. LlamaIndex wraps every
   implementation of ``BaseLLM.chat/complete``, ``BaseEmbedding.get_*_embedding*``, ``BaseRetriever.retrieve`` and
@@ -15,6 +15,11 @@ Two hooks, each where it is cleanest:
   generator's steps (where LlamaIndex calls the provider lazily) must run with the operation current so the
   provider call merges instead of making a second generation span. The proxy ends the span on every exit path.
 
+* Node postprocessors that rerank (``SentenceTransformerRerank``, ``LLMRerank``, ``CohereRerank``, ...; see
+  :func:`~ragotel.instrumentation._rerank.is_reranker`) through the common wrapper on ``BaseNodePostprocessor.
+  postprocess_nodes`` / ``apostprocess_nodes``, where LlamaIndex defines them (the dispatcher does not see them):
+  ``rerank`` spans; an instrumented cross-encoder inside merges into them, an LLM reranker's calls nest under them.
+
 A query engine's ``query`` is a ``pipeline`` span only when no ragotel operation is running already; an LLM or
 embedding call made by another LlamaIndex LLM/embedding step (``CustomLLM.chat`` → ``complete``) is part of it,
 not a second span. Handlers and wrappers never touch arguments or results and keep no state beyond the calls in
@@ -25,7 +30,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ragotel import semconv as sc
 from ragotel.instrumentation._base import RagotelInstrumentor, Target
+from ragotel.instrumentation.llama_index import extract as ex
 from ragotel.instrumentation.llama_index.handler import Calls, span_handler_class
 from ragotel.instrumentation.llama_index.streams import StreamPatcher
 
@@ -33,10 +40,15 @@ __all__ = ["LlamaIndexInstrumentor"]
 
 
 class LlamaIndexInstrumentor(RagotelInstrumentor):
-    """Traces LlamaIndex query engines, retrievers, LLMs and embeddings (see the module docstring for how)."""
+    """Traces LlamaIndex query engines, retrievers, rerankers, LLMs and embeddings (see the module docstring)."""
 
     library: ClassVar[str] = "llama_index"
-    targets: ClassVar[tuple[Target, ...]] = ()
+    targets: ClassVar[tuple[Target, ...]] = tuple(
+        Target("llama_index.core.postprocessor.types", f"BaseNodePostprocessor.{method}", sc.STAGE_RERANK,
+               ex.COMPONENT, request=ex.rerank_request, response=ex.rerank_response,
+               request_content=ex.rerank_content, response_content=ex.rerank_result_content)
+        for method in ("postprocess_nodes", "apostprocess_nodes")
+    )  # fmt: skip
     dependencies: ClassVar[tuple[str, ...]] = ("llama-index-core >= 0.10.41",)
     _ragotel_handler: Any = None
     _ragotel_streams: StreamPatcher | None = None

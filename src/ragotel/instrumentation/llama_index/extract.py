@@ -14,6 +14,9 @@ from typing import Any, Final
 from ragotel import semconv as sc
 from ragotel import telemetry as _telemetry
 from ragotel.bounds import items
+from ragotel.instrumentation._rerank import is_reranker, top_n_of
+from ragotel.instrumentation._rerank import rerank_request as rerank_attrs
+from ragotel.instrumentation._rerank import rerank_response as rerank_result_attrs
 
 COMPONENT: Final = "llama_index"
 _UNKNOWN: Final = "unknown"  # LlamaIndex's placeholder model name: not worth recording
@@ -278,3 +281,36 @@ def inside_llama_step(stage: str) -> bool:
     """True when a LlamaIndex step of ``stage`` is already current: LlamaIndex calling itself within one step."""
     current = _telemetry.current_operation()
     return current is not None and current.stage == stage and current.component == COMPONENT
+
+
+# -- node postprocessors that rerank (common wrapper targets: pure (instance, args, kwargs) extractors) -----------
+def rerank_request(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``postprocess_nodes(nodes, query_bundle=None, query_str=None)`` of a reranker; None for other postprocessors."""
+    if not is_reranker(instance):
+        return None
+    model = getattr(instance, "model", None)
+    if not isinstance(model, str):
+        llm = getattr(instance, "llm", None)
+        model = _llm_model(llm) if llm is not None else None
+    nodes = kwargs.get("nodes", args[0] if args else None)
+    return rerank_attrs(model, top_n_of(instance), nodes)
+
+
+def rerank_response(instance: Any, result: Any) -> dict[str, Any]:
+    """The nodes kept and their best score."""
+    kept = result if isinstance(result, list) else None
+    return rerank_result_attrs(kept, (getattr(n, "score", None) for n in items(kept or [])))
+
+
+def rerank_content(instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The query."""
+    query = kwargs.get("query_str") or kwargs.get("query_bundle", args[1] if len(args) > 1 else None)
+    text = getattr(query, "query_str", query)
+    return {sc.GEN_AI_RETRIEVAL_QUERY_TEXT: text} if isinstance(text, str) else None
+
+
+def rerank_result_content(instance: Any, result: Any) -> dict[str, Any] | None:
+    """Ids and scores of the nodes kept."""
+    if not isinstance(result, list):
+        return None
+    return {sc.GEN_AI_RETRIEVAL_DOCUMENTS: [{"id": node_id, "score": score} for node_id, score in _scored(result)]}
