@@ -115,6 +115,27 @@ def test_chroma_check_lists_collections_up_to_a_cap() -> None:
     assert chroma_check(client, max_collections=0)().counts == {}
 
 
+def test_chroma_collection_deleted_between_list_and_count_is_not_a_failure() -> None:
+    """A listed collection the app deletes before the probe counts it (re-indexing) is skipped; a named one fails."""
+    client = chromadb.EphemeralClient()
+    kept = chroma_collection(client, 2)
+    doomed = chroma_collection(client, 1)
+    listing = client.list_collections()
+    real_list = client.list_collections
+
+    def list_then_delete(*args: object, **kwargs: object) -> object:
+        real_list(*args, **kwargs)
+        client.delete_collection(doomed)  # the app re-indexing while the probe runs
+        return listing
+
+    client.list_collections = list_then_delete  # type: ignore[method-assign]
+    counts = chroma_check(client, max_collections=1000)().counts
+    assert counts[kept] == 2
+    assert doomed not in counts
+    with pytest.raises(Exception, match="does not exist"):
+        chroma_check(client, collections=[doomed])()
+
+
 def test_qdrant_check_collections_and_index_size(reg: HealthRegistry, reader: InMemoryMetricReader) -> None:
     """qdrant_check on :memory:: get_collections healthy, point counts per collection as ragotel.index.documents."""
     client = QdrantClient(":memory:")

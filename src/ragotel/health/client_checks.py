@@ -68,12 +68,25 @@ class _ChromaCheck:
         client = self.client()
         client.heartbeat()
         names = self.collections
+        discovered = names is None
         if names is None:
             listed = client.list_collections(limit=self.limit) if self.limit else []
             # chromadb >= 0.6 lists Collection objects, older versions names.
             names = tuple(getattr(c, "name", c) for c in listed)
-        counts = {name: int(client.get_collection(name).count()) for name in names}
+        counts: dict[str, int] = {}
+        for name in names:
+            try:
+                counts[name] = int(client.get_collection(name).count())
+            except Exception as exc:  # re-raised unless a listed collection was deleted since (below)
+                if discovered and _vanished(exc):
+                    continue  # the app dropped it between our list and count (re-indexing): not a store failure
+                raise
         return IndexSizes(sc.DB_SYSTEM_CHROMA, counts)
+
+
+def _vanished(exc: Exception) -> bool:
+    """Chroma's "no such collection": ``NotFoundError`` (chromadb >= 0.6), a ``ValueError`` saying so before."""
+    return type(exc).__name__ == "NotFoundError" or (isinstance(exc, ValueError) and "does not exist" in str(exc))
 
 
 def chroma_check(
